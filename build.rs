@@ -1,0 +1,30 @@
+//! Generates the protobuf messages (buffa) and Connect service stubs (connectrpc) from
+//! `proto/`, with protox as the compiler so that no system `protoc` is needed. The same
+//! descriptor set is embedded for gRPC server reflection.
+
+use std::path::PathBuf;
+
+/// Every proto file the crate serves or sends, as named inside the descriptor set.
+const FILES: &[&str] = &[
+    "buf/alpha/registry/v1alpha1/webhook.proto",
+    "buf/alpha/registry/v1alpha1/repository.proto",
+    "buf/alpha/registry/v1alpha1/repository_commit.proto",
+    "buf/alpha/registry/v1alpha1/repository_tag.proto",
+    "buf/alpha/webhook/v1alpha1/event.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(FILES)?;
+    let descriptor_path = out_dir.join("webhookd_descriptor.bin");
+    std::fs::write(&descriptor_path, compiler.encode_file_descriptor_set())?;
+    connectrpc_build::Config::new()
+        .descriptor_set(&descriptor_path)
+        .files(FILES)
+        .include_file("_connectrpc.rs")
+        .compile()?;
+    Ok(())
+}

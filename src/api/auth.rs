@@ -1,0 +1,22 @@
+//! Bearer-token authentication for every WebhookService RPC.
+
+use connectrpc::RequestContext;
+use sqlx::PgPool;
+
+use crate::domain::{ApiToken, TokenScope};
+use crate::error::{Error, Result};
+use crate::store;
+
+/// Resolves the request's `Authorization: Bearer <token>` to the token's scope.
+///
+/// # Errors
+/// `Unauthenticated` when the header is missing or malformed, or the token is unknown or
+/// revoked; `Unavailable` when the database cannot be asked.
+pub async fn authenticate(pool: &PgPool, ctx: &RequestContext) -> Result<TokenScope> {
+    let header = ctx.header("authorization").and_then(|v| v.to_str().ok());
+    let token = ApiToken::from_authorization(header)?;
+    let mut conn = pool.acquire().await?;
+    store::tokens::find_scope(&mut conn, token.hash())
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("unknown or revoked token".into()))
+}

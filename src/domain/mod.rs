@@ -1,0 +1,14 @@
+//! Validated domain values ("parse, don't validate"). Everything past `api/` works with these
+//! types, so a function that takes a [`CallbackUrl`] can never see an unchecked string.
+
+mod callback_url;
+mod names;
+mod page;
+mod token;
+mod webhook;
+
+pub use callback_url::{CallbackUrl, EVENT_PATH_SUFFIX, MAX_CALLBACK_URL_BYTES};
+pub use names::{MAX_NAME_CHARS, OwnerName, RepositoryName};
+pub use page::{PageCursor, PageKey};
+pub use token::{ApiToken, TokenHash, TokenScope};
+pub use webhook::{NewWebhook, Webhook, WebhookEvent, WebhookId};

@@ -1,0 +1,11 @@
+//! The code generated from `proto/` by `build.rs`: buffa messages and connectrpc service
+//! stubs. Nothing hand-written lives here; the rest of the crate converts these types into
+//! domain types at the edge (`api/`).
+
+#![allow(missing_docs, clippy::all, rust_2018_idioms)]
+
+connectrpc::include_generated!();
+
+/// The encoded `FileDescriptorSet` of every served proto, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/webhookd_descriptor.bin"));

@@ -1,0 +1,81 @@
+//! All SQL lives here. Functions take `&mut PgConnection` so that a caller can run them
+//! inside its own transaction; they translate database errors into domain meaning
+//! (unique violations become `AlreadyExists`, connection failures `Unavailable`).
+
+pub mod keys;
+pub mod tokens;
+pub mod webhooks;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::error::Result;
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// Opens a pool of at most `max_connections` to the database.
+///
+/// # Errors
+/// `Unavailable` when the database cannot be reached.
+pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+/// Applies every migration not yet applied. Safe to run from several processes at once:
+/// sqlx serialises them with an advisory lock.
+///
+/// # Errors
+/// `Internal` when a migration fails or the database holds a newer, unknown migration.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("applying database migrations"))?;
+    Ok(())
+}
+
+/// True when `error` is a unique violation (SQLSTATE 23505) of `constraint`.
+fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint))
+}
+
+/// Creates database `name` on the server `conn` is connected to, unless it exists.
+/// `name` must be a plain identifier (letters, digits, `_`); it cannot be a bind parameter.
+///
+/// # Errors
+/// When `name` is not a plain identifier, or the statement fails for another reason than
+/// the database existing already (another process may create it at the same moment).
+pub async fn create_database_if_missing(conn: &mut sqlx::PgConnection, name: &str) -> Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(crate::error::Error::InvalidArgument(format!(
+            "{name:?} is not a plain database name"
+        )));
+    }
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+        name
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if !exists {
+        let created = sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut *conn)
+            .await;
+        match created {
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    Ok(())
+}

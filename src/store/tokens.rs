@@ -1,0 +1,97 @@
+//! API tokens: stored by hash, looked up on every request, listed and revoked by the CLI.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{TokenHash, TokenScope};
+use crate::error::Result;
+
+/// A stored token, as `webhookd token list` shows it (never the token itself).
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    /// The token's id, used to revoke it.
+    pub id: Uuid,
+    /// What the token may manage.
+    pub scope: TokenScope,
+    /// When it was created.
+    pub create_time: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoke_time: Option<DateTime<Utc>>,
+}
+
+/// Stores a new token's hash and scope; returns its id.
+pub async fn insert(conn: &mut PgConnection, hash: TokenHash, scope: &TokenScope) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query!(
+        r#"
+        INSERT INTO api_tokens (id, token_hash, owners, all_owners)
+        VALUES ($1, $2, $3, $4)
+        "#,
+        id,
+        &hash.0[..],
+        &scope.owners,
+        scope.all_owners,
+    )
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// The scope of the live (not revoked) token with this hash, if there is one.
+pub async fn find_scope(conn: &mut PgConnection, hash: TokenHash) -> Result<Option<TokenScope>> {
+    let row = sqlx::query!(
+        r#"
+        SELECT owners, all_owners
+        FROM api_tokens
+        WHERE token_hash = $1 AND revoke_time IS NULL
+        "#,
+        &hash.0[..],
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| TokenScope {
+        owners: r.owners,
+        all_owners: r.all_owners,
+    }))
+}
+
+/// Every token, oldest first.
+pub async fn list(conn: &mut PgConnection) -> Result<Vec<TokenRecord>> {
+    let rows = sqlx::query!(
+        r#"
+        SELECT id, owners, all_owners, create_time, revoke_time
+        FROM api_tokens
+        ORDER BY create_time, id
+        "#
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| TokenRecord {
+            id: r.id,
+            scope: TokenScope {
+                owners: r.owners,
+                all_owners: r.all_owners,
+            },
+            create_time: r.create_time,
+            revoke_time: r.revoke_time,
+        })
+        .collect())
+}
+
+/// Revokes a live token; false when no live token has this id.
+pub async fn revoke(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
+    let done = sqlx::query!(
+        r#"
+        UPDATE api_tokens
+        SET revoke_time = now()
+        WHERE id = $1 AND revoke_time IS NULL
+        "#,
+        id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
