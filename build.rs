@@ -13,6 +13,9 @@ const FILES: &[&str] = &[
     "buf/alpha/webhook/v1alpha1/event.proto",
 ];
 
+/// The files whose services `webhookd serve` answers, for gRPC server reflection.
+const SERVED: &[&str] = &["buf/alpha/registry/v1alpha1/webhook.proto"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
@@ -21,6 +24,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compiler.open_files(FILES)?;
     let descriptor_path = out_dir.join("webhookd_descriptor.bin");
     std::fs::write(&descriptor_path, compiler.encode_file_descriptor_set())?;
+    // Reflection describes only what this server answers: WebhookService and its imports,
+    // not the EventService that listeners implement.
+    let mut served = protox::Compiler::new(["proto"])?;
+    served.include_imports(true);
+    served.open_files(SERVED)?;
+    std::fs::write(
+        out_dir.join("webhookd_served.bin"),
+        served.encode_file_descriptor_set(),
+    )?;
     connectrpc_build::Config::new()
         .descriptor_set(&descriptor_path)
         .files(FILES)

@@ -21,6 +21,11 @@ pub struct DatabaseArgs {
     /// Where the embedded PostgreSQL keeps its data when no DATABASE_URL is given.
     #[arg(long, env = "WEBHOOKD_DATA_DIR", default_value = ".webhookd")]
     pub data_dir: PathBuf,
+
+    /// Directory holding the PostgreSQL server binaries (initdb, pg_ctl) for the embedded
+    /// server. Default: pg_config --bindir, then PATH, then the newest /usr/lib/postgresql/*/bin.
+    #[arg(long, env = "WEBHOOKD_POSTGRES_BIN_DIR")]
+    pub postgres_bin_dir: Option<PathBuf>,
 }
 
 /// An open connection pool, plus the embedded server behind it if there is one.
@@ -44,7 +49,12 @@ impl Database {
                 None,
             ),
             None => {
-                let local = start_local(args.data_dir.clone(), Durability::Durable).await?;
+                let local = start_local(
+                    args.data_dir.clone(),
+                    args.postgres_bin_dir.clone(),
+                    Durability::Durable,
+                )
+                .await?;
                 create_database_if_missing(&local).await?;
                 (local.connect_options(), Some(local))
             }
@@ -74,8 +84,13 @@ impl Database {
 ///
 /// # Errors
 /// As [`LocalPg::start`].
-pub async fn start_local(data_dir: PathBuf, durability: Durability) -> anyhow::Result<LocalPg> {
-    tokio::task::spawn_blocking(move || LocalPg::start(&data_dir, durability)).await?
+pub async fn start_local(
+    data_dir: PathBuf,
+    bin_dir: Option<PathBuf>,
+    durability: Durability,
+) -> anyhow::Result<LocalPg> {
+    tokio::task::spawn_blocking(move || LocalPg::start(&data_dir, bin_dir.as_deref(), durability))
+        .await?
 }
 
 /// Creates the `webhookd` database in a fresh embedded cluster.

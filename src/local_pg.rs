@@ -48,17 +48,31 @@ pub struct LocalPg {
 }
 
 impl LocalPg {
-    /// Starts (or joins) the private server under `data_dir` and makes sure the `webhookd`
-    /// database exists. Blocks; call it from `spawn_blocking` inside async code.
+    /// Starts (or joins) the private server under `data_dir`, using the binaries in `bin_dir`
+    /// (or found as [`find_bin_dir`] says). Blocks; call it from `spawn_blocking` in async code.
     ///
     /// # Errors
     /// When no PostgreSQL binaries are installed, the directory is unusable, or the server
     /// does not start; each message says what to do.
-    pub fn start(data_dir: &Path, durability: Durability) -> anyhow::Result<Self> {
+    pub fn start(
+        data_dir: &Path,
+        bin_dir: Option<&Path>,
+        durability: Durability,
+    ) -> anyhow::Result<Self> {
         let root = std::path::absolute(data_dir).context("resolving --data-dir")?;
         fs::create_dir_all(&root)
             .with_context(|| format!("creating data directory {}", root.display()))?;
-        let bin_dir = find_bin_dir()?;
+        let bin_dir = match bin_dir {
+            Some(dir) if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() => {
+                dir.to_path_buf()
+            }
+            Some(dir) => bail!(
+                "{} does not hold PostgreSQL's initdb and pg_ctl: install PostgreSQL \
+                 (e.g. 'apt-get install postgresql'), fix --postgres-bin-dir, or set DATABASE_URL",
+                dir.display()
+            ),
+            None => find_bin_dir()?,
+        };
         let run_as = postgres_user_if_root()?;
         let cluster = root.join("pg");
         let socket = cluster.join(".s.PGSQL.5432");

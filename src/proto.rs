@@ -6,6 +6,7 @@
 
 connectrpc::include_generated!();
 
-/// The encoded `FileDescriptorSet` of every served proto, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/webhookd_descriptor.bin"));
+/// The encoded `FileDescriptorSet` of the services `webhookd serve` answers (and their
+/// imports), for gRPC server reflection.
+pub const SERVED_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/webhookd_served.bin"));

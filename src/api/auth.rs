@@ -15,7 +15,7 @@ use crate::store;
 pub async fn authenticate(pool: &PgPool, ctx: &RequestContext) -> Result<TokenScope> {
     let header = ctx.header("authorization").and_then(|v| v.to_str().ok());
     let token = ApiToken::from_authorization(header)?;
-    let mut conn = pool.acquire().await?;
+    let mut conn = store::acquire(pool).await?;
     store::tokens::find_scope(&mut conn, token.hash())
         .await?
         .ok_or_else(|| Error::Unauthenticated("unknown or revoked token".into()))

@@ -52,8 +52,9 @@ pub fn router(
         );
     }
     let connect = health::install(connect, DatabaseHealth::new(pool.clone()));
+    // Reflection describes what this port answers, not the EventService listeners implement.
     let reflector = connectrpc_reflection::Reflector::from_descriptor_set_bytes(
-        crate::proto::FILE_DESCRIPTOR_SET,
+        crate::proto::SERVED_DESCRIPTOR_SET,
     )?;
     let connect = connectrpc_reflection::install(connect, reflector);
     Ok(axum::Router::new()

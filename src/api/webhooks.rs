@@ -53,7 +53,7 @@ impl WebhookApi {
         };
         scope.require(&new.owner)?;
         let max = i64::from(self.settings.max_webhooks_per_repository);
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = store::acquire(&self.pool).await?;
         let webhook = store::webhooks::insert(&mut conn, &new, max).await?;
         tracing::info!(webhook_id = %webhook.id, owner = %new.owner, repository = %new.repository, "webhook created");
         Ok(pb::CreateWebhookResponse {
@@ -80,7 +80,7 @@ impl WebhookApi {
                 &repository,
             )?),
         };
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = store::acquire(&self.pool).await?;
         let limit = i64::try_from(PAGE_SIZE + 1).unwrap_or(i64::MAX);
         let mut page = store::webhooks::list_page(
             &mut conn,
@@ -125,7 +125,7 @@ impl WebhookApi {
             )
         };
         let id = WebhookId::parse(&req.webhook_id).ok_or_else(not_found)?;
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = store::acquire(&self.pool).await?;
         if !store::webhooks::delete(&mut conn, id, &scope).await? {
             return Err(not_found());
         }

@@ -29,6 +29,17 @@ pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<
     Ok(pool)
 }
 
+/// Takes a connection from the pool. Any failure to get one (the server is down, refuses
+/// connections, or the pool is exhausted) is `Unavailable`: the request may be retried.
+///
+/// # Errors
+/// `Unavailable`.
+pub async fn acquire(pool: &PgPool) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+    pool.acquire()
+        .await
+        .map_err(crate::error::Error::Unavailable)
+}
+
 /// Applies every migration not yet applied. Safe to run from several processes at once:
 /// sqlx serialises them with an advisory lock.
 ///

@@ -1,0 +1,177 @@
+//! The `webhookd` binary as a newcomer uses it: the embedded PostgreSQL default, tokens made
+//! beside a running server, and a clean SIGTERM shutdown.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{EVENT_PATH, http_client, run, tempdir};
+
+fn webhookd(data_dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_webhookd"));
+    command
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn server_running(data_dir: &Path) -> bool {
+    data_dir.join("pg/postmaster.pid").exists()
+}
+
+async fn create_token(data_dir: &Path, owner: &str) -> String {
+    let (code, out, err) = run(webhookd(data_dir, &["token", "create", "--owner", owner])).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "stdout holds the token and nothing else: {out:?}"
+    );
+    let token = out.trim_end().to_owned();
+    assert!(token.starts_with("whd_") && token.len() == 47, "{token}");
+    token
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn the_embedded_default_runs_the_whole_quick_start() {
+    let data_dir = tempdir("embedded");
+    // First use creates the cluster; a one-shot command stops the server it started.
+    let first = create_token(&data_dir, "acme").await;
+    assert!(data_dir.join("pg/PG_VERSION").exists());
+    assert!(
+        !server_running(&data_dir),
+        "token create stops the server it started"
+    );
+
+    let port = free_port();
+    let mut serve = webhookd(
+        &data_dir,
+        &[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--allow-insecure-callbacks",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let http = http_client();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "serve did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A second command shares the running server and leaves it running.
+    let second = create_token(&data_dir, "acme").await;
+    assert!(server_running(&data_dir));
+    for (i, token) in [&first, &second].into_iter().enumerate() {
+        let response = http
+            .post(format!(
+                "{base}/buf.alpha.registry.v1alpha1.WebhookService/CreateWebhook"
+            ))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(
+                json!({"webhook_event": "WEBHOOK_EVENT_REPOSITORY_PUSH", "owner_name": "acme",
+                         "repository_name": format!("repo{i}"),
+                         "callback_url": format!("http://127.0.0.1:9{EVENT_PATH}")})
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+
+    let (code, listed, _) = run(webhookd(&data_dir, &["token", "list"])).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        listed.lines().filter(|l| l.contains("active")).count(),
+        2,
+        "{listed}"
+    );
+    let id = listed
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let (code, _, err) = run(webhookd(&data_dir, &["token", "revoke", &id])).await;
+    assert_eq!(code, 0, "{err}");
+    let (_, listed, _) = run(webhookd(&data_dir, &["token", "list"])).await;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("revoked")),
+        "{listed}"
+    );
+
+    // SIGTERM: serve exits 0 and, as the last user, stops the embedded PostgreSQL.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || serve.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        !server_running(&data_dir),
+        "the embedded server was stopped"
+    );
+}
+
+#[tokio::test]
+async fn without_postgresql_binaries_the_message_says_what_to_do() {
+    let data_dir = tempdir("no-binaries");
+    let mut migrate = webhookd(&data_dir, &["migrate"]);
+    migrate.env("WEBHOOKD_POSTGRES_BIN_DIR", data_dir.join("nowhere"));
+    let (code, _, err) = run(migrate).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("install PostgreSQL") && err.contains("DATABASE_URL"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn token_create_requires_an_owner_or_all_owners() {
+    let data_dir = tempdir("token-args");
+    let (code, out, err) = run(webhookd(&data_dir, &["token", "create"])).await;
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(err.contains("--owner"), "{err}");
+    let (code, _, err) = run(webhookd(
+        &data_dir,
+        &["token", "create", "--owner", "Not Valid"],
+    ))
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("owner_name may contain only"), "{err}");
+}

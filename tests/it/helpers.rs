@@ -1,0 +1,311 @@
+//! Test scaffolding: a database per test, the real app on port 0, HTTP helpers, and the
+//! locations of the third-party clients (which CI installs; a missing one fails, never skips).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use webhookd::config::ServeArgs;
+use webhookd::database::DatabaseArgs;
+use webhookd::domain::{ApiToken, TokenScope};
+use webhookd::local_pg::{Durability, LocalPg};
+use webhookd::store;
+
+pub const EVENT_PATH: &str = "/buf.alpha.webhook.v1alpha1.EventService/Event";
+pub const SERVICE: &str = "buf.alpha.registry.v1alpha1.WebhookService";
+
+/// The server the test databases live on: `DATABASE_URL` if set, else an embedded cluster
+/// under the target directory, started once per test run and left running for the next.
+fn server() -> &'static (PgConnectOptions, Option<LocalPg>) {
+    static SERVER: OnceLock<(PgConnectOptions, Option<LocalPg>)> = OnceLock::new();
+    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) => (url.parse().expect("DATABASE_URL is a PostgreSQL URL"), None),
+        Err(_) => {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("webhookd-test-pg");
+            let local = LocalPg::start(&dir, None, Durability::Ephemeral)
+                .expect("starting the test PostgreSQL");
+            (local.admin_options(), Some(local))
+        }
+    })
+}
+
+/// A fresh, migrated database for one test.
+pub async fn test_database() -> (PgPool, PgConnectOptions) {
+    let admin_options = tokio::task::spawn_blocking(|| server().0.clone())
+        .await
+        .unwrap();
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::Connection::connect_with(&admin_options)
+        .await
+        .expect("connecting to the test server");
+    store::create_database_if_missing(&mut admin, &name)
+        .await
+        .unwrap();
+    let options = admin_options.database(&name);
+    let pool = store::connect(options.clone(), 8).await.unwrap();
+    store::migrate(&pool).await.unwrap();
+    (pool, options)
+}
+
+/// Settings a test may change before the app starts.
+pub struct AppOptions {
+    pub allow_insecure_callbacks: bool,
+    pub max_webhooks_per_repository: u32,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            allow_insecure_callbacks: true,
+            max_webhooks_per_repository: 20,
+        }
+    }
+}
+
+/// The real server, running in-process on 127.0.0.1:<random port>.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub pool: PgPool,
+    pub db_options: PgConnectOptions,
+    pub http: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let (pool, db_options) = test_database().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let args = ServeArgs {
+        listen: addr,
+        allow_insecure_callbacks: options.allow_insecure_callbacks,
+        max_webhooks_per_repository: options.max_webhooks_per_repository,
+        max_db_connections: 8,
+        shutdown_timeout: Duration::from_secs(5),
+        database: DatabaseArgs {
+            database_url: None,
+            data_dir: PathBuf::from("unused"),
+            postgres_bin_dir: None,
+        },
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app_pool = pool.clone();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        webhookd::app::run(&args, app_pool, listener, shutdown)
+            .await
+            .expect("the app runs");
+    });
+    TestApp {
+        addr,
+        pool,
+        db_options,
+        http: http_client(),
+        _stop: stop,
+    }
+}
+
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn callback(&self, name: &str) -> String {
+        format!("https://{name}.example.com{EVENT_PATH}")
+    }
+
+    /// A new token for `owners` (or every owner, with `["*"]`).
+    pub async fn token(&self, owners: &[&str]) -> String {
+        let scope = if owners == ["*"] {
+            TokenScope {
+                owners: vec![],
+                all_owners: true,
+            }
+        } else {
+            TokenScope {
+                owners: owners.iter().map(|o| o.to_string()).collect(),
+                all_owners: false,
+            }
+        };
+        let token = ApiToken::generate();
+        store::tokens::insert(
+            &mut self.pool.acquire().await.unwrap(),
+            token.hash(),
+            &scope,
+        )
+        .await
+        .unwrap();
+        token.expose().to_owned()
+    }
+
+    /// A Connect unary call with a JSON body; returns the status and the parsed JSON answer.
+    pub async fn json(&self, method: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+        let (status, _, bytes) = self
+            .call(method, token, "application/json", body.as_bytes().to_vec())
+            .await;
+        let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{method} answered non-JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, value)
+    }
+
+    /// A Connect unary call with any content type and body.
+    pub async fn call(
+        &self,
+        method: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let mut request = self
+            .http
+            .post(self.url(&format!("/{SERVICE}/{method}")))
+            .header("content-type", content_type)
+            .header("connect-protocol-version", "1")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.bytes().await.unwrap().to_vec())
+    }
+
+    /// Calls CreateWebhook over Connect JSON; returns the status and the answer.
+    pub async fn try_create(
+        &self,
+        token: &str,
+        owner: &str,
+        repository: &str,
+        callback: &str,
+    ) -> (u16, Value) {
+        let body = serde_json::json!({
+            "webhookEvent": "WEBHOOK_EVENT_REPOSITORY_PUSH",
+            "ownerName": owner, "repositoryName": repository, "callbackUrl": callback,
+        });
+        self.json("CreateWebhook", Some(token), &body.to_string())
+            .await
+    }
+
+    /// Creates a webhook over Connect JSON and returns the `webhook` object.
+    pub async fn create(
+        &self,
+        token: &str,
+        owner: &str,
+        repository: &str,
+        callback: &str,
+    ) -> Value {
+        let (status, value) = self.try_create(token, owner, repository, callback).await;
+        assert_eq!(status, 200, "{value}");
+        value["webhook"].clone()
+    }
+
+    /// Lists one page of a repository's webhooks.
+    pub async fn list(
+        &self,
+        token: &str,
+        owner: &str,
+        repository: &str,
+        page_token: &str,
+    ) -> Value {
+        let body = serde_json::json!({"ownerName": owner, "repositoryName": repository, "pageToken": page_token});
+        let (status, value) = self
+            .json("ListWebhooks", Some(token), &body.to_string())
+            .await;
+        assert_eq!(status, 200, "{value}");
+        value
+    }
+
+    /// How many webhooks the database holds: for "nothing was written" checks.
+    pub async fn webhook_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM webhooks")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// Asserts a Connect error answer: HTTP status, code, and a fragment of the message.
+pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str, fragment: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(fragment),
+        "message {message:?} lacks {fragment:?}"
+    );
+}
+
+/// A third-party tool the tests drive. CI installs them (`scripts/test`); a missing tool
+/// fails the test with instructions instead of skipping it.
+pub fn tool(env_var: &str, local: &str, fallback: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(env_var) {
+        return PathBuf::from(path);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(local);
+    if local.exists() {
+        return local;
+    }
+    which(fallback).unwrap_or_else(|| {
+        panic!("{fallback} not found: run ./scripts/test (it installs the test clients into .tools/) or set {env_var}")
+    })
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The buf CLI.
+pub fn buf() -> PathBuf {
+    tool("WEBHOOKD_TEST_BUF", ".tools/venv/bin/buf", "buf")
+}
+
+/// A Python with grpcio and grpcio-tools.
+pub fn python() -> PathBuf {
+    tool("WEBHOOKD_TEST_PYTHON", ".tools/venv/bin/python", "python3")
+}
+
+/// Runs a blocking command off the runtime; returns (exit code, stdout, stderr).
+pub async fn run(mut command: std::process::Command) -> (i32, String, String) {
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("spawning a client");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A fresh directory under the target directory.
+pub fn tempdir(label: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{label}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

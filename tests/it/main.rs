@@ -1,0 +1,13 @@
+//! One integration-test binary: the real server on port 0 against a real PostgreSQL (a fresh
+//! database per test), driven by real clients (HTTP, the buf CLI, Python grpcio).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod bad_input;
+mod buf_cli;
+mod cli;
+mod grpcio;
+mod protocols;
+mod protos;
+mod webhooks_api;
