@@ -11,10 +11,18 @@ const FILES: &[&str] = &[
     "buf/alpha/registry/v1alpha1/repository_commit.proto",
     "buf/alpha/registry/v1alpha1/repository_tag.proto",
     "buf/alpha/webhook/v1alpha1/event.proto",
+    "webhookd/v1/publish.proto",
+    "webhookd/v1/subscription.proto",
+    "webhookd/v1/delivery.proto",
 ];
 
 /// The files whose services `webhookd serve` answers, for gRPC server reflection.
-const SERVED: &[&str] = &["buf/alpha/registry/v1alpha1/webhook.proto"];
+const SERVED: &[&str] = &[
+    "buf/alpha/registry/v1alpha1/webhook.proto",
+    "webhookd/v1/publish.proto",
+    "webhookd/v1/subscription.proto",
+    "webhookd/v1/delivery.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");

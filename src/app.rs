@@ -1,55 +1,90 @@
 //! All wiring in one place: given a database pool, a bound listener and a shutdown signal,
-//! serve the API until the signal fires.
+//! serve the API and run the batcher until the signal fires, then stop both cleanly.
 
 use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::api::{self, ApiSettings};
+use crate::api::{self, ApiContext, ApiSettings};
 use crate::config::ServeArgs;
+use crate::dispatch::Dispatcher;
 use crate::domain::PageKey;
+use crate::secret_box::SecretBox;
 use crate::store;
 
-/// Serves every protocol on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish for up to `--shutdown-timeout`.
+/// Serves on `listener` and runs the batcher until `shutdown` completes. Then the batcher
+/// stops claiming, and in-flight requests and attempts get `--shutdown-timeout` to finish.
 ///
 /// The caller owns the listener and the shutdown future, so tests bind port 0 and run the
 /// real server in-process.
 ///
 /// # Errors
-/// When the server cannot start (database keys unreadable) or the listener fails.
+/// When the server cannot start (keys unreadable, HTTP client unbuildable) or the
+/// listener fails.
 pub async fn run(
     args: &ServeArgs,
     pool: PgPool,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let page_key = {
-        let mut conn = pool.acquire().await?;
-        PageKey::new(store::keys::get_or_create(&mut conn, "page_token").await?)
+    let secrets = secret_box(args)?;
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    if !args.no_dispatch {
+        let dispatcher = Dispatcher::new(pool.clone(), args.dispatch_settings(), secrets.clone())?;
+        tasks.spawn(dispatcher.run(stop.clone()));
+    }
+    let router = if args.no_api {
+        api::probes_router(pool)
+    } else {
+        let page_key = {
+            let mut conn = store::acquire(&pool).await?;
+            PageKey::new(store::keys::get_or_create(&mut conn, "page_token").await?)
+        };
+        let settings = ApiSettings {
+            allow_insecure_callbacks: args.allow_insecure_callbacks,
+            max_webhooks_per_repository: args.max_webhooks_per_repository,
+        };
+        api::router(ApiContext {
+            pool,
+            settings,
+            page_key,
+            secrets,
+        })?
     };
-    let settings = ApiSettings {
-        allow_insecure_callbacks: args.allow_insecure_callbacks,
-        max_webhooks_per_repository: args.max_webhooks_per_repository,
-    };
-    let router = api::router(pool, settings, page_key)?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "serving");
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down");
-        let _ = stopping_tx.send(());
-    });
-    let timeout = args.shutdown_timeout;
+    tracing::info!(addr = %listener.local_addr()?, api = !args.no_api, batcher = !args.no_dispatch, "serving");
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let mut server = tasks.spawn(async move { server.await });
+    tasks.close();
     tokio::select! {
-        result = server => result.context("serving HTTP")?,
-        () = async move {
-            let _ = stopping_rx.await;
-            tokio::time::sleep(timeout).await;
-        } => tracing::warn!("in-flight requests did not finish within --shutdown-timeout"),
+        () = shutdown => {}
+        result = &mut server => {
+            stop.cancel();
+            return result.context("the HTTP server task")?.context("serving HTTP");
+        }
+    }
+    tracing::info!("shutting down: no new claims; waiting for in-flight work");
+    stop.cancel();
+    let grace = args.shutdown_timeout + Duration::from_secs(1);
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!("in-flight work did not finish within --shutdown-timeout");
     }
     Ok(())
+}
+
+/// The key that encrypts signing secrets: `--secret-key`, else `<data-dir>/secret.key`.
+///
+/// # Errors
+/// When the key is malformed or its file unreadable.
+pub fn secret_box(args: &ServeArgs) -> anyhow::Result<SecretBox> {
+    match &args.secret_key {
+        Some(key) => SecretBox::from_base64(key).context("--secret-key (WEBHOOKD_SECRET_KEY)"),
+        None => SecretBox::load_or_create(&args.database.data_dir.join("secret.key")),
+    }
 }

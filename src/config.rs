@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::database::DatabaseArgs;
+use crate::dispatch::DispatchSettings;
+use crate::dispatch::retry::{DEFAULT_SCHEDULE, RetrySchedule};
 
 /// webhookd: webhook subscriptions and delivery, wire-compatible with the Buf Schema
 /// Registry's WebhookService.
@@ -28,6 +30,11 @@ pub enum Command {
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Publish synthetic repository-push events (for trying webhookd out, and for tests).
+    Publish(PublishArgs),
+    /// Run a reference listener: a buf.alpha.webhook.v1alpha1.EventService that prints each
+    /// event it receives as one line of JSON.
+    Listen(ListenArgs),
 }
 
 /// `webhookd serve`.
@@ -52,13 +59,70 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_db_connections: u32,
 
-    /// How long to wait for in-flight requests after SIGTERM or SIGINT.
+    /// How long in-flight requests and deliveries may finish after SIGTERM or SIGINT.
     #[arg(long, env = "WEBHOOKD_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Do not run the batcher (this process only serves the API).
+    #[arg(long, env = "WEBHOOKD_NO_DISPATCH")]
+    pub no_dispatch: bool,
+
+    /// Do not serve the API (this process only delivers; /healthz and /readyz stay up).
+    #[arg(long, env = "WEBHOOKD_NO_API", conflicts_with = "no_dispatch")]
+    pub no_api: bool,
+
+    /// Time between the batcher's claims.
+    #[arg(long, env = "WEBHOOKD_POLL_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+
+    /// The most deliveries the batcher claims and attempts at once.
+    #[arg(long, env = "WEBHOOKD_BATCH_SIZE", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+
+    /// After a full batch, claim the next one at once instead of waiting for the next poll.
+    #[arg(long, env = "WEBHOOKD_DRAIN")]
+    pub drain: bool,
+
+    /// Wake the batcher as soon as something is published (LISTEN/NOTIFY); the poll stays
+    /// as a backstop.
+    #[arg(long, env = "WEBHOOKD_WAKE_ON_PUBLISH")]
+    pub wake_on_publish: bool,
+
+    /// Timeout of one delivery attempt (connect, send, answer).
+    #[arg(long, env = "WEBHOOKD_DELIVERY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// Delays before each retry of a failed delivery, comma-separated; the first attempt is
+    /// immediate. Each delay gets +/-20% jitter.
+    #[arg(long, env = "WEBHOOKD_RETRY_SCHEDULE", default_value = DEFAULT_SCHEDULE)]
+    pub retry_schedule: RetrySchedule,
+
+    /// Base64 of the 32-byte key that encrypts signing secrets in the database. Default: the
+    /// key in <data-dir>/secret.key, created on first use. Every process sharing a database
+    /// needs the same key.
+    #[arg(long, env = "WEBHOOKD_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
 
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArgs,
+}
+
+impl ServeArgs {
+    /// The batcher's settings.
+    pub fn dispatch_settings(&self) -> DispatchSettings {
+        DispatchSettings {
+            poll_interval: self.poll_interval,
+            batch_size: self.batch_size,
+            drain: self.drain,
+            wake_on_publish: self.wake_on_publish,
+            delivery_timeout: self.delivery_timeout,
+            retry_schedule: self.retry_schedule.clone(),
+            allow_insecure_callbacks: self.allow_insecure_callbacks,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
 }
 
 /// `webhookd token ...`.
@@ -101,4 +165,42 @@ pub struct TokenRevokeArgs {
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArgs,
+}
+
+/// `webhookd publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The repository's owner.
+    #[arg(long)]
+    pub owner: String,
+
+    /// The repository.
+    #[arg(long)]
+    pub repository: String,
+
+    /// How many events to publish (in batches of up to 1000).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub count: u32,
+
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// `webhookd listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Address to listen on; the callback URL is http://ADDR/buf.alpha.webhook.v1alpha1.EventService/Event.
+    #[arg(long, env = "WEBHOOKD_LISTEN", default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+
+    /// Verify Standard Webhooks signatures with this whsec_ secret (repeat during a rotation);
+    /// a bad or stale signature is answered `unauthenticated`.
+    #[arg(
+        long = "secret",
+        env = "WEBHOOKD_LISTEN_SECRET",
+        hide_env_values = true,
+        value_delimiter = ' '
+    )]
+    pub secrets: Vec<String>,
 }

@@ -10,6 +10,11 @@
 //! - [`api`]: thin Connect/gRPC/gRPC-Web handlers and the health probes.
 //! - [`domain`]: validated values (names, callback URLs, tokens, page tokens).
 //! - [`store`]: every SQL statement.
+//! - [`publish`]: events into the transactional outbox (the Publish RPC and Rust producers).
+//! - [`dispatch`]: the batcher: claim with a lease, attempt (signed), record, retry.
+//! - [`signing`], [`listener`]: Standard Webhooks signatures, and the listener side.
+//! - [`secret_box`]: encryption at rest of signing secrets.
+//! - [`synthetic`]: realistic repository-push events for trying things out.
 //! - [`error`]: the one error type and its mapping to Connect codes.
 //! - [`database`] and [`local_pg`]: where the database comes from (`DATABASE_URL` or the
 //!   embedded PostgreSQL).
@@ -19,10 +24,16 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod database;
+pub mod dispatch;
 pub mod domain;
 pub mod error;
+pub mod listener;
 pub mod local_pg;
 pub mod proto;
+pub mod publish;
+pub mod secret_box;
+pub mod signing;
 pub mod store;
+pub mod synthetic;
 
 pub use error::{Error, Result};

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
-use webhookd::config::{Cli, Command, ServeArgs, TokenCommand, TokenCreateArgs};
+use webhookd::config::{
+    Cli, Command, ListenArgs, PublishArgs, ServeArgs, TokenCommand, TokenCreateArgs,
+};
 use webhookd::database::{Database, DatabaseArgs};
 use webhookd::domain::{ApiToken, OwnerName, TokenScope};
 use webhookd::{app, store};
@@ -36,6 +38,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             eprintln!("migrations applied");
             db.close().await
         }
+        Command::Publish(args) => publish(args).await,
+        Command::Listen(args) => listen(args).await,
         Command::Token(TokenCommand::Create(args)) => create_token(args).await,
         Command::Token(TokenCommand::List(args)) => list_tokens(&args).await,
         Command::Token(TokenCommand::Revoke(args)) => {
@@ -104,6 +108,80 @@ async fn list_tokens(args: &DatabaseArgs) -> anyhow::Result<()> {
             state
         );
     }
+    Ok(())
+}
+
+async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    use sqlx::Acquire as _;
+    use webhookd::publish::{MAX_BATCH, OutboundEvent};
+    let (owner, repository) = (
+        OwnerName::parse(&args.owner)?,
+        webhookd::domain::RepositoryName::parse(&args.repository)?,
+    );
+    let db = Database::open(&args.database, 2).await?;
+    let (mut events, mut queued) = (0u64, 0i64);
+    let result: anyhow::Result<()> = async {
+        let mut conn = db.pool.acquire().await?;
+        while events < u64::from(args.count) {
+            let n = (u64::from(args.count) - events).min(MAX_BATCH as u64);
+            let batch = (events..events + n)
+                .map(|i| {
+                    OutboundEvent::from_request(
+                        &webhookd::synthetic::repository_push(
+                            owner.as_str(),
+                            repository.as_str(),
+                            i,
+                        ),
+                        None,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut tx = conn.begin().await?;
+            let stored = webhookd::publish::publish(&mut tx, &batch).await?;
+            tx.commit().await?;
+            for s in &stored {
+                println!("{}", s.event_id);
+                queued += s.deliveries_queued;
+            }
+            events += n;
+        }
+        Ok(())
+    }
+    .await;
+    db.close().await?;
+    result?;
+    eprintln!("published {events} events to {owner}/{repository}; {queued} deliveries queued");
+    Ok(())
+}
+
+async fn listen(args: ListenArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use webhookd::listener::{VerifyingListener, json_line};
+    use webhookd::signing::SigningSecret;
+    let secrets = args
+        .secrets
+        .iter()
+        .map(|s| {
+            SigningSecret::parse(s)
+                .ok_or_else(|| anyhow::anyhow!("--secret must be whsec_ followed by base64"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let verifying = !secrets.is_empty();
+    let router = VerifyingListener::new(secrets, |event| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", json_line(&event));
+        let _ = out.flush();
+    })
+    .into_router();
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    eprintln!(
+        "listening on http://{}/buf.alpha.webhook.v1alpha1.EventService/Event (signatures {})",
+        listener.local_addr()?,
+        if verifying { "verified" } else { "not checked" }
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     Ok(())
 }
 

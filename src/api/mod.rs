@@ -3,7 +3,10 @@
 //! convert to domain types, call `store`, encode.
 
 mod auth;
+mod deliveries;
 mod health;
+mod publish;
+mod subscriptions;
 mod webhooks;
 
 use std::sync::Arc;
@@ -11,17 +14,24 @@ use std::sync::Arc;
 use connectrpc::{ConnectRpcService, Limits};
 use sqlx::PgPool;
 
-use crate::domain::PageKey;
+use crate::domain::{PageCursor, PageKey};
+use crate::error::Result;
 use crate::proto::buf::alpha::registry::v1alpha1::{
     WEBHOOK_SERVICE_SERVICE_NAME, WebhookServiceExt as _,
 };
+use crate::proto::webhookd::v1::{
+    DeliveryServiceExt as _, PUBLISH_SERVICE_SERVICE_NAME, PublishServiceExt as _,
+    SubscriptionServiceExt as _,
+};
+use crate::secret_box::SecretBox;
 
 pub use health::DatabaseHealth;
-pub use webhooks::WebhookApi;
 
-/// The largest request the WebhookService accepts, on the wire and decoded. Its requests are
-/// a few hundred bytes; anything far larger is refused before it is buffered.
-const MAX_WEBHOOK_REQUEST_BYTES: usize = 64 * 1024;
+/// The largest request most RPCs accept, on the wire and decoded. Their requests are a few
+/// hundred bytes; anything far larger is refused before it is buffered.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// The largest Publish request: up to 1000 events.
+const MAX_PUBLISH_BYTES: usize = 16 * 1024 * 1024;
 
 /// The settings the API needs from the server's configuration.
 #[derive(Debug, Clone)]
@@ -32,34 +42,92 @@ pub struct ApiSettings {
     pub max_webhooks_per_repository: u32,
 }
 
+/// What every handler shares.
+pub struct ApiContext {
+    /// The database.
+    pub pool: PgPool,
+    /// Server settings.
+    pub settings: ApiSettings,
+    /// Authenticates page tokens.
+    pub page_key: PageKey,
+    /// Seals and opens signing secrets.
+    pub secrets: SecretBox,
+}
+
 /// Builds the router that serves every protocol on one port.
 ///
 /// # Errors
 /// Fails only if the embedded descriptor set is corrupt (a build problem).
-pub fn router(
-    pool: PgPool,
-    settings: ApiSettings,
-    page_key: PageKey,
-) -> anyhow::Result<axum::Router> {
-    let webhooks = Arc::new(WebhookApi::new(pool.clone(), settings, page_key));
-    let mut connect = webhooks.register(connectrpc::Router::new());
-    for path in ["CreateWebhook", "DeleteWebhook", "ListWebhooks"] {
-        connect = connect.with_route_limits(
-            &format!("/{WEBHOOK_SERVICE_SERVICE_NAME}/{path}"),
-            Limits::default()
-                .with_max_request_body_size(MAX_WEBHOOK_REQUEST_BYTES)
-                .with_max_message_size(MAX_WEBHOOK_REQUEST_BYTES),
-        );
+pub fn router(context: ApiContext) -> anyhow::Result<axum::Router> {
+    let pool = context.pool.clone();
+    let context = Arc::new(context);
+    let mut connect =
+        Arc::new(webhooks::WebhookApi(context.clone())).register(connectrpc::Router::new());
+    connect = Arc::new(publish::PublishApi(context.clone())).register(connect);
+    connect = Arc::new(subscriptions::SubscriptionApi(context.clone())).register(connect);
+    connect = Arc::new(deliveries::DeliveryApi(context)).register(connect);
+    let small = Limits::default()
+        .with_max_request_body_size(MAX_REQUEST_BYTES)
+        .with_max_message_size(MAX_REQUEST_BYTES);
+    for path in connect.methods().map(str::to_owned).collect::<Vec<_>>() {
+        connect = connect.with_route_limits(&path, small);
     }
+    connect = connect.with_route_limits(
+        &format!("/{PUBLISH_SERVICE_SERVICE_NAME}/Publish"),
+        Limits::default()
+            .with_max_request_body_size(MAX_PUBLISH_BYTES)
+            .with_max_message_size(MAX_PUBLISH_BYTES),
+    );
     let connect = health::install(connect, DatabaseHealth::new(pool.clone()));
-    // Reflection describes what this port answers, not the EventService listeners implement.
+    // Reflection describes what this port answers (not the EventService listeners implement),
+    // limited to services whose descriptors it holds so that every listed name resolves.
     let reflector = connectrpc_reflection::Reflector::from_descriptor_set_bytes(
         crate::proto::SERVED_DESCRIPTOR_SET,
-    )?;
+    )?
+    .with_services([
+        WEBHOOK_SERVICE_SERVICE_NAME,
+        PUBLISH_SERVICE_SERVICE_NAME,
+        crate::proto::webhookd::v1::SUBSCRIPTION_SERVICE_SERVICE_NAME,
+        crate::proto::webhookd::v1::DELIVERY_SERVICE_SERVICE_NAME,
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]);
     let connect = connectrpc_reflection::install(connect, reflector);
-    Ok(axum::Router::new()
+    Ok(probes_router(pool).fallback_service(ConnectRpcService::new(connect)))
+}
+
+/// Only `/healthz` and `/readyz`, for a `--no-api` process.
+pub fn probes_router(pool: PgPool) -> axum::Router {
+    axum::Router::new()
         .route("/healthz", axum::routing::get(health::healthz))
         .route("/readyz", axum::routing::get(health::readyz))
         .with_state(pool)
-        .fallback_service(ConnectRpcService::new(connect)))
+}
+
+/// Reads a request's page token for a listing of `scope`; empty means the first page.
+fn decode_page_token(token: &str, key: &PageKey, scope: &str) -> Result<Option<PageCursor>> {
+    match token {
+        "" => Ok(None),
+        token => PageCursor::decode(token, key, scope).map(Some),
+    }
+}
+
+/// Cuts a page fetched with one item too many down to `size` items, and makes the token
+/// for the next page (empty when there is none).
+fn paginate<T>(
+    mut items: Vec<T>,
+    size: usize,
+    key: &PageKey,
+    scope: &str,
+    cursor: impl Fn(&T) -> PageCursor,
+) -> (Vec<T>, String) {
+    if items.len() <= size {
+        return (items, String::new());
+    }
+    items.truncate(size);
+    let next = items
+        .last()
+        .map(|last| cursor(last).encode(key, scope))
+        .unwrap_or_default();
+    (items, next)
 }

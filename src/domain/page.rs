@@ -1,8 +1,9 @@
-//! Page tokens for ListWebhooks: opaque to clients, authenticated by the server.
+//! Page tokens for the list RPCs: opaque to clients, authenticated by the server.
 //!
-//! A token carries the position after the last webhook of a page (create time and id) and is
-//! bound, by an HMAC under a per-database key, to the owner and repository it was issued for.
-//! A forged, truncated or foreign token therefore fails to verify and is `invalid_argument`.
+//! A token carries the position after the last item of a page (create time and id) and is
+//! bound, by an HMAC under a per-database key, to the listing it was issued for (a scope
+//! such as `webhooks/acme/petapis`). A forged, truncated or foreign token therefore fails to
+//! verify and is `invalid_argument`.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,7 +12,6 @@ use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use super::{OwnerName, RepositoryName};
 use crate::error::{Error, Result};
 
 const VERSION: u8 = 1;
@@ -29,17 +29,11 @@ impl PageKey {
         Self(key)
     }
 
-    fn mac(&self, owner: &OwnerName, repository: &RepositoryName, body: &[u8]) -> [u8; MAC_LEN] {
+    fn mac(&self, scope: &str, body: &[u8]) -> [u8; MAC_LEN] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length");
-        for part in [
-            owner.as_str().as_bytes(),
-            b"/",
-            repository.as_str().as_bytes(),
-            b"\0",
-            body,
-        ] {
-            mac.update(part);
-        }
+        mac.update(scope.as_bytes());
+        mac.update(b"\0");
+        mac.update(body);
         let full = mac.finalize().into_bytes();
         let mut out = [0u8; MAC_LEN];
         out.copy_from_slice(&full[..MAC_LEN]);
@@ -50,35 +44,33 @@ impl PageKey {
 /// The position after which the next page starts: (create_time, id) of the last item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageCursor {
-    /// Create time of the last webhook on the previous page.
+    /// Create time of the last item on the previous page.
     pub create_time: DateTime<Utc>,
-    /// Id of the last webhook on the previous page.
+    /// Id of the last item on the previous page.
     pub id: Uuid,
 }
 
 impl PageCursor {
-    /// Encodes the cursor as a token valid only for `owner`/`repository`.
-    pub fn encode(&self, key: &PageKey, owner: &OwnerName, repository: &RepositoryName) -> String {
+    /// Encodes the cursor as a token valid only for `scope`.
+    pub fn encode(&self, key: &PageKey, scope: &str) -> String {
         let mut bytes = Vec::with_capacity(TOKEN_LEN);
         bytes.push(VERSION);
         bytes.extend_from_slice(&self.create_time.timestamp_micros().to_be_bytes());
         bytes.extend_from_slice(self.id.as_bytes());
-        let mac = key.mac(owner, repository, &bytes);
+        let mac = key.mac(scope, &bytes);
         bytes.extend_from_slice(&mac);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// Decodes and verifies a token issued for `owner`/`repository`.
-    pub fn decode(
-        token: &str,
-        key: &PageKey,
-        owner: &OwnerName,
-        repository: &RepositoryName,
-    ) -> Result<Self> {
+    /// Decodes and verifies a token issued for `scope`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for anything but an unaltered token of the same scope and database.
+    pub fn decode(token: &str, key: &PageKey, scope: &str) -> Result<Self> {
         let invalid = || {
             Error::InvalidArgument(
-                "page_token is not valid for this owner and repository; pass the \
-                 next_page_token of a previous ListWebhooks response unchanged"
+                "page_token is not valid for this request; pass the next_page_token of the \
+                 previous response to the same request unchanged"
                     .into(),
             )
         };
@@ -87,8 +79,7 @@ impl PageCursor {
             return Err(invalid());
         }
         let (body, mac) = bytes.split_at(TOKEN_LEN - MAC_LEN);
-        let expected = key.mac(owner, repository, body);
-        if !constant_time_eq(mac, &expected) {
+        if !constant_time_eq(mac, &key.mac(scope, body)) {
             return Err(invalid());
         }
         let micros = i64::from_be_bytes(body[1..9].try_into().map_err(|_| invalid())?);
@@ -106,36 +97,28 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn names() -> (OwnerName, RepositoryName) {
-        (
-            OwnerName::parse("acme").expect("owner"),
-            RepositoryName::parse("petapis").expect("repo"),
-        )
-    }
-
     #[test]
     fn round_trips_and_rejects_tampering() {
         let key = PageKey::new(vec![7; 32]);
-        let (owner, repo) = names();
+        let scope = "webhooks/acme/petapis";
         let cursor = PageCursor {
             create_time: Utc::now(),
             id: Uuid::new_v4(),
         };
-        let token = cursor.encode(&key, &owner, &repo);
-        let back = PageCursor::decode(&token, &key, &owner, &repo).expect("valid");
+        let token = cursor.encode(&key, scope);
+        let back = PageCursor::decode(&token, &key, scope).expect("valid");
         assert_eq!(back.id, cursor.id);
         assert_eq!(
             back.create_time.timestamp_micros(),
             cursor.create_time.timestamp_micros()
         );
 
-        let other_repo = RepositoryName::parse("other").expect("repo");
-        assert!(PageCursor::decode(&token, &key, &owner, &other_repo).is_err());
-        assert!(PageCursor::decode(&token, &PageKey::new(vec![8; 32]), &owner, &repo).is_err());
+        assert!(PageCursor::decode(&token, &key, "webhooks/acme/other").is_err());
+        assert!(PageCursor::decode(&token, &PageKey::new(vec![8; 32]), scope).is_err());
         let mut flipped = token.into_bytes();
         flipped[5] = if flipped[5] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).expect("ascii");
-        assert!(PageCursor::decode(&flipped, &key, &owner, &repo).is_err());
-        assert!(PageCursor::decode("garbage!", &key, &owner, &repo).is_err());
+        assert!(PageCursor::decode(&flipped, &key, scope).is_err());
+        assert!(PageCursor::decode("garbage!", &key, scope).is_err());
     }
 }

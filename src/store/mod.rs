@@ -2,7 +2,10 @@
 //! inside its own transaction; they translate database errors into domain meaning
 //! (unique violations become `AlreadyExists`, connection failures `Unavailable`).
 
+pub mod deliveries;
+pub mod events;
 pub mod keys;
+pub mod secrets;
 pub mod tokens;
 pub mod webhooks;
 

@@ -7,8 +7,8 @@ use super::is_unique_violation;
 use crate::domain::{NewWebhook, PageCursor, TokenScope, Webhook, WebhookId};
 use crate::error::{Error, Result};
 
-/// Stores a new subscription, enforcing uniqueness of (owner, repository, event, URL) and
-/// at most `max_per_repository` subscriptions per repository.
+/// Stores a new subscription with its first (sealed) signing secret, enforcing uniqueness of
+/// (owner, repository, event, URL) and at most `max_per_repository` per repository.
 ///
 /// The cap is checked under a transaction-scoped advisory lock on the repository, so two
 /// concurrent creates cannot both take the last slot; a failed check rolls everything back.
@@ -19,6 +19,7 @@ pub async fn insert(
     conn: &mut PgConnection,
     new: &NewWebhook,
     max_per_repository: i64,
+    sealed_secret: &[u8],
 ) -> Result<Webhook> {
     let mut tx = conn.begin().await?;
     let (owner, repository) = (new.owner.as_str(), new.repository.as_str());
@@ -70,6 +71,7 @@ pub async fn insert(
              (--max-webhooks-per-repository); delete one first"
         )));
     }
+    super::secrets::insert(&mut tx, id, sealed_secret).await?;
     tx.commit().await?;
     Ok(Webhook {
         id,
@@ -142,4 +144,12 @@ pub async fn delete(conn: &mut PgConnection, id: WebhookId, scope: &TokenScope) 
     .fetch_optional(conn)
     .await?;
     Ok(deleted.is_some())
+}
+
+/// The owner of a webhook, if it exists.
+pub async fn owner_of(conn: &mut PgConnection, id: WebhookId) -> Result<Option<String>> {
+    let owner = sqlx::query_scalar!(r#"SELECT owner_name FROM webhooks WHERE id = $1"#, id.0)
+        .fetch_optional(conn)
+        .await?;
+    Ok(owner)
 }

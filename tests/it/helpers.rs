@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use base64::Engine as _;
 use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use webhookd::config::ServeArgs;
-use webhookd::database::DatabaseArgs;
 use webhookd::domain::{ApiToken, TokenScope};
 use webhookd::local_pg::{Durability, LocalPg};
 use webhookd::store;
@@ -52,57 +52,51 @@ pub async fn test_database() -> (PgPool, PgConnectOptions) {
     (pool, options)
 }
 
-/// Settings a test may change before the app starts.
-pub struct AppOptions {
-    pub allow_insecure_callbacks: bool,
-    pub max_webhooks_per_repository: u32,
-}
-
-impl Default for AppOptions {
-    fn default() -> Self {
-        Self {
-            allow_insecure_callbacks: true,
-            max_webhooks_per_repository: 20,
-        }
-    }
-}
-
 /// The real server, running in-process on 127.0.0.1:<random port>.
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub pool: PgPool,
     pub db_options: PgConnectOptions,
     pub http: reqwest::Client,
+    pub args: ServeArgs,
     _stop: oneshot::Sender<()>,
 }
 
+/// The app with insecure callbacks allowed (the tests' listeners are on 127.0.0.1).
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(AppOptions::default()).await
+    spawn_app_with(&["--allow-insecure-callbacks"]).await
 }
 
-pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+/// The app with `serve` flags parsed exactly as the CLI parses them (so tests run on the
+/// real defaults), plus a port-0 listener and a random secret key.
+pub async fn spawn_app_with(flags: &[&str]) -> TestApp {
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
     let (pool, db_options) = test_database().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let args = ServeArgs {
-        listen: addr,
-        allow_insecure_callbacks: options.allow_insecure_callbacks,
-        max_webhooks_per_repository: options.max_webhooks_per_repository,
-        max_db_connections: 8,
-        shutdown_timeout: Duration::from_secs(5),
-        database: DatabaseArgs {
-            database_url: None,
-            data_dir: PathBuf::from("unused"),
-            postgres_bin_dir: None,
-        },
-    };
+    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let mut argv = vec![
+        "serve".to_owned(),
+        "--listen".into(),
+        addr.to_string(),
+        "--secret-key".into(),
+        key,
+    ];
+    argv.extend(flags.iter().map(|f| f.to_string()));
+    let args = <Flags as clap::Parser>::try_parse_from(argv)
+        .expect("test flags parse")
+        .serve;
     let (stop, stopped) = oneshot::channel::<()>();
-    let app_pool = pool.clone();
+    let (app_pool, app_args) = (pool.clone(), args.clone());
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        webhookd::app::run(&args, app_pool, listener, shutdown)
+        webhookd::app::run(&app_args, app_pool, listener, shutdown)
             .await
             .expect("the app runs");
     });
@@ -111,6 +105,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         pool,
         db_options,
         http: http_client(),
+        args,
         _stop: stop,
     }
 }
@@ -124,6 +119,70 @@ pub fn http_client() -> reqwest::Client {
 }
 
 impl TestApp {
+    /// A batcher like the app's own, for tests that drive delivery with `run_once`.
+    pub fn dispatcher(&self) -> webhookd::dispatch::Dispatcher {
+        let secrets = webhookd::app::secret_box(&self.args).unwrap();
+        webhookd::dispatch::Dispatcher::new(
+            self.pool.clone(),
+            self.args.dispatch_settings(),
+            secrets,
+        )
+        .unwrap()
+    }
+
+    /// Connect client settings for this app, authenticated with `token`.
+    pub fn client_config(&self, token: &str) -> connectrpc::client::ClientConfig {
+        connectrpc::client::ClientConfig::new(self.url("").parse().unwrap())
+            .with_default_header("authorization", format!("Bearer {token}").as_str())
+    }
+
+    pub fn publisher(
+        &self,
+        token: &str,
+    ) -> webhookd::proto::webhookd::v1::PublishServiceClient<connectrpc::client::HttpClient> {
+        webhookd::proto::webhookd::v1::PublishServiceClient::new(
+            connectrpc::client::HttpClient::plaintext(),
+            self.client_config(token),
+        )
+    }
+
+    pub fn deliveries(
+        &self,
+        token: &str,
+    ) -> webhookd::proto::webhookd::v1::DeliveryServiceClient<connectrpc::client::HttpClient> {
+        webhookd::proto::webhookd::v1::DeliveryServiceClient::new(
+            connectrpc::client::HttpClient::plaintext(),
+            self.client_config(token),
+        )
+    }
+
+    pub fn subscriptions(
+        &self,
+        token: &str,
+    ) -> webhookd::proto::webhookd::v1::SubscriptionServiceClient<connectrpc::client::HttpClient>
+    {
+        webhookd::proto::webhookd::v1::SubscriptionServiceClient::new(
+            connectrpc::client::HttpClient::plaintext(),
+            self.client_config(token),
+        )
+    }
+
+    /// The database URL of this test's database, for `webhookd` processes.
+    pub fn database_url(&self) -> String {
+        let name = self.db_options.get_database().unwrap();
+        match std::env::var("DATABASE_URL") {
+            Ok(url) => {
+                let mut url = url::Url::parse(&url).unwrap();
+                url.set_path(&format!("/{name}"));
+                url.to_string()
+            }
+            Err(_) => format!(
+                "postgresql://webhookd@localhost/{name}?host={}",
+                self.db_options.get_socket().unwrap().display()
+            ),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -4,7 +4,7 @@ use buffa::Message as _;
 use serde_json::{Value, json};
 use webhookd::proto::buf::alpha::registry::v1alpha1 as pb;
 
-use crate::helpers::{AppOptions, EVENT_PATH, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{EVENT_PATH, assert_error, spawn_app, spawn_app_with};
 
 /// RFC 3339 in UTC with a `Z`, as canonical ProtoJSON writes timestamps.
 fn assert_canonical_timestamp(value: &Value) {
@@ -150,11 +150,7 @@ async fn create_and_list_enforce_the_naming_rule() {
 
 #[tokio::test]
 async fn create_validates_the_callback_url() {
-    let app = spawn_app_with(AppOptions {
-        allow_insecure_callbacks: false,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with(&[]).await;
     let token = app.token(&["acme"]).await;
     let cases = [
         (
@@ -232,10 +228,11 @@ async fn creating_the_same_subscription_twice_is_already_exists() {
 
 #[tokio::test]
 async fn the_per_repository_cap_gives_resource_exhausted_and_frees_up_on_delete() {
-    let app = spawn_app_with(AppOptions {
-        max_webhooks_per_repository: 3,
-        ..Default::default()
-    })
+    let app = spawn_app_with(&[
+        "--allow-insecure-callbacks",
+        "--max-webhooks-per-repository",
+        "3",
+    ])
     .await;
     let token = app.token(&["acme"]).await;
     let mut ids = vec![];
@@ -368,10 +365,11 @@ async fn delete_of_a_malformed_or_unknown_id_is_not_found() {
 
 #[tokio::test]
 async fn list_pages_through_250_webhooks_without_gaps_or_duplicates() {
-    let app = spawn_app_with(AppOptions {
-        max_webhooks_per_repository: 300,
-        ..Default::default()
-    })
+    let app = spawn_app_with(&[
+        "--allow-insecure-callbacks",
+        "--max-webhooks-per-repository",
+        "300",
+    ])
     .await;
     let token = app.token(&["acme"]).await;
     let mut created = std::collections::BTreeSet::new();
@@ -419,10 +417,11 @@ async fn list_pages_through_250_webhooks_without_gaps_or_duplicates() {
 
 #[tokio::test]
 async fn forged_or_foreign_page_tokens_are_invalid_argument() {
-    let app = spawn_app_with(AppOptions {
-        max_webhooks_per_repository: 300,
-        ..Default::default()
-    })
+    let app = spawn_app_with(&[
+        "--allow-insecure-callbacks",
+        "--max-webhooks-per-repository",
+        "300",
+    ])
     .await;
     let token = app.token(&["acme"]).await;
     for i in 0..101 {

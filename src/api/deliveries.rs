@@ -1,0 +1,198 @@
+//! `webhookd.v1.DeliveryService`: the delivery log, and redelivery.
+
+use std::sync::Arc;
+
+use buffa::{EnumValue, MessageField};
+use buffa_types::google::protobuf::{Duration, Timestamp};
+use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
+use uuid::Uuid;
+
+use super::auth::{authenticate, authorize_webhook};
+use super::{ApiContext, decode_page_token, paginate};
+use crate::domain::{AttemptRecord, Delivery, DeliveryState, PageCursor, TokenScope};
+use crate::error::{Error, Result};
+use crate::proto::webhookd::v1 as pb;
+use crate::store;
+
+/// The largest (and default) ListDeliveries page.
+pub const MAX_PAGE_SIZE: usize = 100;
+
+/// The DeliveryService implementation.
+pub struct DeliveryApi(pub Arc<ApiContext>);
+
+fn delivery_not_found() -> Error {
+    Error::NotFound("no such delivery (or it belongs to an owner this token does not cover)".into())
+}
+
+/// The delivery's id, if it exists and the token covers its webhook's owner.
+async fn authorize_delivery(
+    conn: &mut sqlx::PgConnection,
+    scope: &TokenScope,
+    id: &str,
+) -> Result<Uuid> {
+    let id = Uuid::try_parse(id).map_err(|_| delivery_not_found())?;
+    let owner = store::deliveries::owner_of(conn, id)
+        .await?
+        .ok_or_else(delivery_not_found)?;
+    if scope.all_owners || scope.owners.contains(&owner) {
+        Ok(id)
+    } else {
+        Err(delivery_not_found())
+    }
+}
+
+impl DeliveryApi {
+    async fn list(
+        &self,
+        ctx: &RequestContext,
+        req: &pb::ListDeliveriesRequest,
+    ) -> Result<pb::ListDeliveriesResponse> {
+        let api = &self.0;
+        let scope = authenticate(&api.pool, ctx).await?;
+        let state = DeliveryState::from_number(req.state.to_i32())
+            .map_err(|n| Error::InvalidArgument(format!("state {n} is not a DeliveryState")))?;
+        let size = match usize::try_from(req.page_size) {
+            Ok(0) => MAX_PAGE_SIZE,
+            Ok(n) if n <= MAX_PAGE_SIZE => n,
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "page_size must be 0 to {MAX_PAGE_SIZE}"
+                )));
+            }
+        };
+        let mut conn = store::acquire(&api.pool).await?;
+        let webhook = authorize_webhook(&mut conn, &scope, &req.webhook_id).await?;
+        let listing = format!(
+            "deliveries/{webhook}/{}",
+            state.map_or("any", DeliveryState::as_str)
+        );
+        let after = decode_page_token(&req.page_token, &api.page_key, &listing)?;
+        let limit = i64::try_from(size + 1).unwrap_or(i64::MAX);
+        let page = store::deliveries::list(&mut conn, webhook, state, after, limit).await?;
+        let (page, next_page_token) =
+            paginate(page, size, &api.page_key, &listing, |d: &Delivery| {
+                PageCursor {
+                    create_time: d.create_time,
+                    id: d.id,
+                }
+            });
+        Ok(pb::ListDeliveriesResponse {
+            deliveries: page.into_iter().map(to_proto).collect(),
+            next_page_token,
+            ..Default::default()
+        })
+    }
+
+    async fn get(
+        &self,
+        ctx: &RequestContext,
+        req: &pb::GetDeliveryRequest,
+    ) -> Result<pb::GetDeliveryResponse> {
+        let api = &self.0;
+        let scope = authenticate(&api.pool, ctx).await?;
+        let mut conn = store::acquire(&api.pool).await?;
+        let id = authorize_delivery(&mut conn, &scope, &req.delivery_id).await?;
+        let (delivery, attempts) = store::deliveries::get(&mut conn, id)
+            .await?
+            .ok_or_else(delivery_not_found)?;
+        Ok(pb::GetDeliveryResponse {
+            delivery: MessageField::some(to_proto(delivery)),
+            attempts: attempts
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| attempt_to_proto(i, a))
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    async fn redeliver(
+        &self,
+        ctx: &RequestContext,
+        req: &pb::RedeliverRequest,
+    ) -> Result<pb::RedeliverResponse> {
+        let api = &self.0;
+        let scope = authenticate(&api.pool, ctx).await?;
+        let mut conn = store::acquire(&api.pool).await?;
+        let id = authorize_delivery(&mut conn, &scope, &req.delivery_id).await?;
+        let delivery = store::deliveries::redeliver(&mut conn, id)
+            .await?
+            .ok_or_else(delivery_not_found)?;
+        store::events::notify_batchers(&mut conn).await?;
+        tracing::info!(delivery_id = %id, "redelivery queued");
+        Ok(pb::RedeliverResponse {
+            delivery: MessageField::some(to_proto(delivery)),
+            ..Default::default()
+        })
+    }
+}
+
+fn to_proto(d: Delivery) -> pb::Delivery {
+    pb::Delivery {
+        delivery_id: d.id.to_string(),
+        webhook_id: d.webhook_id.to_string(),
+        event_id: d.event_id.to_string(),
+        state: EnumValue::from(d.state.number()),
+        attempt_count: d.attempt_count,
+        create_time: MessageField::some(Timestamp::from(d.create_time)),
+        next_attempt_time: if d.state == DeliveryState::Pending {
+            MessageField::some(Timestamp::from(d.next_attempt_time))
+        } else {
+            MessageField::none()
+        },
+        last_attempt_time: d
+            .last_attempt_time
+            .map(Timestamp::from)
+            .map(MessageField::some)
+            .unwrap_or_default(),
+        last_http_status: d.last_http_status.unwrap_or(0),
+        ..Default::default()
+    }
+}
+
+fn attempt_to_proto(index: usize, a: AttemptRecord) -> pb::Attempt {
+    pb::Attempt {
+        number: i32::try_from(index + 1).unwrap_or(i32::MAX),
+        start_time: MessageField::some(Timestamp::from(a.start_time)),
+        duration: MessageField::some(Duration::from(chrono::TimeDelta::milliseconds(i64::from(
+            a.duration_ms,
+        )))),
+        http_status: a.http_status.unwrap_or(0),
+        connect_code: a.connect_code.unwrap_or_default(),
+        response_body: a.response_body.unwrap_or_default(),
+        error: a.error.unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+impl pb::DeliveryService for DeliveryApi {
+    async fn list_deliveries(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, pb::ListDeliveriesRequest>,
+    ) -> ServiceResult<pb::ListDeliveriesResponse> {
+        Ok(Response::new(
+            self.list(&ctx, &request.to_owned_message()).await?,
+        ))
+    }
+
+    async fn get_delivery(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, pb::GetDeliveryRequest>,
+    ) -> ServiceResult<pb::GetDeliveryResponse> {
+        Ok(Response::new(
+            self.get(&ctx, &request.to_owned_message()).await?,
+        ))
+    }
+
+    async fn redeliver(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, pb::RedeliverRequest>,
+    ) -> ServiceResult<pb::RedeliverResponse> {
+        Ok(Response::new(
+            DeliveryApi::redeliver(self, &ctx, &request.to_owned_message()).await?,
+        ))
+    }
+}

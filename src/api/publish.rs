@@ -1,0 +1,84 @@
+//! `webhookd.v1.PublishService`: events into the outbox, all of a batch or none.
+
+use std::sync::Arc;
+
+use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
+use sqlx::Acquire as _;
+
+use super::ApiContext;
+use super::auth::authenticate;
+use crate::error::{Error, Result};
+use crate::proto::webhookd::v1 as pb;
+use crate::publish::{MAX_BATCH, OutboundEvent, publish};
+use crate::store;
+
+/// The PublishService implementation.
+pub struct PublishApi(pub Arc<ApiContext>);
+
+impl PublishApi {
+    async fn publish(
+        &self,
+        ctx: &RequestContext,
+        req: &pb::PublishRequest,
+    ) -> Result<pb::PublishResponse> {
+        let api = &self.0;
+        let scope = authenticate(&api.pool, ctx).await?;
+        if req.events.is_empty() || req.events.len() > MAX_BATCH {
+            return Err(Error::InvalidArgument(format!(
+                "events holds {} events; send 1 to {MAX_BATCH}",
+                req.events.len()
+            )));
+        }
+        let mut events = Vec::with_capacity(req.events.len());
+        for (index, item) in req.events.iter().enumerate() {
+            let at = |e: Error| match e {
+                Error::InvalidArgument(why) => {
+                    Error::InvalidArgument(format!("events[{index}]: {why}"))
+                }
+                Error::PermissionDenied(why) => {
+                    Error::PermissionDenied(format!("events[{index}]: {why}"))
+                }
+                other => other,
+            };
+            let request = item
+                .event
+                .as_option()
+                .ok_or_else(|| at(Error::InvalidArgument("event is required".into())))?;
+            let event =
+                OutboundEvent::from_request(request, Some(&item.idempotency_key)).map_err(at)?;
+            scope.require(&event.owner).map_err(at)?;
+            events.push(event);
+        }
+        let mut conn = store::acquire(&api.pool).await?;
+        let mut tx = conn.begin().await?;
+        let stored = publish(&mut tx, &events).await?;
+        tx.commit().await?;
+        let queued: i64 = stored.iter().map(|s| s.deliveries_queued).sum();
+        tracing::debug!(events = stored.len(), deliveries = queued, "published");
+        Ok(pb::PublishResponse {
+            events: stored
+                .into_iter()
+                .map(|s| pb::PublishedEvent {
+                    event_id: s.event_id.to_string(),
+                    deliveries_queued: s.deliveries_queued,
+                    duplicate: s.duplicate,
+                    ..Default::default()
+                })
+                .collect(),
+            deliveries_queued: queued,
+            ..Default::default()
+        })
+    }
+}
+
+impl pb::PublishService for PublishApi {
+    async fn publish(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, pb::PublishRequest>,
+    ) -> ServiceResult<pb::PublishResponse> {
+        Ok(Response::new(
+            PublishApi::publish(self, &ctx, &request.to_owned_message()).await?,
+        ))
+    }
+}

@@ -1,0 +1,77 @@
+//! The listener side: a reference `buf.alpha.webhook.v1alpha1.EventService` that verifies
+//! Standard Webhooks signatures and hands each event to a callback. `webhookd listen` runs it
+//! with a callback that prints one line of JSON per event; `examples/listener.rs` shows how
+//! to write your own in a few lines with the same pieces.
+
+use std::sync::Arc;
+
+use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, ServiceResult};
+
+use crate::proto::buf::alpha::webhook::v1alpha1::{
+    EventRequest, EventResponse, EventService, EventServiceExt as _,
+};
+use crate::signing::{SigningSecret, verify};
+
+/// An event as a listener received it.
+#[derive(Debug, Clone)]
+pub struct ReceivedEvent {
+    /// The `webhook-id` header: stable across retries, so use it to drop duplicates.
+    pub webhook_id: Option<String>,
+    /// The event.
+    pub event: EventRequest,
+}
+
+/// An EventService that checks signatures (when given secrets) and passes events on.
+pub struct VerifyingListener<F> {
+    secrets: Vec<SigningSecret>,
+    on_event: F,
+}
+
+impl<F> VerifyingListener<F>
+where
+    F: Fn(ReceivedEvent) + Send + Sync + 'static,
+{
+    /// A listener that accepts deliveries signed by any of `secrets` (none: no check) and
+    /// calls `on_event` for each.
+    pub fn new(secrets: Vec<SigningSecret>, on_event: F) -> Self {
+        Self { secrets, on_event }
+    }
+
+    /// An axum router serving this listener (Connect, gRPC and gRPC-Web).
+    pub fn into_router(self) -> axum::Router {
+        let router = Arc::new(self).register(connectrpc::Router::new());
+        axum::Router::new().fallback_service(connectrpc::ConnectRpcService::new(router))
+    }
+}
+
+impl<F> EventService for VerifyingListener<F>
+where
+    F: Fn(ReceivedEvent) + Send + Sync + 'static,
+{
+    async fn event(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, EventRequest>,
+    ) -> ServiceResult<EventResponse> {
+        if !self.secrets.is_empty() {
+            let now = chrono::Utc::now().timestamp();
+            verify(&self.secrets, ctx.headers(), request.bytes(), now).map_err(|e| {
+                ConnectError::unauthenticated(format!("webhook signature check failed: {e}"))
+            })?;
+        }
+        let webhook_id = ctx
+            .header("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (self.on_event)(ReceivedEvent {
+            webhook_id,
+            event: request.to_owned_message(),
+        });
+        Response::ok(EventResponse::default())
+    }
+}
+
+/// One line of JSON for an event: `{"webhookId": ..., "event": <ProtoJSON EventRequest>}`.
+pub fn json_line(received: &ReceivedEvent) -> String {
+    serde_json::json!({ "webhookId": received.webhook_id, "event": received.event }).to_string()
+}

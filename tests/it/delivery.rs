@@ -1,0 +1,509 @@
+//! End to end delivery: publish, claim, POST to real listeners, record, retry.
+
+use std::time::Duration;
+
+use buffa::Message as _;
+use webhookd::proto::buf::alpha::webhook::v1alpha1::EventRequest;
+use webhookd::proto::webhookd::v1 as pb;
+use webhookd::signing::{SigningSecret, verify};
+use webhookd::synthetic::repository_push;
+
+use crate::helpers::{TestApp, python, run, spawn_app_with, tempdir};
+use crate::receiver::{Receiver, Reply};
+
+/// Flags for tests that drive the batcher themselves with `run_once`.
+const MANUAL: &[&str] = &[
+    "--allow-insecure-callbacks",
+    "--no-dispatch",
+    "--retry-schedule",
+    "10ms,10ms,10ms",
+];
+
+async fn subscribe(app: &TestApp, token: &str, repository: &str, receiver: &Receiver) -> String {
+    app.create(token, "acme", repository, &receiver.url()).await["webhookId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub async fn publish(
+    app: &TestApp,
+    token: &str,
+    events: Vec<(EventRequest, &str)>,
+) -> pb::PublishResponse {
+    let request = pb::PublishRequest {
+        events: events
+            .into_iter()
+            .map(|(event, key)| pb::PublishEvent {
+                event: buffa::MessageField::some(event),
+                idempotency_key: key.to_owned(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    app.publisher(token)
+        .publish(request)
+        .await
+        .expect("publish")
+        .into_owned()
+}
+
+async fn secret_of(app: &TestApp, token: &str, webhook: &str) -> SigningSecret {
+    let request = pb::GetSigningSecretRequest {
+        webhook_id: webhook.to_owned(),
+        ..Default::default()
+    };
+    let secret = app
+        .subscriptions(token)
+        .get_signing_secret(request)
+        .await
+        .unwrap()
+        .into_owned()
+        .secret;
+    SigningSecret::parse(&secret).expect("a whsec_ secret")
+}
+
+async fn delivery_log(app: &TestApp, token: &str, webhook: &str) -> Vec<pb::Delivery> {
+    let request = pb::ListDeliveriesRequest {
+        webhook_id: webhook.to_owned(),
+        ..Default::default()
+    };
+    app.deliveries(token)
+        .list_deliveries(request)
+        .await
+        .unwrap()
+        .into_owned()
+        .deliveries
+}
+
+async fn attempts(app: &TestApp, token: &str, delivery: &str) -> (pb::Delivery, Vec<pb::Attempt>) {
+    let request = pb::GetDeliveryRequest {
+        delivery_id: delivery.to_owned(),
+        ..Default::default()
+    };
+    let got = app
+        .deliveries(token)
+        .get_delivery(request)
+        .await
+        .unwrap()
+        .into_owned();
+    (got.delivery.as_option().unwrap().clone(), got.attempts)
+}
+
+#[tokio::test]
+async fn a_published_event_reaches_every_matching_subscription_signed_and_byte_exact() {
+    let app = spawn_app_with(MANUAL).await;
+    let token = app.token(&["acme"]).await;
+    let (first, second, other) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    let hook = subscribe(&app, &token, "petapis", &first).await;
+    subscribe(&app, &token, "petapis", &second).await;
+    subscribe(&app, &token, "other", &other).await;
+
+    let event = repository_push("acme", "petapis", 1);
+    let published = publish(&app, &token, vec![(event.clone(), "")]).await;
+    assert_eq!(published.deliveries_queued, 2);
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 2);
+
+    let got = first.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        (got.len(), second.captured().len(), other.captured().len()),
+        (1, 1, 0)
+    );
+    let request = &got[0];
+    assert_eq!(
+        &request.body[..],
+        &event.encode_to_vec()[..],
+        "the stored EventRequest, byte for byte"
+    );
+    assert_eq!(request.header("content-type"), "application/proto");
+    assert_eq!(request.header("connect-protocol-version"), "1");
+    assert_eq!(request.header("connect-timeout-ms"), "10000");
+    assert!(
+        request.header("user-agent").starts_with("webhookd/"),
+        "{}",
+        request.header("user-agent")
+    );
+    let now = chrono::Utc::now().timestamp();
+    let sent_at: i64 = request.header("webhook-timestamp").parse().unwrap();
+    assert!((now - sent_at).abs() < 60);
+    let secret = secret_of(&app, &token, &hook).await;
+    assert!(secret.expose().starts_with("whsec_"));
+    verify(
+        std::slice::from_ref(&secret),
+        &request.headers,
+        &request.body,
+        now,
+    )
+    .expect("signature verifies");
+
+    let log = delivery_log(&app, &token, &hook).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        log[0].delivery_id,
+        request.header("webhook-id"),
+        "webhook-id is the delivery id"
+    );
+    assert_eq!(log[0].state.to_i32(), 2, "DELIVERED");
+    assert_eq!(log[0].event_id, published.events[0].event_id);
+    let (_, tries) = attempts(&app, &token, &log[0].delivery_id).await;
+    assert_eq!((tries.len(), tries[0].http_status), (1, 200));
+    assert_eq!(
+        app.dispatcher().run_once().await.unwrap(),
+        0,
+        "nothing left to deliver"
+    );
+}
+
+#[tokio::test]
+async fn an_independent_hmac_implementation_verifies_the_signature() {
+    let app = spawn_app_with(MANUAL).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 7), "")],
+    )
+    .await;
+    app.dispatcher().run_once().await.unwrap();
+    let request = receiver.wait_for(1, Duration::from_secs(5)).await.remove(0);
+    let secret = secret_of(&app, &token, &hook).await;
+    let dir = tempdir("hmac");
+    std::fs::write(dir.join("body.bin"), &request.body).unwrap();
+    // Python's hmac/hashlib, following the Standard Webhooks spec (the reference packages
+    // decode bodies as UTF-8 and so cannot check binary protobuf).
+    let script = r#"
+import base64, hashlib, hmac, sys
+secret, msg_id, ts, header, path = sys.argv[1:6]
+key = base64.b64decode(secret.removeprefix("whsec_"))
+body = open(path, "rb").read()
+expected = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+ok = any(hmac.compare_digest(expected, s.removeprefix("v1,")) for s in header.split(" ") if s.startswith("v1,"))
+print("valid" if ok else "INVALID")
+"#;
+    let mut command = std::process::Command::new(python());
+    command.args([
+        "-c",
+        script,
+        secret.expose(),
+        request.header("webhook-id"),
+        request.header("webhook-timestamp"),
+    ]);
+    command
+        .arg(request.header("webhook-signature"))
+        .arg(dir.join("body.bin"));
+    let (code, out, err) = run(command).await;
+    assert_eq!((code, out.trim()), (0, "valid"), "{err}");
+}
+
+#[tokio::test]
+async fn a_listener_failing_twice_gets_three_attempts_and_one_delivery() {
+    let app = spawn_app_with(MANUAL).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    receiver.script([Reply::Status(503), Reply::Status(503)]);
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "")],
+    )
+    .await;
+    let dispatcher = app.dispatcher();
+    for _ in 0..3 {
+        assert_eq!(dispatcher.run_once().await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(dispatcher.run_once().await.unwrap(), 0);
+    let got = receiver.captured();
+    assert_eq!(got.len(), 3);
+    assert!(
+        got.iter()
+            .all(|r| r.header("webhook-id") == got[0].header("webhook-id")),
+        "stable webhook-id"
+    );
+    let log = delivery_log(&app, &token, &hook).await;
+    let (delivery, tries) = attempts(&app, &token, &log[0].delivery_id).await;
+    assert_eq!((delivery.state.to_i32(), delivery.attempt_count), (2, 3));
+    let statuses: Vec<i32> = tries.iter().map(|a| a.http_status).collect();
+    assert_eq!(statuses, [503, 503, 200]);
+    assert_eq!(
+        tries[0].connect_code, "unavailable",
+        "the listener's Connect error code is recorded"
+    );
+    assert!(
+        String::from_utf8_lossy(&tries[0].response_body).contains("test receiver answered 503")
+    );
+}
+
+#[tokio::test]
+async fn retries_run_out_into_failed_and_redeliver_queues_it_again() {
+    let app = spawn_app_with(MANUAL).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    receiver.script([
+        Reply::Status(500),
+        Reply::Status(429),
+        Reply::Status(404),
+        Reply::Status(302),
+    ]);
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "")],
+    )
+    .await;
+    let dispatcher = app.dispatcher();
+    for _ in 0..4 {
+        assert_eq!(dispatcher.run_once().await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(
+        dispatcher.run_once().await.unwrap(),
+        0,
+        "schedule exhausted"
+    );
+    let delivery = delivery_log(&app, &token, &hook).await.remove(0);
+    assert_eq!(
+        (delivery.state.to_i32(), delivery.attempt_count),
+        (3, 4),
+        "FAILED after 1 + 3 retries"
+    );
+
+    let request = pb::RedeliverRequest {
+        delivery_id: delivery.delivery_id.clone(),
+        ..Default::default()
+    };
+    let again = app
+        .deliveries(&token)
+        .redeliver(request)
+        .await
+        .unwrap()
+        .into_owned();
+    assert_eq!(
+        again.delivery.as_option().unwrap().state.to_i32(),
+        1,
+        "PENDING"
+    );
+    assert_eq!(dispatcher.run_once().await.unwrap(), 1);
+    let (delivery, tries) = attempts(&app, &token, &delivery.delivery_id).await;
+    assert_eq!((delivery.state.to_i32(), tries.len()), (2, 5));
+}
+
+#[tokio::test]
+async fn a_listener_that_never_answers_times_out_and_is_retried() {
+    let app = spawn_app_with(&[MANUAL, &["--delivery-timeout", "300ms"]].concat()).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    receiver.script([Reply::Hang, Reply::Endless]);
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "")],
+    )
+    .await;
+    let dispatcher = app.dispatcher();
+    let started = std::time::Instant::now();
+    assert_eq!(dispatcher.run_once().await.unwrap(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the batch is not stuck"
+    );
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(dispatcher.run_once().await.unwrap(), 1, "retried");
+    let delivery = delivery_log(&app, &token, &hook).await.remove(0);
+    let (delivery, tries) = attempts(&app, &token, &delivery.delivery_id).await;
+    assert!(tries[0].error.contains("timed out"), "{:?}", tries[0].error);
+    assert_eq!(tries[0].http_status, 0);
+    // An endless 200 body: delivered, and only 4 KiB of it kept.
+    assert_eq!(
+        (tries[1].http_status, tries[1].response_body.len()),
+        (200, 4096)
+    );
+    assert_eq!(delivery.state.to_i32(), 2);
+}
+
+#[tokio::test]
+async fn gone_disables_the_subscription() {
+    let app = spawn_app_with(MANUAL).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    receiver.script([Reply::Status(410)]);
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "")],
+    )
+    .await;
+    app.dispatcher().run_once().await.unwrap();
+    let delivery = delivery_log(&app, &token, &hook).await.remove(0);
+    assert_eq!(
+        (delivery.state.to_i32(), delivery.last_http_status),
+        (3, 410)
+    );
+    let (state, reason): (String, Option<String>) =
+        sqlx::query_as("SELECT state, disabled_reason FROM webhooks")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "disabled");
+    assert!(reason.unwrap().contains("410"));
+    let later = publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 2), "")],
+    )
+    .await;
+    assert_eq!(
+        later.deliveries_queued, 0,
+        "no more deliveries to a disabled subscription"
+    );
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 0);
+    assert_eq!(receiver.captured().len(), 1);
+}
+
+#[tokio::test]
+async fn after_a_rotation_both_secrets_sign_during_the_overlap() {
+    let app = spawn_app_with(MANUAL).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    let old = secret_of(&app, &token, &hook).await;
+    let request = pb::RotateSigningSecretRequest {
+        webhook_id: hook.clone(),
+        ..Default::default()
+    };
+    let rotated = app
+        .subscriptions(&token)
+        .rotate_signing_secret(request)
+        .await
+        .unwrap()
+        .into_owned();
+    let new = SigningSecret::parse(&rotated.secret).unwrap();
+    assert_ne!(old, new);
+    assert_eq!(secret_of(&app, &token, &hook).await, new);
+    let expire: chrono::DateTime<chrono::Utc> = rotated
+        .previous_secret_expire_time
+        .as_option()
+        .unwrap()
+        .clone()
+        .try_into()
+        .unwrap();
+    let hours = (expire - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((23.9..=24.0).contains(&hours), "{hours}");
+
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "")],
+    )
+    .await;
+    app.dispatcher().run_once().await.unwrap();
+    let request = receiver.wait_for(1, Duration::from_secs(5)).await.remove(0);
+    assert_eq!(request.header("webhook-signature").split(' ').count(), 2);
+    let now = chrono::Utc::now().timestamp();
+    verify(&[old], &request.headers, &request.body, now).expect("old secret still valid");
+    verify(&[new], &request.headers, &request.body, now).expect("new secret valid");
+    // Another owner's token cannot read or rotate it.
+    let stranger = app.token(&["globex"]).await;
+    let request = pb::GetSigningSecretRequest {
+        webhook_id: hook,
+        ..Default::default()
+    };
+    let err = app
+        .subscriptions(&stranger)
+        .get_signing_secret(request)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, connectrpc::ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_publishes_once() {
+    let app = spawn_app_with(MANUAL).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    subscribe(&app, &token, "petapis", &receiver).await;
+    let first = publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "push-1")],
+    )
+    .await;
+    let again = publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "push-1")],
+    )
+    .await;
+    assert_eq!(first.events[0].event_id, again.events[0].event_id);
+    assert_eq!((first.deliveries_queued, again.deliveries_queued), (1, 0));
+    assert!(!first.events[0].duplicate && again.events[0].duplicate);
+    app.dispatcher().run_once().await.unwrap();
+    assert_eq!(receiver.captured().len(), 1);
+}
+
+#[tokio::test]
+async fn a_rolled_back_producer_transaction_delivers_nothing() {
+    let app = spawn_app_with(MANUAL).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    subscribe(&app, &token, "petapis", &receiver).await;
+    let event = webhookd::publish::OutboundEvent::from_request(
+        &repository_push("acme", "petapis", 1),
+        None,
+    )
+    .unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    let stored = webhookd::publish::publish(&mut tx, std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    assert_eq!(stored[0].deliveries_queued, 1);
+    tx.rollback().await.unwrap();
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 0);
+    let (events, deliveries): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries)")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!((events, deliveries), (0, 0));
+    // The same call, committed, delivers.
+    let mut tx = app.pool.begin().await.unwrap();
+    webhookd::publish::publish(&mut tx, &[event]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 1);
+    assert_eq!(receiver.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+}
+
+#[tokio::test]
+async fn deleting_a_subscription_cancels_its_queued_deliveries() {
+    let app = spawn_app_with(MANUAL).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "")],
+    )
+    .await;
+    let (status, _) = app
+        .json(
+            "DeleteWebhook",
+            Some(&token),
+            &serde_json::json!({"webhookId": hook}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 0);
+    assert!(receiver.captured().is_empty());
+}

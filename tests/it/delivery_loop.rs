@@ -1,0 +1,284 @@
+//! The batcher as `serve` runs it: the default cadence, wake-on-publish, drain, Retry-After,
+//! and separate `webhookd serve` processes (crash safety, graceful shutdown).
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use webhookd::proto::webhookd::v1 as pb;
+use webhookd::synthetic::repository_push;
+
+use crate::delivery::publish;
+use crate::helpers::{TestApp, spawn_app_with};
+use crate::receiver::{Receiver, Reply};
+
+async fn subscribe(app: &TestApp, token: &str, receiver: &Receiver) -> String {
+    app.create(token, "acme", "petapis", &receiver.url()).await["webhookId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn publish_many(app: &TestApp, token: &str, count: u64) {
+    for start in (0..count).step_by(1000) {
+        let events = (start..count.min(start + 1000))
+            .map(|i| (repository_push("acme", "petapis", i), ""))
+            .collect();
+        publish(app, token, events).await;
+    }
+}
+
+/// Splits arrival times into bursts separated by more than `gap`.
+fn bursts(mut times: Vec<Instant>, gap: Duration) -> Vec<Vec<Instant>> {
+    times.sort();
+    let mut bursts: Vec<Vec<Instant>> = vec![];
+    for t in times {
+        match bursts.last_mut() {
+            Some(last) if t.duration_since(*last.last().unwrap()) <= gap => last.push(t),
+            _ => bursts.push(vec![t]),
+        }
+    }
+    bursts
+}
+
+#[tokio::test]
+async fn the_default_cadence_delivers_at_most_20_per_5_second_poll() {
+    let app = spawn_app_with(&["--allow-insecure-callbacks"]).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    subscribe(&app, &token, &receiver).await;
+    publish_many(&app, &token, 100).await;
+    tokio::time::sleep(Duration::from_millis(11_500)).await;
+    let arrivals: Vec<Instant> = receiver.captured().iter().map(|c| c.at).collect();
+    let bursts = bursts(arrivals, Duration::from_secs(2));
+    let sizes: Vec<usize> = bursts.iter().map(Vec::len).collect();
+    assert!(
+        (2..=3).contains(&sizes.len()),
+        "two or three polls in 11.5 s: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().all(|&n| n <= 20),
+        "at most 20 per poll: {sizes:?}"
+    );
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|&n| n == 20),
+        "full batches while the backlog lasts: {sizes:?}"
+    );
+    for pair in bursts.windows(2) {
+        let spacing = pair[1][0].duration_since(pair[0][0]);
+        assert!(
+            spacing >= Duration::from_millis(4500) && spacing <= Duration::from_millis(5500),
+            "{spacing:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn wake_on_publish_delivers_without_waiting_for_the_poll_and_drain_empties_the_backlog() {
+    let app = spawn_app_with(&[
+        "--allow-insecure-callbacks",
+        "--wake-on-publish",
+        "--drain",
+        "--batch-size",
+        "10",
+        "--poll-interval",
+        "1h",
+    ])
+    .await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    subscribe(&app, &token, &receiver).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // the first (immediate) poll has passed
+    let started = Instant::now();
+    publish_many(&app, &token, 95).await;
+    receiver.wait_for(95, Duration::from_secs(10)).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn retry_after_postpones_the_next_attempt() {
+    let app = spawn_app_with(&["--allow-insecure-callbacks", "--no-dispatch"]).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    let hook = subscribe(&app, &token, &receiver).await;
+    receiver.script([Reply::StatusWithHeaders(429, vec![("retry-after", "120")])]);
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "")],
+    )
+    .await;
+    app.dispatcher().run_once().await.unwrap();
+    let request = pb::ListDeliveriesRequest {
+        webhook_id: hook,
+        state: buffa::EnumValue::from(1),
+        ..Default::default()
+    };
+    let listed = app
+        .deliveries(&token)
+        .list_deliveries(request)
+        .await
+        .unwrap()
+        .into_owned();
+    let next: chrono::DateTime<chrono::Utc> = listed.deliveries[0]
+        .next_attempt_time
+        .as_option()
+        .unwrap()
+        .clone()
+        .try_into()
+        .unwrap();
+    let wait = (next - chrono::Utc::now()).num_seconds();
+    assert!(
+        (110..=120).contains(&wait),
+        "Retry-After 120 s honoured (schedule says 5 s): {wait}"
+    );
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 0, "not due yet");
+}
+
+/// `webhookd serve` as its own process on the test's database.
+fn serve_process(app: &TestApp, flags: &[&str]) -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_webhookd"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--no-api",
+        ])
+        .args([
+            "--database-url",
+            &app.database_url(),
+            "--allow-insecure-callbacks",
+        ])
+        .args(["--secret-key", app.args.secret_key.as_deref().unwrap()])
+        .args(flags)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    (child, port)
+}
+
+fn signal(child: &Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+async fn states(app: &TestApp) -> HashMap<String, i64> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM deliveries GROUP BY state")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    rows.into_iter().collect()
+}
+
+#[tokio::test]
+async fn a_killed_batcher_loses_nothing_and_duplicates_keep_their_webhook_id() {
+    let app = spawn_app_with(&["--allow-insecure-callbacks", "--no-dispatch"]).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    receiver.set_default(Reply::Delay(Duration::from_millis(20)));
+    subscribe(&app, &token, &receiver).await;
+    let flags = [
+        "--drain",
+        "--wake-on-publish",
+        "--batch-size",
+        "50",
+        "--poll-interval",
+        "200ms",
+        "--delivery-timeout",
+        "2s",
+    ];
+    let (mut doomed, _) = serve_process(&app, &flags);
+    let (mut survivor, _) = serve_process(&app, &flags);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish_many(&app, &token, 2000).await;
+    receiver.wait_for(300, Duration::from_secs(30)).await;
+    signal(&doomed, nix::sys::signal::Signal::SIGKILL);
+    doomed.wait().unwrap();
+
+    // The survivor finishes the backlog, including what the dead one held (after its lease).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while states(&app).await.get("delivered").copied().unwrap_or(0) < 2000 {
+        assert!(
+            Instant::now() < deadline,
+            "not all delivered: {:?}",
+            states(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal(&survivor, nix::sys::signal::Signal::SIGTERM);
+    assert!(survivor.wait().unwrap().success());
+
+    let mut by_id: HashMap<String, Vec<axum::body::Bytes>> = HashMap::new();
+    for request in receiver.captured() {
+        by_id
+            .entry(request.header("webhook-id").to_owned())
+            .or_default()
+            .push(request.body.clone());
+    }
+    assert_eq!(by_id.len(), 2000, "every delivery reached the listener");
+    let duplicates: usize = by_id.values().map(|bodies| bodies.len() - 1).sum();
+    assert!(
+        by_id
+            .values()
+            .all(|bodies| bodies.iter().all(|b| b == &bodies[0])),
+        "a duplicate is the same delivery"
+    );
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id::text FROM deliveries")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(ids.iter().all(|id| by_id.contains_key(id)));
+    eprintln!("crash test: 2000 deliveries, {duplicates} duplicates after SIGKILL");
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
+    let app = spawn_app_with(&["--allow-insecure-callbacks", "--no-dispatch"]).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    receiver.set_default(Reply::Delay(Duration::from_millis(1500)));
+    subscribe(&app, &token, &receiver).await;
+    let (mut serve, _) = serve_process(
+        &app,
+        &[
+            "--wake-on-publish",
+            "--batch-size",
+            "5",
+            "--shutdown-timeout",
+            "10s",
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish_many(&app, &token, 8).await;
+    receiver.wait_for(5, Duration::from_secs(10)).await;
+    signal(&serve, nix::sys::signal::Signal::SIGTERM);
+    let status = tokio::task::spawn_blocking(move || serve.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let states = states(&app).await;
+    assert_eq!(
+        states.get("delivered"),
+        Some(&5),
+        "the in-flight batch finished: {states:?}"
+    );
+    assert_eq!(
+        states.get("pending"),
+        Some(&3),
+        "nothing more was claimed: {states:?}"
+    );
+    let leased: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE lease_owner IS NOT NULL")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(leased, 0, "no lease left behind");
+}
