@@ -89,6 +89,17 @@ pub struct ServeArgs {
     #[arg(long, env = "WEBHOOKD_WAKE_ON_PUBLISH")]
     pub wake_on_publish: bool,
 
+    /// The most delivery attempts in flight in this process.
+    #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight: u32,
+
+    /// The most delivery attempts in flight to one webhook, over all processes, so that a
+    /// listener that hangs cannot take every slot.
+    #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_WEBHOOK", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight_per_webhook: u32,
+
     /// Timeout of one delivery attempt (connect, send, answer).
     #[arg(long, env = "WEBHOOKD_DELIVERY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub delivery_timeout: Duration,
@@ -117,6 +128,8 @@ impl ServeArgs {
             batch_size: self.batch_size,
             drain: self.drain,
             wake_on_publish: self.wake_on_publish,
+            max_in_flight: self.max_in_flight,
+            max_in_flight_per_webhook: self.max_in_flight_per_webhook,
             delivery_timeout: self.delivery_timeout,
             retry_schedule: self.retry_schedule.clone(),
             allow_insecure_callbacks: self.allow_insecure_callbacks,

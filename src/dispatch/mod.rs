@@ -1,10 +1,13 @@
 //! The batcher: claim due deliveries with a lease, attempt them concurrently, record every
-//! attempt. `run_once` is one batch (tests call it directly); `run` is the loop `serve`
-//! runs, woken by its poll interval and, with `--wake-on-publish`, by LISTEN/NOTIFY.
+//! attempt. `run_once` is one batch, start to finish (tests call it directly); `run` is the
+//! pipeline `serve` runs: woken by its poll interval (and, with `--wake-on-publish`, by
+//! LISTEN/NOTIFY), it claims while it has room, and a recorder writes outcomes in bulk.
 //!
 //! Invariants: no transaction is open during an HTTP attempt (the claim commits first);
-//! an outcome is recorded only while this batcher still holds the lease; infrastructure
-//! errors (`Err`) are logged once, here, and the loop goes on.
+//! an outcome is recorded only while this batcher still holds the lease; at most
+//! `--max-in-flight` attempts run at once, and at most `--max-in-flight-per-webhook` per
+//! webhook, so a listener that never answers holds a bounded share; infrastructure errors
+//! (`Err`) are logged once, here, and the loop goes on.
 
 pub mod attempt;
 pub mod retry;
@@ -13,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::task::JoinSet;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use self::retry::RetrySchedule;
@@ -23,6 +27,10 @@ use crate::error::Result;
 use crate::secret_box::SecretBox;
 use crate::signing::SigningSecret;
 use crate::store;
+use crate::store::deliveries::Outcome;
+
+/// The most outcomes written in one statement.
+const RECORD_BATCH: usize = 1000;
 
 /// How the batcher runs (the `serve` flags).
 #[derive(Debug, Clone)]
@@ -35,6 +43,11 @@ pub struct DispatchSettings {
     pub drain: bool,
     /// Wake on LISTEN/NOTIFY when something is published (`--wake-on-publish`).
     pub wake_on_publish: bool,
+    /// The most attempts in flight in this process (`--max-in-flight`).
+    pub max_in_flight: u32,
+    /// The most attempts in flight to one webhook, over all processes
+    /// (`--max-in-flight-per-webhook`).
+    pub max_in_flight_per_webhook: u32,
     /// Per-attempt timeout (`--delivery-timeout`).
     pub delivery_timeout: Duration,
     /// Delays before each retry (`--retry-schedule`).
@@ -46,8 +59,8 @@ pub struct DispatchSettings {
 }
 
 impl DispatchSettings {
-    /// How long a claim lasts: long enough for every attempt of a batch to finish, after
-    /// which a delivery whose claimant died is claimable again.
+    /// How long a claim lasts: long enough for an attempt and its recording, after which a
+    /// delivery whose claimant died is claimable again.
     pub fn lease(&self) -> Duration {
         self.delivery_timeout * 2 + Duration::from_secs(10)
     }
@@ -96,13 +109,36 @@ impl Dispatcher {
     /// # Errors
     /// Database errors (claiming or recording); a listener's failure is not an error.
     pub async fn run_once(&self) -> Result<usize> {
-        self.run_batch(&CancellationToken::new()).await
+        let batch = self.claim(self.inner.settings.batch_size as usize).await?;
+        let claimed = batch.len();
+        let mut attempts = tokio::task::JoinSet::new();
+        for delivery in batch {
+            let this = self.clone();
+            attempts.spawn(async move { this.attempt(delivery).await });
+        }
+        let mut outcomes = Vec::with_capacity(claimed);
+        while let Some(joined) = attempts.join_next().await {
+            if let Ok(Some(outcome)) = joined {
+                outcomes.push(outcome);
+            }
+        }
+        let mut conn = store::acquire(&self.inner.pool).await?;
+        store::deliveries::record_attempts(&mut conn, self.inner.worker, &outcomes).await?;
+        Ok(claimed)
     }
 
-    /// Runs batches until `shutdown` is cancelled; then lets in-flight attempts finish for
-    /// up to `--shutdown-timeout`.
+    /// Runs until `shutdown` is cancelled; then lets in-flight attempts finish for up to
+    /// `--shutdown-timeout` and records them.
     pub async fn run(self, shutdown: CancellationToken) {
         let settings = &self.inner.settings;
+        tracing::info!(worker = %self.inner.worker, batch_size = settings.batch_size,
+            poll_interval = ?settings.poll_interval, drain = settings.drain,
+            wake_on_publish = settings.wake_on_publish, "batcher started");
+        let (outcomes, recorder) = mpsc::channel::<Outcome>(RECORD_BATCH * 4);
+        let recording = tokio::spawn(self.clone().record(recorder));
+        let room = Arc::new(Semaphore::new(settings.max_in_flight as usize));
+        let attempts = TaskTracker::new();
+        let abandon = CancellationToken::new();
         let mut wake = if settings.wake_on_publish {
             self.listen().await
         } else {
@@ -110,117 +146,150 @@ impl Dispatcher {
         };
         let mut ticker = tokio::time::interval(settings.poll_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tracing::info!(worker = %self.inner.worker, batch_size = settings.batch_size,
-            poll_interval = ?settings.poll_interval, drain = settings.drain,
-            wake_on_publish = settings.wake_on_publish, "batcher started");
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = notified(&mut wake) => {}
                 () = shutdown.cancelled() => break,
             }
-            loop {
-                match self.run_batch(&shutdown).await {
-                    Ok(n)
-                        if settings.drain
-                            && n == settings.batch_size as usize
-                            && !shutdown.is_cancelled() => {}
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(error.cause_chain = ?anyhow::Error::from(e), "batch failed; retrying at the next poll");
-                        break;
-                    }
-                }
+            let pipeline = Pipeline {
+                room: &room,
+                attempts: &attempts,
+                outcomes: &outcomes,
+                abandon: &abandon,
+            };
+            if let Err(e) = self.claim_while_room(&pipeline, &shutdown).await {
+                tracing::warn!(error.cause_chain = ?anyhow::Error::from(e), "claiming failed; retrying at the next poll");
             }
         }
+        attempts.close();
+        if tokio::time::timeout(settings.shutdown_timeout, attempts.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = attempts.len(),
+                "shutdown timeout: abandoning in-flight attempts (their leases expire)"
+            );
+            abandon.cancel();
+            attempts.wait().await;
+        }
+        drop(outcomes);
+        let _ = recording.await;
         tracing::info!("batcher stopped");
     }
 
-    async fn listen(&self) -> Option<sqlx::postgres::PgListener> {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&self.inner.pool).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::warn!(error = %e, "LISTEN failed; polling only");
-                return None;
-            }
-        };
-        match listener.listen(store::events::NOTIFY_CHANNEL).await {
-            Ok(()) => Some(listener),
-            Err(e) => {
-                tracing::warn!(error = %e, "LISTEN failed; polling only");
-                None
-            }
-        }
-    }
-
-    async fn run_batch(&self, shutdown: &CancellationToken) -> Result<usize> {
-        let inner = &self.inner;
-        let batch = {
-            let mut conn = store::acquire(&inner.pool).await?;
-            let lease = inner.settings.lease().as_secs_f64();
-            store::deliveries::claim(
-                &mut conn,
-                inner.worker,
-                i64::from(inner.settings.batch_size),
-                lease,
-            )
-            .await?
-        };
-        let claimed = batch.len();
-        let mut attempts = JoinSet::new();
-        let mut unstarted = Vec::new();
-        for delivery in batch {
-            if shutdown.is_cancelled() {
-                unstarted.push(delivery.id);
-            } else {
-                let this = self.clone();
-                attempts.spawn(async move { this.deliver(delivery).await });
-            }
-        }
-        if !unstarted.is_empty() {
-            let mut conn = store::acquire(&inner.pool).await?;
-            store::deliveries::release(&mut conn, inner.worker, &unstarted).await?;
-        }
-        self.await_attempts(attempts, shutdown).await;
-        Ok(claimed)
-    }
-
-    /// Waits for every attempt; once shutdown starts, for at most `--shutdown-timeout`.
-    /// Attempts cut off then keep their lease, so they are retried after it expires (with
-    /// the same `webhook-id`, as for any at-least-once redelivery).
-    async fn await_attempts(
+    /// Claims a batch, and with `--drain` the next ones at once while they come back full,
+    /// as long as there is room for more attempts.
+    async fn claim_while_room(
         &self,
-        mut attempts: JoinSet<Result<()>>,
+        pipeline: &Pipeline<'_>,
         shutdown: &CancellationToken,
-    ) {
-        let deadline = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(self.inner.settings.shutdown_timeout).await;
-        };
-        tokio::pin!(deadline);
+    ) -> Result<()> {
+        let batch_size = self.inner.settings.batch_size as usize;
         loop {
-            tokio::select! {
-                joined = attempts.join_next() => match joined {
-                    None => return,
-                    Some(Ok(Ok(()))) => {}
-                    Some(Ok(Err(e))) => tracing::warn!(error.cause_chain = ?anyhow::Error::from(e), "recording an attempt failed"),
-                    Some(Err(e)) => tracing::error!(error = %e, "an attempt task panicked"),
-                },
-                () = &mut deadline => {
-                    tracing::warn!(left = attempts.len(), "shutdown timeout: abandoning in-flight attempts");
-                    attempts.abort_all();
-                    return;
+            let permits = take_permits(pipeline.room, batch_size, shutdown).await;
+            if permits.is_empty() {
+                return Ok(());
+            }
+            let wanted = permits.len();
+            let batch = self.claim(wanted).await?;
+            let full = batch.len() == batch_size;
+            if shutdown.is_cancelled() {
+                self.release(&batch).await?;
+                return Ok(());
+            }
+            for (delivery, permit) in batch.into_iter().zip(permits) {
+                let (this, outcomes, abandon) = (
+                    self.clone(),
+                    pipeline.outcomes.clone(),
+                    pipeline.abandon.clone(),
+                );
+                pipeline.attempts.spawn(async move {
+                    tokio::select! {
+                        outcome = this.attempt(delivery) => {
+                            if let Some(outcome) = outcome {
+                                let _ = outcomes.send(outcome).await;
+                            }
+                        }
+                        () = abandon.cancelled() => {}
+                    }
+                    drop(permit);
+                });
+            }
+            if !(self.inner.settings.drain && full) {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedDelivery>> {
+        let inner = &self.inner;
+        let mut conn = store::acquire(&inner.pool).await?;
+        let lease = inner.settings.lease().as_secs_f64();
+        let cap = i64::from(inner.settings.max_in_flight_per_webhook);
+        store::deliveries::claim(&mut conn, inner.worker, limit as i64, lease, cap).await
+    }
+
+    /// Gives back claimed deliveries that will not be attempted (shutdown).
+    async fn release(&self, batch: &[ClaimedDelivery]) -> Result<()> {
+        let ids: Vec<Uuid> = batch.iter().map(|d| d.id).collect();
+        let mut conn = store::acquire(&self.inner.pool).await?;
+        store::deliveries::release(&mut conn, self.inner.worker, &ids).await?;
+        Ok(())
+    }
+
+    /// Writes outcomes as they come, as many per statement as are waiting (one commit for
+    /// all of them). A failed write is logged; those deliveries are attempted again when
+    /// their leases expire.
+    async fn record(self, mut outcomes: mpsc::Receiver<Outcome>) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let written = async {
+                let mut conn = store::acquire(&self.inner.pool).await?;
+                store::deliveries::record_attempts(&mut conn, self.inner.worker, &batch).await
+            };
+            match written.await {
+                Ok(n) if n < batch.len() => {
+                    tracing::info!(
+                        lost = batch.len() - n,
+                        "leases lost before recording; their new holders record them"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error.cause_chain = ?anyhow::Error::from(e), count = batch.len(), "recording attempts failed")
                 }
             }
+            batch.clear();
         }
     }
 
+    async fn listen(&self) -> Option<sqlx::postgres::PgListener> {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&self.inner.pool).await?;
+            listener.listen(store::events::NOTIFY_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        listener
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "LISTEN failed; polling only"))
+            .ok()
+    }
+
+    /// One attempt of one delivery; `None` only when its secrets cannot be read (logged; the
+    /// delivery is retried when its lease expires).
     #[tracing::instrument(skip_all, fields(delivery_id = %delivery.id, webhook_id = %delivery.webhook_id))]
-    async fn deliver(&self, delivery: ClaimedDelivery) -> Result<()> {
+    async fn attempt(&self, delivery: ClaimedDelivery) -> Option<Outcome> {
         let inner = &self.inner;
-        let secrets = self.open_secrets(&delivery)?;
+        let secrets = self
+            .open_secrets(&delivery)
+            .inspect_err(
+                |e| tracing::error!(error.cause_chain = ?e, "cannot read the signing secrets"),
+            )
+            .ok()?;
         let settings = &inner.settings;
-        let (record, outcome) = attempt::send(
+        let (attempt, outcome) = attempt::send(
             &inner.client,
             &delivery,
             &secrets,
@@ -231,36 +300,55 @@ impl Dispatcher {
         let verdict = settings
             .retry_schedule
             .verdict(delivery.attempt_count + 1, &outcome);
-        tracing::debug!(status = ?record.http_status, error = ?record.error, ?verdict, "attempted");
-        let mut conn = store::acquire(&inner.pool).await?;
-        if !store::deliveries::record_attempt(
-            &mut conn,
-            delivery.id,
-            inner.worker,
-            &record,
-            &verdict,
-        )
-        .await?
-        {
-            tracing::info!(
-                "lease lost before the attempt was recorded; another batcher owns it now"
-            );
-        }
-        Ok(())
+        tracing::debug!(status = ?attempt.http_status, error = ?attempt.error, ?verdict, "attempted");
+        Some(Outcome {
+            delivery: delivery.id,
+            attempt,
+            verdict,
+        })
     }
 
-    fn open_secrets(&self, delivery: &ClaimedDelivery) -> Result<Vec<SigningSecret>> {
+    fn open_secrets(&self, delivery: &ClaimedDelivery) -> anyhow::Result<Vec<SigningSecret>> {
         delivery
             .sealed_secrets
             .iter()
             .map(|sealed| {
-                let text = String::from_utf8(self.inner.secrets.open(sealed)?)
-                    .map_err(anyhow::Error::from)?;
+                let text = String::from_utf8(self.inner.secrets.open(sealed)?)?;
                 SigningSecret::parse(&text)
-                    .ok_or_else(|| anyhow::anyhow!("stored signing secret is malformed").into())
+                    .ok_or_else(|| anyhow::anyhow!("stored signing secret is malformed"))
             })
             .collect()
     }
+}
+
+/// What the claim loop feeds: room for attempts, the attempts, and the recorder.
+struct Pipeline<'a> {
+    room: &'a Arc<Semaphore>,
+    attempts: &'a TaskTracker,
+    outcomes: &'a mpsc::Sender<Outcome>,
+    /// Cancelled when the shutdown timeout runs out: in-flight attempts are dropped.
+    abandon: &'a CancellationToken,
+}
+
+/// Waits for room for one attempt, then takes what else is free, up to `max`. Empty when
+/// shutdown starts first.
+async fn take_permits(
+    room: &Arc<Semaphore>,
+    max: usize,
+    shutdown: &CancellationToken,
+) -> Vec<OwnedSemaphorePermit> {
+    let first = tokio::select! {
+        permit = room.clone().acquire_owned() => permit,
+        () = shutdown.cancelled() => return Vec::new(),
+    };
+    let mut permits: Vec<OwnedSemaphorePermit> = first.into_iter().collect();
+    while permits.len() < max {
+        match room.clone().try_acquire_owned() {
+            Ok(permit) => permits.push(permit),
+            Err(_) => break,
+        }
+    }
+    permits
 }
 
 /// Completes when a NOTIFY arrives; never, without a listener.

@@ -2,10 +2,11 @@
 //! lease, listed and replayed through the delivery log.
 //!
 //! Invariant: no transaction is open while a delivery is attempted. A claim commits before
-//! the HTTP request; the outcome is recorded in its own short statement that only succeeds
-//! while the recorder still holds the lease. A claimant that dies leaves a lease that
-//! expires, after which any batcher may claim the delivery again.
+//! the HTTP request; outcomes are recorded afterwards in short transactions that only touch
+//! deliveries whose lease the recorder still holds. A claimant that dies leaves leases that
+//! expire, after which any batcher may claim those deliveries again.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -14,32 +15,49 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 
-/// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`.
-/// `FOR UPDATE SKIP LOCKED` lets concurrent batchers claim disjoint sets.
+/// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`,
+/// never letting one webhook have more than `per_webhook_cap` deliveries in flight (so that
+/// one slow listener cannot hold every slot). `FOR UPDATE SKIP LOCKED` lets concurrent batchers
+/// claim disjoint sets. A claim moves `next_attempt_time` to the lease's end, so a leased
+/// delivery is simply not due until its lease expires.
 pub async fn claim(
     conn: &mut PgConnection,
     worker: Uuid,
     limit: i64,
     lease_secs: f64,
+    per_webhook_cap: i64,
 ) -> Result<Vec<ClaimedDelivery>> {
     let rows = sqlx::query!(
         r#"
-        WITH claimed AS (
+        WITH inflight AS (
+            SELECT webhook_id, count(*) AS n
+            FROM deliveries
+            WHERE lease_owner IS NOT NULL AND lease_expire_time > now()
+            GROUP BY webhook_id
+        ), candidates AS (
+            SELECT d2.id, d2.webhook_id, d2.next_attempt_time
+            FROM deliveries d2
+            JOIN webhooks w ON w.id = d2.webhook_id
+            WHERE d2.state = 'pending'
+              AND d2.next_attempt_time <= now()
+              AND w.state = 'active'
+              AND d2.webhook_id NOT IN (SELECT webhook_id FROM inflight WHERE n >= $4)
+            ORDER BY d2.next_attempt_time
+            LIMIT $2
+            FOR UPDATE OF d2 SKIP LOCKED
+        ), ranked AS (
+            SELECT c.id,
+                   row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.next_attempt_time)
+                       + coalesce(i.n, 0) AS slot
+            FROM candidates c
+            LEFT JOIN inflight i ON i.webhook_id = c.webhook_id
+        ), claimed AS (
             UPDATE deliveries d
-            SET lease_owner = $1, lease_expire_time = now() + make_interval(secs => $3)
-            WHERE d.id IN (
-                SELECT d2.id
-                FROM deliveries d2
-                JOIN webhooks w ON w.id = d2.webhook_id
-                WHERE d2.state = 'pending'
-                  AND d2.next_attempt_time <= now()
-                  AND (d2.lease_expire_time IS NULL OR d2.lease_expire_time < now())
-                  AND w.state = 'active'
-                ORDER BY d2.next_attempt_time
-                LIMIT $2
-                FOR UPDATE OF d2 SKIP LOCKED
-            )
-            RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.next_attempt_time
+            SET lease_owner = $1,
+                lease_expire_time = now() + make_interval(secs => $3),
+                next_attempt_time = now() + make_interval(secs => $3)
+            WHERE d.id IN (SELECT id FROM ranked WHERE slot <= $4)
+            RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count
         )
         SELECT c.id, c.webhook_id, c.attempt_count, e.payload, w.callback_url,
                ARRAY(
@@ -50,11 +68,11 @@ pub async fn claim(
         FROM claimed c
         JOIN events e ON e.id = c.event_id
         JOIN webhooks w ON w.id = c.webhook_id
-        ORDER BY c.next_attempt_time
         "#,
         worker,
         limit,
         lease_secs,
+        per_webhook_cap,
     )
     .fetch_all(conn)
     .await?;
@@ -71,75 +89,127 @@ pub async fn claim(
         .collect())
 }
 
-/// Records an attempt and applies its verdict, if `worker` still holds the lease. Returns
-/// false when it does not (the lease expired and another batcher took over, or the webhook
-/// was deleted): the other holder's record is the one that counts.
-pub async fn record_attempt(
+/// One attempt's outcome, to record.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The delivery attempted.
+    pub delivery: Uuid,
+    /// What the attempt did.
+    pub attempt: AttemptRecord,
+    /// What happens next.
+    pub verdict: Verdict,
+}
+
+/// Records a batch of attempts and applies their verdicts in one transaction (one commit,
+/// however many attempts), each only if `worker` still holds that delivery's lease; a
+/// delivery whose lease was lost (expired and taken over, or the webhook was deleted) is
+/// skipped: its new holder's record is the one that counts. Returns how many were recorded.
+pub async fn record_attempts(
     conn: &mut PgConnection,
-    delivery: Uuid,
     worker: Uuid,
-    attempt: &AttemptRecord,
-    verdict: &Verdict,
-) -> Result<bool> {
+    outcomes: &[Outcome],
+) -> Result<usize> {
     use sqlx::Acquire as _;
-    let (state, retry_in) = match verdict {
-        Verdict::Delivered => (DeliveryState::Delivered, 0.0),
-        Verdict::RetryIn(secs) => (DeliveryState::Pending, *secs),
-        Verdict::Failed | Verdict::FailedAndDisable(_) => (DeliveryState::Failed, 0.0),
-    };
+    let n = outcomes.len();
+    let (mut ids, mut states, mut retry_in, mut starts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut durations, mut statuses, mut codes, mut bodies, mut errors) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for o in outcomes {
+        let (state, delay) = match &o.verdict {
+            Verdict::Delivered => (DeliveryState::Delivered, 0.0),
+            Verdict::RetryIn(secs) => (DeliveryState::Pending, *secs),
+            Verdict::Failed | Verdict::FailedAndDisable(_) => (DeliveryState::Failed, 0.0),
+        };
+        ids.push(o.delivery);
+        states.push(state.as_str());
+        retry_in.push(delay);
+        starts.push(o.attempt.start_time);
+        durations.push(o.attempt.duration_ms);
+        // Arrays cannot carry NULLs through the typed bindings: 0 and "" stand for "none".
+        statuses.push(o.attempt.http_status.unwrap_or(0));
+        codes.push(o.attempt.connect_code.clone().unwrap_or_default());
+        bodies.push(o.attempt.response_body.clone().unwrap_or_default());
+        errors.push(o.attempt.error.clone().unwrap_or_default());
+    }
     let mut tx = conn.begin().await?;
     let recorded = sqlx::query_scalar!(
         r#"
-        WITH updated AS (
-            UPDATE deliveries
-            SET state = $3,
-                attempt_count = attempt_count + 1,
-                next_attempt_time = CASE WHEN $3 = 'pending'
-                                         THEN now() + make_interval(secs => $4)
-                                         ELSE next_attempt_time END,
+        WITH input AS (
+            SELECT *
+            FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::timestamptz[], $6::int[],
+                        $7::int[], $8::text[], $9::bytea[], $10::text[])
+                 AS t(id, state, retry_in, start_time, duration_ms, http_status, connect_code,
+                      response_body, error)
+        ), updated AS (
+            UPDATE deliveries d
+            SET state = i.state,
+                attempt_count = d.attempt_count + 1,
+                next_attempt_time = CASE WHEN i.state = 'pending'
+                                         THEN now() + make_interval(secs => i.retry_in)
+                                         ELSE d.next_attempt_time END,
                 lease_owner = NULL,
                 lease_expire_time = NULL,
-                last_attempt_time = $5,
-                last_http_status = $6
-            WHERE id = $1 AND lease_owner = $2
-            RETURNING id, attempt_count, webhook_id
+                last_attempt_time = i.start_time,
+                last_http_status = NULLIF(i.http_status, 0)
+            FROM input i
+            WHERE d.id = i.id AND d.lease_owner = $1
+            RETURNING d.id, d.attempt_count
         )
         INSERT INTO delivery_attempts
             (delivery_id, number, start_time, duration_ms, http_status, connect_code, response_body, error)
-        SELECT id, attempt_count, $5, $7, $6, $8, $9, $10 FROM updated
-        RETURNING (SELECT webhook_id FROM updated) AS "webhook_id!"
+        SELECT u.id, u.attempt_count, i.start_time, i.duration_ms, NULLIF(i.http_status, 0),
+               NULLIF(i.connect_code, ''), i.response_body, NULLIF(i.error, '')
+        FROM updated u JOIN input i ON i.id = u.id
+        RETURNING delivery_id
         "#,
-        delivery,
         worker,
-        state.as_str(),
-        retry_in,
-        attempt.start_time,
-        attempt.http_status,
-        attempt.duration_ms,
-        attempt.connect_code.as_deref(),
-        attempt.response_body.as_deref(),
-        attempt.error.as_deref(),
+        &ids,
+        &states as &[&str],
+        &retry_in,
+        &starts,
+        &durations,
+        &statuses,
+        &codes,
+        &bodies,
+        &errors,
     )
-    .fetch_optional(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    let Some(webhook) = recorded else {
-        return Ok(false);
-    };
-    if let Verdict::FailedAndDisable(reason) = verdict {
-        sqlx::query!(
-            r#"
-            UPDATE webhooks
-            SET state = 'disabled', disabled_reason = $2, disabled_time = now(), update_time = now()
-            WHERE id = $1
-            "#,
-            webhook,
-            reason,
-        )
-        .execute(&mut *tx)
-        .await?;
+    for o in outcomes {
+        if let Verdict::FailedAndDisable(reason) = &o.verdict
+            && recorded.contains(&o.delivery)
+        {
+            disable_webhook_of(&mut tx, o.delivery, reason).await?;
+        }
     }
     tx.commit().await?;
-    Ok(true)
+    Ok(recorded.len())
+}
+
+/// Disables the webhook a delivery belongs to (its listener answered 410 Gone).
+async fn disable_webhook_of(conn: &mut PgConnection, delivery: Uuid, reason: &str) -> Result<()> {
+    sqlx::query!(
+        r#"
+        UPDATE webhooks
+        SET state = 'disabled', disabled_reason = $2, disabled_time = now(), update_time = now()
+        WHERE id = (SELECT webhook_id FROM deliveries WHERE id = $1)
+        "#,
+        delivery,
+        reason,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Gives back deliveries `worker` claimed but did not attempt (shutdown), so that another
@@ -148,7 +218,7 @@ pub async fn release(conn: &mut PgConnection, worker: Uuid, deliveries: &[Uuid])
     let done = sqlx::query!(
         r#"
         UPDATE deliveries
-        SET lease_owner = NULL, lease_expire_time = NULL
+        SET lease_owner = NULL, lease_expire_time = NULL, next_attempt_time = now()
         WHERE id = ANY($1) AND lease_owner = $2
         "#,
         deliveries,
@@ -174,6 +244,39 @@ pub async fn owner_of(conn: &mut PgConnection, delivery: Uuid) -> Result<Option<
     Ok(owner)
 }
 
+/// A `deliveries` row as the delivery log reads it.
+struct DeliveryRow {
+    id: Uuid,
+    webhook_id: Uuid,
+    event_id: Uuid,
+    state: String,
+    attempt_count: i32,
+    create_time: DateTime<Utc>,
+    next_attempt_time: DateTime<Utc>,
+    last_attempt_time: Option<DateTime<Utc>>,
+    last_http_status: Option<i32>,
+}
+
+impl TryFrom<DeliveryRow> for Delivery {
+    type Error = Error;
+    fn try_from(r: DeliveryRow) -> Result<Self> {
+        let state = DeliveryState::from_db(&r.state).ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!("unknown delivery state {:?}", r.state))
+        })?;
+        Ok(Delivery {
+            id: r.id,
+            webhook_id: WebhookId(r.webhook_id),
+            event_id: r.event_id,
+            state,
+            attempt_count: r.attempt_count,
+            create_time: r.create_time,
+            next_attempt_time: r.next_attempt_time,
+            last_attempt_time: r.last_attempt_time,
+            last_http_status: r.last_http_status,
+        })
+    }
+}
+
 /// Up to `limit` of a webhook's deliveries after `after`, newest first.
 pub async fn list(
     conn: &mut PgConnection,
@@ -183,7 +286,8 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Delivery>> {
     let (after_time, after_id) = after.map(|c| (c.create_time, c.id)).unzip();
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        DeliveryRow,
         r#"
         SELECT id, webhook_id, event_id, state, attempt_count, create_time, next_attempt_time,
                last_attempt_time, last_http_status
@@ -202,26 +306,7 @@ pub async fn list(
     )
     .fetch_all(conn)
     .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(Delivery {
-                id: r.id,
-                webhook_id: WebhookId(r.webhook_id),
-                event_id: r.event_id,
-                state: parse_state(&r.state)?,
-                attempt_count: r.attempt_count,
-                create_time: r.create_time,
-                next_attempt_time: r.next_attempt_time,
-                last_attempt_time: r.last_attempt_time,
-                last_http_status: r.last_http_status,
-            })
-        })
-        .collect()
-}
-
-fn parse_state(text: &str) -> Result<DeliveryState> {
-    DeliveryState::from_db(text)
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("unknown delivery state {text:?}")))
+    rows.into_iter().map(Delivery::try_from).collect()
 }
 
 /// One delivery and its attempts, oldest first.
@@ -232,7 +317,8 @@ pub async fn get(
     let Some(found) = fetch(conn, delivery).await? else {
         return Ok(None);
     };
-    let attempts = sqlx::query!(
+    let attempts = sqlx::query_as!(
+        AttemptRecord,
         r#"
         SELECT start_time, duration_ms, http_status, connect_code, response_body, error
         FROM delivery_attempts
@@ -242,22 +328,13 @@ pub async fn get(
         delivery,
     )
     .fetch_all(conn)
-    .await?
-    .into_iter()
-    .map(|r| AttemptRecord {
-        start_time: r.start_time,
-        duration_ms: r.duration_ms,
-        http_status: r.http_status,
-        connect_code: r.connect_code,
-        response_body: r.response_body,
-        error: r.error,
-    })
-    .collect();
+    .await?;
     Ok(Some((found, attempts)))
 }
 
 async fn fetch(conn: &mut PgConnection, delivery: Uuid) -> Result<Option<Delivery>> {
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        DeliveryRow,
         r#"
         SELECT id, webhook_id, event_id, state, attempt_count, create_time, next_attempt_time,
                last_attempt_time, last_http_status
@@ -268,29 +345,18 @@ async fn fetch(conn: &mut PgConnection, delivery: Uuid) -> Result<Option<Deliver
     )
     .fetch_optional(conn)
     .await?;
-    row.map(|r| {
-        Ok(Delivery {
-            id: r.id,
-            webhook_id: WebhookId(r.webhook_id),
-            event_id: r.event_id,
-            state: parse_state(&r.state)?,
-            attempt_count: r.attempt_count,
-            create_time: r.create_time,
-            next_attempt_time: r.next_attempt_time,
-            last_attempt_time: r.last_attempt_time,
-            last_http_status: r.last_http_status,
-        })
-    })
-    .transpose()
+    row.map(Delivery::try_from).transpose()
 }
 
 /// Queues a delivery again, due now, whatever its state. An attempt already in flight
-/// keeps its lease and is still recorded.
+/// keeps its lease (and is recorded); the delivery is due again when that lease ends.
 pub async fn redeliver(conn: &mut PgConnection, delivery: Uuid) -> Result<Option<Delivery>> {
     let updated = sqlx::query_scalar!(
         r#"
         UPDATE deliveries
-        SET state = 'pending', next_attempt_time = now()
+        SET state = 'pending',
+            next_attempt_time = CASE WHEN lease_owner IS NOT NULL AND lease_expire_time > now()
+                                     THEN next_attempt_time ELSE now() END
         WHERE id = $1
         RETURNING id
         "#,
@@ -304,11 +370,17 @@ pub async fn redeliver(conn: &mut PgConnection, delivery: Uuid) -> Result<Option
     }
 }
 
-/// How many deliveries are pending (for the default-cadence checks and the benchmarks).
-pub async fn count_pending(conn: &mut PgConnection) -> Result<i64> {
-    let n =
-        sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM deliveries WHERE state = 'pending'"#)
-            .fetch_one(conn)
-            .await?;
-    Ok(n)
+/// How many deliveries are in each state (pending, delivered, failed).
+pub async fn count_by_state(conn: &mut PgConnection) -> Result<(i64, i64, i64)> {
+    let row = sqlx::query!(
+        r#"
+        SELECT count(*) FILTER (WHERE state = 'pending') AS "pending!",
+               count(*) FILTER (WHERE state = 'delivered') AS "delivered!",
+               count(*) FILTER (WHERE state = 'failed') AS "failed!"
+        FROM deliveries
+        "#
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((row.pending, row.delivered, row.failed))
 }

@@ -282,3 +282,95 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
             .unwrap();
     assert_eq!(leased, 0, "no lease left behind");
 }
+
+#[tokio::test]
+async fn a_listener_that_hangs_holds_a_bounded_share_and_others_keep_flowing() {
+    let app = spawn_app_with(&[
+        "--allow-insecure-callbacks",
+        "--wake-on-publish",
+        "--drain",
+        "--batch-size",
+        "10",
+        "--max-in-flight",
+        "20",
+        "--max-in-flight-per-webhook",
+        "5",
+        "--delivery-timeout",
+        "30s",
+        "--poll-interval",
+        "200ms",
+    ])
+    .await;
+    let token = app.token(&["acme"]).await;
+    let (hanging, healthy) = (Receiver::start().await, Receiver::start().await);
+    hanging.set_default(Reply::Hang);
+    subscribe(&app, &token, &hanging).await;
+    subscribe(&app, &token, &healthy).await;
+    publish_many(&app, &token, 50).await;
+    healthy.wait_for(50, Duration::from_secs(15)).await;
+    assert!(
+        hanging.captured().len() <= 5,
+        "the hanging listener holds at most its cap: {}",
+        hanging.captured().len()
+    );
+}
+
+#[tokio::test]
+async fn a_callback_name_resolving_to_an_internal_address_is_refused_at_delivery_time() {
+    let app = spawn_app_with(&["--allow-insecure-callbacks", "--no-dispatch"]).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    let callback = format!(
+        "http://localhost:{}/buf.alpha.webhook.v1alpha1.EventService/Event",
+        receiver.addr.port()
+    );
+    let hook = app.create(&token, "acme", "petapis", &callback).await["webhookId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "")],
+    )
+    .await;
+    // A batcher without --allow-insecure-callbacks, as in production.
+    let mut settings = app.args.dispatch_settings();
+    settings.allow_insecure_callbacks = false;
+    let secrets = webhookd::app::secret_box(&app.args).unwrap();
+    let strict = webhookd::dispatch::Dispatcher::new(app.pool.clone(), settings, secrets).unwrap();
+    assert_eq!(strict.run_once().await.unwrap(), 1);
+    assert!(
+        receiver.captured().is_empty(),
+        "nothing reached the internal address"
+    );
+    let request = pb::ListDeliveriesRequest {
+        webhook_id: hook,
+        ..Default::default()
+    };
+    let delivery = app
+        .deliveries(&token)
+        .list_deliveries(request)
+        .await
+        .unwrap()
+        .into_owned()
+        .deliveries
+        .remove(0);
+    let request = pb::GetDeliveryRequest {
+        delivery_id: delivery.delivery_id,
+        ..Default::default()
+    };
+    let got = app
+        .deliveries(&token)
+        .get_delivery(request)
+        .await
+        .unwrap()
+        .into_owned();
+    assert!(
+        got.attempts[0]
+            .error
+            .contains("internal addresses; refused"),
+        "{}",
+        got.attempts[0].error
+    );
+}
