@@ -96,10 +96,7 @@ pub async fn publish(conn: &mut PgConnection, events: &[OutboundEvent]) -> Resul
             events.len()
         )));
     }
-    let mut stored = Vec::with_capacity(events.len());
-    for event in events {
-        stored.push(store::events::insert(conn, event).await?);
-    }
+    let stored = store::events::insert(conn, events).await?;
     if stored.iter().any(|s| s.deliveries_queued > 0) {
         store::events::notify_batchers(conn).await?;
     }

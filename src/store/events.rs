@@ -2,6 +2,8 @@
 //! active webhook of the event's repository. Whatever transaction the caller runs these in
 //! commits or rolls back the event and its deliveries together.
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -22,60 +24,115 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
-/// Stores `event` and queues its deliveries, unless its idempotency key was used before for
-/// the same owner, in which case nothing is written and the original id is returned.
-pub async fn insert(conn: &mut PgConnection, event: &OutboundEvent) -> Result<Stored> {
-    let owner = event.owner.as_str();
-    let inserted = sqlx::query_scalar!(
+/// Stores `events` and queues their deliveries, in three statements whatever their number.
+/// An event whose idempotency key was used before for the same owner (earlier, or earlier in
+/// this batch) stores nothing and reports the original id.
+pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result<Vec<Stored>> {
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let owners: Vec<&str> = events.iter().map(|e| e.owner.as_str()).collect();
+    let repositories: Vec<&str> = events.iter().map(|e| e.repository.as_str()).collect();
+    let kinds: Vec<i32> = events.iter().map(|e| e.event.number()).collect();
+    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
+    // Arrays cannot carry NULLs through the typed bindings: "" stands for "no key".
+    let keys: Vec<&str> = events
+        .iter()
+        .map(|e| e.idempotency_key.as_deref().unwrap_or(""))
+        .collect();
+    let inserted: Vec<Uuid> = sqlx::query_scalar!(
         r#"
         INSERT INTO events (id, owner_name, repository_name, event, payload, idempotency_key)
-        VALUES ($1, $2, $3, $4, $5, $6)
+        SELECT id, owner_name, repository_name, event, payload, NULLIF(key, '')
+        FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::text[])
+             AS t(id, owner_name, repository_name, event, payload, key)
         ON CONFLICT ON CONSTRAINT events_idempotency_key DO NOTHING
         RETURNING id
         "#,
-        Uuid::now_v7(),
-        owner,
-        event.repository.as_str(),
-        event.event.number(),
-        &event.payload[..],
-        event.idempotency_key.as_deref(),
+        &ids,
+        &owners as &[&str],
+        &repositories as &[&str],
+        &kinds,
+        &payloads as &[&[u8]],
+        &keys as &[&str],
     )
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    let Some(event_id) = inserted else {
-        let original = sqlx::query_scalar!(
-            r#"SELECT id FROM events WHERE owner_name = $1 AND idempotency_key = $2"#,
-            owner,
-            event.idempotency_key.as_deref(),
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        return Ok(Stored {
-            event_id: original,
-            deliveries_queued: 0,
-            duplicate: true,
-        });
+    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+    let fresh: Vec<usize> = (0..events.len())
+        .filter(|&i| inserted.contains(&ids[i]))
+        .collect();
+    let pick = |v: &[&str], rows: &[usize]| {
+        rows.iter()
+            .map(|&i| v[i].to_owned())
+            .collect::<Vec<String>>()
     };
     let queued = sqlx::query!(
         r#"
-        INSERT INTO deliveries (id, event_id, webhook_id)
-        SELECT gen_random_uuid(), $1, id
-        FROM webhooks
-        WHERE owner_name = $2 AND repository_name = $3 AND event = $4 AND state = 'active'
+        WITH queued AS (
+            INSERT INTO deliveries (id, event_id, webhook_id)
+            SELECT gen_random_uuid(), n.event_id, w.id
+            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[]) AS n(event_id, owner_name, repository_name, event)
+            JOIN webhooks w
+              ON w.owner_name = n.owner_name AND w.repository_name = n.repository_name
+             AND w.event = n.event AND w.state = 'active'
+            RETURNING event_id
+        )
+        SELECT event_id AS "event_id!", count(*) AS "count!" FROM queued GROUP BY event_id
         "#,
-        event_id,
-        owner,
-        event.repository.as_str(),
-        event.event.number(),
+        &fresh.iter().map(|&i| ids[i]).collect::<Vec<_>>(),
+        &pick(&owners, &fresh),
+        &pick(&repositories, &fresh),
+        &fresh.iter().map(|&i| kinds[i]).collect::<Vec<_>>(),
     )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok(Stored {
-        event_id,
-        deliveries_queued: i64::try_from(queued).unwrap_or(i64::MAX),
-        duplicate: false,
-    })
+    .fetch_all(&mut *conn)
+    .await?;
+    let queued: HashMap<Uuid, i64> = queued.into_iter().map(|r| (r.event_id, r.count)).collect();
+    let duplicates: Vec<usize> = (0..events.len())
+        .filter(|&i| !inserted.contains(&ids[i]))
+        .collect();
+    let originals = originals(conn, &pick(&owners, &duplicates), &pick(&keys, &duplicates)).await?;
+    Ok((0..events.len())
+        .map(|i| match inserted.contains(&ids[i]) {
+            true => Stored {
+                event_id: ids[i],
+                deliveries_queued: queued.get(&ids[i]).copied().unwrap_or(0),
+                duplicate: false,
+            },
+            false => Stored {
+                event_id: originals
+                    .get(&(owners[i].to_owned(), keys[i].to_owned()))
+                    .copied()
+                    .unwrap_or_default(),
+                deliveries_queued: 0,
+                duplicate: true,
+            },
+        })
+        .collect())
+}
+
+/// The ids of the events stored under these (owner, idempotency key) pairs.
+async fn originals(
+    conn: &mut PgConnection,
+    owners: &[String],
+    keys: &[String],
+) -> Result<HashMap<(String, String), Uuid>> {
+    if owners.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query!(
+        r#"
+        SELECT e.id, e.owner_name, e.idempotency_key AS "key!"
+        FROM UNNEST($1::text[], $2::text[]) AS k(owner_name, key)
+        JOIN events e ON e.owner_name = k.owner_name AND e.idempotency_key = k.key
+        "#,
+        owners,
+        keys,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.owner_name, r.key), r.id))
+        .collect())
 }
 
 /// Wakes `--wake-on-publish` batchers when the surrounding transaction commits (NOTIFY is

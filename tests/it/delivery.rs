@@ -448,8 +448,25 @@ async fn an_idempotency_key_publishes_once() {
     assert_eq!(first.events[0].event_id, again.events[0].event_id);
     assert_eq!((first.deliveries_queued, again.deliveries_queued), (1, 0));
     assert!(!first.events[0].duplicate && again.events[0].duplicate);
-    app.dispatcher().run_once().await.unwrap();
-    assert_eq!(receiver.captured().len(), 1);
+    // Within one batch too: the second use of a key is the first event.
+    let mixed = publish(
+        &app,
+        &token,
+        vec![
+            (repository_push("acme", "petapis", 2), "push-2"),
+            (repository_push("acme", "petapis", 3), "push-2"),
+            (repository_push("acme", "petapis", 4), ""),
+            (repository_push("acme", "petapis", 5), "push-1"),
+        ],
+    )
+    .await;
+    let dup: Vec<bool> = mixed.events.iter().map(|e| e.duplicate).collect();
+    assert_eq!(dup, [false, true, false, true]);
+    assert_eq!(mixed.events[1].event_id, mixed.events[0].event_id);
+    assert_eq!(mixed.events[3].event_id, first.events[0].event_id);
+    assert_eq!(mixed.deliveries_queued, 2);
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 3);
+    assert_eq!(receiver.captured().len(), 3);
 }
 
 #[tokio::test]

@@ -1,0 +1,335 @@
+//! What a benchmark run stands on: a database, `webhookd serve` processes, receivers that
+//! answer like an EventService, and clients.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use connectrpc::client::{ClientConfig, HttpClient};
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use webhookd::domain::{
+    ApiToken, CallbackUrl, NewWebhook, OwnerName, RepositoryName, TokenScope, WebhookEvent,
+};
+use webhookd::local_pg::{Durability, LocalPg};
+use webhookd::proto::webhookd::v1 as pb;
+use webhookd::secret_box::SecretBox;
+use webhookd::signing::SigningSecret;
+use webhookd::store;
+
+/// The PostgreSQL server runs use: `DATABASE_URL`, or the embedded one (durable defaults).
+pub struct Server {
+    pub admin: PgConnectOptions,
+    pub socket: Option<PathBuf>,
+    local: Option<LocalPg>,
+}
+
+impl Server {
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return Ok(Self {
+                admin: url.parse()?,
+                socket: None,
+                local: None,
+            });
+        }
+        let local = LocalPg::start(dir, None, Durability::Durable)?;
+        Ok(Self {
+            admin: local.admin_options(),
+            socket: Some(dir.join("pg")),
+            local: Some(local),
+        })
+    }
+
+    /// Stops the embedded server (if this run started it and nobody else uses it).
+    pub fn stop(self) -> anyhow::Result<()> {
+        match self.local {
+            Some(local) => local.release(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One fresh database with a token, a secret key and helpers.
+pub struct Bench {
+    pub pool: PgPool,
+    pub url: String,
+    pub token: String,
+    pub key: String,
+    name: String,
+    admin: PgConnectOptions,
+}
+
+impl Bench {
+    pub async fn new(server: &Server) -> anyhow::Result<Self> {
+        use sqlx::Connection as _;
+        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect_with(&server.admin).await?;
+        store::create_database_if_missing(&mut admin, &name).await?;
+        let pool = store::connect(server.admin.clone().database(&name), 16).await?;
+        store::migrate(&pool).await?;
+        let url = match &server.socket {
+            Some(socket) => format!(
+                "postgresql://webhookd@localhost/{name}?host={}",
+                socket.display()
+            ),
+            None => {
+                let mut url = url::Url::parse(&std::env::var("DATABASE_URL")?)?;
+                url.set_path(&format!("/{name}"));
+                url.to_string()
+            }
+        };
+        let token = ApiToken::generate();
+        let scope = TokenScope {
+            owners: vec![],
+            all_owners: true,
+        };
+        store::tokens::insert(&mut *pool.acquire().await?, token.hash(), &scope).await?;
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+        Ok(Self {
+            pool,
+            url,
+            token: token.expose().to_owned(),
+            key,
+            name,
+            admin: server.admin.clone(),
+        })
+    }
+
+    /// Subscribes `count` callback URLs on `receiver` to `acme/<repository>`.
+    pub async fn subscribe(
+        &self,
+        repository: &str,
+        receiver: &Receiver,
+        count: usize,
+        from: usize,
+    ) -> anyhow::Result<()> {
+        let secrets = SecretBox::from_base64(&self.key)?;
+        let mut conn = self.pool.acquire().await?;
+        for i in from..from + count {
+            let new = NewWebhook {
+                owner: OwnerName::parse("acme")?,
+                repository: RepositoryName::parse(repository)?,
+                event: WebhookEvent::RepositoryPush,
+                callback_url: CallbackUrl::parse(&receiver.url(i), true)?,
+            };
+            let sealed = secrets.seal(SigningSecret::generate().expose().as_bytes());
+            store::webhooks::insert(&mut conn, &new, 100_000, &sealed).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts `webhookd serve` on this database with `flags`.
+    pub fn serve(&self, flags: &[&str]) -> anyhow::Result<Serve> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let binary = std::env::current_exe()?.with_file_name("webhookd");
+        let child = Command::new(&binary)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--allow-insecure-callbacks",
+            ])
+            .args([
+                "--database-url",
+                &self.url,
+                "--secret-key",
+                &self.key,
+                "--max-webhooks-per-repository",
+                "100000",
+            ])
+            .args(flags)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        Ok(Serve { child, port })
+    }
+
+    pub async fn delivered(&self) -> anyhow::Result<i64> {
+        Ok(
+            store::deliveries::count_by_state(&mut *self.pool.acquire().await?)
+                .await?
+                .1,
+        )
+    }
+
+    /// Waits until `total` deliveries are recorded as delivered.
+    pub async fn wait_delivered(&self, total: i64, timeout: Duration) -> anyhow::Result<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.delivered().await? >= total {
+                return Ok(Instant::now());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "only {} of {total} delivered in {timeout:?}",
+                self.delivered().await?
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn drop_database(self) -> anyhow::Result<()> {
+        use sqlx::Connection as _;
+        self.pool.close().await;
+        let mut admin = sqlx::PgConnection::connect_with(&self.admin).await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A running `webhookd serve`.
+pub struct Serve {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Serve {
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn ready(&self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http
+            .get(format!("{}/readyz", self.base()))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            anyhow::ensure!(Instant::now() < deadline, "serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    pub fn publisher(&self, token: &str) -> pb::PublishServiceClient<HttpClient> {
+        let config = ClientConfig::new(self.base().parse().expect("a URI"))
+            .with_default_header("authorization", format!("Bearer {token}").as_str());
+        pb::PublishServiceClient::new(HttpClient::plaintext(), config)
+    }
+
+    /// Peak RSS (bytes) and CPU seconds so far, from /proc.
+    pub fn resources(&self) -> anyhow::Result<(u64, f64)> {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let hwm_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        let hz = 100.0; // USER_HZ on Linux
+        Ok((hwm_kb * 1024, ticks / hz))
+    }
+
+    pub fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+/// What a receiver saw: per webhook-id, when it first arrived, how often, and the body.
+#[derive(Default)]
+pub struct Seen {
+    pub first: HashMap<String, Instant>,
+    pub count: usize,
+    pub bodies: HashMap<String, Bytes>,
+}
+
+/// An in-process listener answering like an EventService. Path `/<n>/…/Event` lets one
+/// receiver stand for many subscriptions; paths in `hang` never answer.
+#[derive(Clone)]
+pub struct Receiver {
+    pub port: u16,
+    pub seen: Arc<Mutex<Seen>>,
+}
+
+impl Receiver {
+    pub async fn start(keep_bodies: bool, hang_prefix: Option<String>) -> anyhow::Result<Self> {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let shared = seen.clone();
+        let handler = move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let shared = shared.clone();
+            let hang = hang_prefix
+                .as_deref()
+                .is_some_and(|p| uri.path().starts_with(p));
+            async move {
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let mut seen = shared.lock().expect("receiver lock");
+                seen.count += 1;
+                seen.first.entry(id.clone()).or_insert_with(Instant::now);
+                if keep_bodies {
+                    seen.bodies.insert(id, body);
+                }
+                ([("content-type", "application/proto")], Bytes::new())
+            }
+        };
+        let app = axum::Router::new().fallback(axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { port, seen })
+    }
+
+    pub fn url(&self, n: usize) -> String {
+        format!(
+            "http://127.0.0.1:{}/{n}{}",
+            self.port,
+            webhookd::domain::EVENT_PATH_SUFFIX
+        )
+    }
+
+    pub fn distinct(&self) -> usize {
+        self.seen.lock().expect("receiver lock").first.len()
+    }
+
+    pub async fn wait_distinct(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.distinct() < n {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "receiver saw {} of {n} in {timeout:?}",
+                self.distinct()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+}

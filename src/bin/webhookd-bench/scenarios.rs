@@ -1,0 +1,608 @@
+//! The benchmark scenarios of issue 4. Each returns measured rows; in quick mode the counts
+//! are small and each scenario asserts correctness (every event delivered exactly as
+//! published), never speed.
+
+use std::time::{Duration, Instant};
+
+use buffa::MessageField;
+use webhookd::proto::webhookd::v1 as pb;
+use webhookd::synthetic::repository_push;
+
+use crate::env::{Bench, Receiver, Serve, Server};
+use crate::report::Row;
+
+/// The fast profile of scenario 1.
+const FAST: &[&str] = &[
+    "--drain",
+    "--wake-on-publish",
+    "--batch-size",
+    "1000",
+    "--max-in-flight",
+    "2000",
+    "--poll-interval",
+    "1s",
+    "--max-db-connections",
+    "16",
+];
+
+pub struct Plan {
+    pub quick: bool,
+}
+
+impl Plan {
+    fn n(&self, full: u64, quick: u64) -> u64 {
+        if self.quick { quick } else { full }
+    }
+}
+
+/// Publishes `count` synthetic pushes to acme/`repository` in Publish calls of `batch`.
+pub async fn publish(
+    serve: &Serve,
+    token: &str,
+    repository: &str,
+    count: u64,
+    batch: u64,
+) -> anyhow::Result<()> {
+    let client = serve.publisher(token);
+    let mut sent = 0;
+    while sent < count {
+        let n = batch.min(count - sent);
+        let events = (sent..sent + n)
+            .map(|i| pb::PublishEvent {
+                event: MessageField::some(repository_push("acme", repository, i)),
+                ..Default::default()
+            })
+            .collect();
+        client
+            .publish(pb::PublishRequest {
+                events,
+                ..Default::default()
+            })
+            .await?;
+        sent += n;
+    }
+    Ok(())
+}
+
+/// Checks that every delivery reached the receiver with the stored payload, byte for byte.
+async fn check_exact(bench: &Bench, receiver: &Receiver) -> anyhow::Result<()> {
+    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT d.id::text, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id",
+    )
+    .fetch_all(&bench.pool)
+    .await?;
+    let seen = receiver.seen.lock().expect("receiver lock");
+    for (id, payload) in &rows {
+        let body = seen
+            .bodies
+            .get(id)
+            .ok_or_else(|| anyhow::anyhow!("delivery {id} never arrived"))?;
+        anyhow::ensure!(body[..] == payload[..], "delivery {id} arrived altered");
+    }
+    anyhow::ensure!(
+        seen.first.len() == rows.len(),
+        "{} arrived for {} deliveries",
+        seen.first.len(),
+        rows.len()
+    );
+    Ok(())
+}
+
+/// Scenario 1 (and 7 and 8): `events` events to `subs` subscriptions of one repository, with
+/// `processes` serve processes in the fast profile. Returns deliveries/s and resources.
+pub async fn throughput_run(
+    server: &Server,
+    plan: &Plan,
+    events: u64,
+    subs: usize,
+    processes: usize,
+) -> anyhow::Result<(f64, u64, f64)> {
+    let bench = Bench::new(server).await?;
+    let receiver = Receiver::start(plan.quick, None).await?;
+    bench.subscribe("petapis", &receiver, subs, 0).await?;
+    let flags = [FAST, &["--max-in-flight-per-webhook", "2000"]].concat();
+    let serves: Vec<Serve> = (0..processes)
+        .map(|_| bench.serve(&flags))
+        .collect::<anyhow::Result<_>>()?;
+    for s in &serves {
+        s.ready().await?;
+    }
+    let total = events * subs as u64;
+    let started = Instant::now();
+    let publishing = publish(&serves[0], &bench.token, "petapis", events, 1000);
+    publishing.await?;
+    receiver
+        .wait_distinct(total as usize, Duration::from_secs(600))
+        .await?;
+    let done = bench
+        .wait_delivered(total as i64, Duration::from_secs(120))
+        .await?;
+    let rate = total as f64 / done.duration_since(started).as_secs_f64();
+    let (rss, cpu) = serves[0].resources()?;
+    if plan.quick {
+        check_exact(&bench, &receiver).await?;
+    }
+    for s in serves {
+        s.stop();
+    }
+    bench.drop_database().await?;
+    Ok((
+        rate,
+        rss,
+        cpu * 10_000.0 / (total as f64 / processes as f64),
+    ))
+}
+
+pub async fn throughput(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let mut rows = vec![];
+    for (events, subs) in [
+        (plan.n(100_000, 2000), 1),
+        (plan.n(1000, 20), plan.n(100, 10) as usize),
+        (plan.n(100, 5), plan.n(1000, 40) as usize),
+    ] {
+        let (rate, _, _) = throughput_run(server, plan, events, subs, 1).await?;
+        rows.push(Row::new(
+            "1 throughput",
+            &format!("{events} events x {subs} subscriptions"),
+            "deliveries/s",
+            rate,
+        ));
+    }
+    Ok(rows)
+}
+
+pub async fn scale_out(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let mut rows = vec![];
+    for processes in [1, 2, 4] {
+        let (rate, _, _) =
+            throughput_run(server, plan, plan.n(100_000, 2000), 1, processes).await?;
+        rows.push(Row::new(
+            "7 scale-out",
+            &format!("{processes} serve processes"),
+            "deliveries/s",
+            rate,
+        ));
+    }
+    Ok(rows)
+}
+
+pub async fn resources(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let (_, rss, cpu_per_10k) = throughput_run(server, plan, plan.n(100_000, 2000), 1, 1).await?;
+    Ok(vec![
+        Row::new(
+            "8 resources",
+            "serve, 100k deliveries",
+            "peak RSS MB",
+            rss as f64 / 1e6,
+        ),
+        Row::new(
+            "8 resources",
+            "serve, 100k deliveries",
+            "CPU s per 10k deliveries",
+            cpu_per_10k,
+        ),
+    ])
+}
+
+/// Scenario 2: a steady rate of single-event publishes; latency from publish acknowledged to
+/// the listener's receipt.
+pub async fn latency(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let bench = Bench::new(server).await?;
+    let receiver = Receiver::start(false, None).await?;
+    bench.subscribe("petapis", &receiver, 1, 0).await?;
+    let serve = bench.serve(&[
+        "--wake-on-publish",
+        "--drain",
+        "--batch-size",
+        "100",
+        "--poll-interval",
+        "1s",
+    ])?;
+    serve.ready().await?;
+    let (rate, seconds) = (500u64, plan.n(30, 2));
+    let client = serve.publisher(&bench.token);
+    let mut acked = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let mut inflight = tokio::task::JoinSet::new();
+    for i in 0..rate * seconds {
+        tick.tick().await;
+        let client = client.clone();
+        inflight.spawn(async move {
+            let event = pb::PublishEvent {
+                event: MessageField::some(repository_push("acme", "petapis", i)),
+                ..Default::default()
+            };
+            let response = client
+                .publish(pb::PublishRequest {
+                    events: vec![event],
+                    ..Default::default()
+                })
+                .await?;
+            Ok::<_, anyhow::Error>((
+                response.into_owned().events[0].event_id.clone(),
+                Instant::now(),
+            ))
+        });
+    }
+    while let Some(done) = inflight.join_next().await {
+        acked.push(done??);
+    }
+    let total = acked.len();
+    receiver
+        .wait_distinct(total, Duration::from_secs(60))
+        .await?;
+    let by_event: std::collections::HashMap<String, String> =
+        sqlx::query_as::<_, (String, String)>("SELECT event_id::text, id::text FROM deliveries")
+            .fetch_all(&bench.pool)
+            .await?
+            .into_iter()
+            .collect();
+    let mut latencies: Vec<f64> = {
+        let seen = receiver.seen.lock().expect("receiver lock");
+        acked
+            .iter()
+            .filter_map(|(event, at)| {
+                let received = seen.first.get(by_event.get(event)?)?;
+                Some(received.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+            })
+            .collect()
+    };
+    anyhow::ensure!(
+        latencies.len() == total,
+        "matched {} of {total}",
+        latencies.len()
+    );
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    serve.stop();
+    bench.drop_database().await?;
+    let case = format!("{rate} events/s for {seconds} s");
+    Ok(vec![
+        Row::new("2 latency", &case, "p50 ms", at(0.5)),
+        Row::new("2 latency", &case, "p95 ms", at(0.95)),
+        Row::new("2 latency", &case, "p99 ms", at(0.99)),
+        Row::new("2 latency", &case, "max ms", at(1.0)),
+    ])
+}
+
+/// Scenario 3: the defaults against a backlog: at most `batch` per poll, drained at that rate.
+pub async fn cadence(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let bench = Bench::new(server).await?;
+    let receiver = Receiver::start(false, None).await?;
+    bench.subscribe("petapis", &receiver, 1, 0).await?;
+    let (poll, batch, windows) = if plan.quick {
+        (1u64, 5u64, 3u64)
+    } else {
+        (5, 20, 4)
+    };
+    let flags = [
+        "--poll-interval".to_owned(),
+        format!("{poll}s"),
+        "--batch-size".into(),
+        batch.to_string(),
+    ];
+    let serve = bench.serve(&flags.iter().map(String::as_str).collect::<Vec<_>>())?;
+    serve.ready().await?;
+    publish(&serve, &bench.token, "petapis", 100, 100).await?;
+    let start = Instant::now();
+    let mut counts = vec![];
+    for w in 1..=windows {
+        tokio::time::sleep_until((start + Duration::from_secs(poll * w)).into()).await;
+        counts.push(receiver.distinct());
+    }
+    let per_window: Vec<usize> = counts
+        .iter()
+        .scan(0, |prev, &c| {
+            let d = c - *prev;
+            *prev = c;
+            Some(d)
+        })
+        .collect();
+    let max = per_window.iter().copied().max().unwrap_or(0);
+    anyhow::ensure!(
+        max as u64 <= batch,
+        "{max} delivered in one {poll}-s poll window (limit {batch})"
+    );
+    let rate = counts.last().copied().unwrap_or(0) as f64 / (poll * windows) as f64;
+    serve.stop();
+    bench.drop_database().await?;
+    let case = format!("defaults: batch {batch}, poll {poll} s, backlog 100");
+    Ok(vec![
+        Row::new(
+            "3 cadence",
+            &case,
+            &format!("max per {poll}-s poll"),
+            max as f64,
+        ),
+        Row::new("3 cadence", &case, "drain rate/s", rate),
+    ])
+}
+
+/// Scenario 4: events/s accepted by Publish, in batches of 1, 100 and 1000.
+pub async fn ingest(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let mut rows = vec![];
+    for (batch, clients, total) in [
+        (1u64, 16u64, plan.n(10_000, 200)),
+        (100, 4, plan.n(100_000, 2000)),
+        (1000, 2, plan.n(200_000, 4000)),
+    ] {
+        let bench = Bench::new(server).await?;
+        let receiver = Receiver::start(false, None).await?;
+        bench.subscribe("petapis", &receiver, 1, 0).await?;
+        let serve = bench.serve(&["--no-dispatch"])?;
+        serve.ready().await?;
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..clients {
+            let (client_serve, token) = (serve.base(), bench.token.clone());
+            let share = total / clients;
+            tasks.spawn(async move { publish_via(&client_serve, &token, share, batch).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        let rate = (total / clients * clients) as f64 / started.elapsed().as_secs_f64();
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&bench.pool)
+            .await?;
+        anyhow::ensure!(
+            stored as u64 == total / clients * clients,
+            "{stored} events stored"
+        );
+        serve.stop();
+        bench.drop_database().await?;
+        rows.push(Row::new(
+            "4 ingest",
+            &format!("batches of {batch}, {clients} clients"),
+            "events/s",
+            rate,
+        ));
+    }
+    Ok(rows)
+}
+
+async fn publish_via(base: &str, token: &str, count: u64, batch: u64) -> anyhow::Result<()> {
+    let config = connectrpc::client::ClientConfig::new(base.parse()?)
+        .with_default_header("authorization", format!("Bearer {token}").as_str());
+    let client = pb::PublishServiceClient::new(connectrpc::client::HttpClient::plaintext(), config);
+    let mut sent = 0;
+    while sent < count {
+        let n = batch.min(count - sent);
+        let events = (sent..sent + n)
+            .map(|i| pb::PublishEvent {
+                event: MessageField::some(repository_push("acme", "petapis", i)),
+                ..Default::default()
+            })
+            .collect();
+        client
+            .publish(pb::PublishRequest {
+                events,
+                ..Default::default()
+            })
+            .await?;
+        sent += n;
+    }
+    Ok(())
+}
+
+/// Scenario 6: one of ten subscribers never answers; the other nine compared with a run in
+/// which all ten are healthy.
+pub async fn slow_subscriber(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let events = plan.n(2000, 100);
+    let mut rows = vec![];
+    for hanging in [false, true] {
+        let bench = Bench::new(server).await?;
+        let receiver = Receiver::start(false, hanging.then(|| "/9/".to_owned())).await?;
+        bench.subscribe("petapis", &receiver, 10, 0).await?;
+        let serve = bench.serve(
+            &[
+                FAST,
+                &[
+                    "--delivery-timeout",
+                    "10s",
+                    "--max-in-flight-per-webhook",
+                    "100",
+                ],
+            ]
+            .concat(),
+        )?;
+        serve.ready().await?;
+        let started = Instant::now();
+        publish(&serve, &bench.token, "petapis", events, 1000).await?;
+        receiver
+            .wait_distinct(events as usize * 9, Duration::from_secs(300))
+            .await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let rate = (events * 9) as f64 / elapsed;
+        serve.stop();
+        bench.drop_database().await?;
+        let case = if hanging {
+            "1 of 10 never answers"
+        } else {
+            "all 10 healthy"
+        };
+        rows.push(Row::new(
+            "6 slow subscriber",
+            case,
+            "the nine's deliveries/s",
+            rate,
+        ));
+    }
+    Ok(rows)
+}
+
+/// Scenario 5: CreateWebhook and ListWebhooks, Connect binary and JSON, 32 clients, with
+/// 10,000 subscriptions in the database.
+pub async fn api(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let bench = Bench::new(server).await?;
+    let receiver = Receiver::start(false, None).await?;
+    let repos = plan.n(1000, 10) as usize;
+    for r in 0..repos {
+        bench
+            .subscribe(&format!("repo{r}"), &receiver, 10, 0)
+            .await?;
+    }
+    let serve = bench.serve(&["--no-dispatch", "--max-db-connections", "32"])?;
+    serve.ready().await?;
+    let seconds = plan.n(5, 1);
+    let mut rows = vec![];
+    for (method, json) in [
+        ("ListWebhooks", false),
+        ("ListWebhooks", true),
+        ("CreateWebhook", false),
+        ("CreateWebhook", true),
+    ] {
+        let (rate, p99) = hammer(
+            &serve,
+            &bench.token,
+            method,
+            json,
+            repos,
+            &receiver,
+            seconds,
+        )
+        .await?;
+        let codec = if json { "JSON" } else { "binary" };
+        rows.push(Row::new(
+            "5 api",
+            &format!("{method} ({codec}, 32 clients)"),
+            "req/s",
+            rate,
+        ));
+        rows.push(Row::new(
+            "5 api",
+            &format!("{method} ({codec}, 32 clients)"),
+            "p99 ms",
+            p99,
+        ));
+    }
+    serve.stop();
+    bench.drop_database().await?;
+    Ok(rows)
+}
+
+async fn hammer(
+    serve: &Serve,
+    token: &str,
+    method: &str,
+    json: bool,
+    repos: usize,
+    receiver: &Receiver,
+    seconds: u64,
+) -> anyhow::Result<(f64, f64)> {
+    use buffa::Message as _;
+    use webhookd::proto::buf::alpha::registry::v1alpha1 as reg;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let url = format!(
+        "{}/buf.alpha.registry.v1alpha1.WebhookService/{method}",
+        serve.base()
+    );
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..32usize {
+        let (http, url, token, method) = (
+            http.clone(),
+            url.clone(),
+            token.to_owned(),
+            method.to_owned(),
+        );
+        let receiver_port = receiver.port;
+        tasks.spawn(async move {
+            let mut latencies = vec![];
+            let mut i = 0usize;
+            while Instant::now() < deadline {
+                i += 1;
+                let repo = format!("repo{}", (client * 7919 + i) % repos);
+                let (content_type, body): (&str, Vec<u8>) = match (method.as_str(), json) {
+                    ("ListWebhooks", false) => (
+                        "application/proto",
+                        reg::ListWebhooksRequest {
+                            owner_name: "acme".into(),
+                            repository_name: repo,
+                            ..Default::default()
+                        }
+                        .encode_to_vec(),
+                    ),
+                    ("ListWebhooks", true) => (
+                        "application/json",
+                        serde_json::json!({"ownerName": "acme", "repositoryName": repo})
+                            .to_string()
+                            .into_bytes(),
+                    ),
+                    (_, json) => {
+                        let callback = format!(
+                            "http://127.0.0.1:{receiver_port}/c{client}-{i}-{json}{}",
+                            webhookd::domain::EVENT_PATH_SUFFIX
+                        );
+                        let request = reg::CreateWebhookRequest {
+                            webhook_event: buffa::EnumValue::from(1),
+                            owner_name: "acme".into(),
+                            repository_name: repo,
+                            callback_url: callback,
+                            ..Default::default()
+                        };
+                        if json {
+                            (
+                                "application/json",
+                                serde_json::to_vec(&request).expect("serialises"),
+                            )
+                        } else {
+                            ("application/proto", request.encode_to_vec())
+                        }
+                    }
+                };
+                let sent = Instant::now();
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", content_type)
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status() == 200, "{method}: {}", response.status());
+                response.bytes().await?;
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        });
+    }
+    let mut all = vec![];
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done??);
+    }
+    all.sort_by(f64::total_cmp);
+    let p99 = all
+        .get(((all.len().max(1) - 1) as f64 * 0.99) as usize)
+        .copied()
+        .unwrap_or(0.0);
+    Ok((all.len() as f64 / seconds as f64, p99))
+}
+
+/// Runs one named scenario.
+pub async fn run(name: &str, server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    match name {
+        "throughput" => throughput(server, plan).await,
+        "latency" => latency(server, plan).await,
+        "cadence" => cadence(server, plan).await,
+        "ingest" => ingest(server, plan).await,
+        "api" => api(server, plan).await,
+        "slow-subscriber" => slow_subscriber(server, plan).await,
+        "scale-out" => scale_out(server, plan).await,
+        "resources" => resources(server, plan).await,
+        other => anyhow::bail!("unknown scenario {other:?}"),
+    }
+}
+
+/// Every scenario, in issue order.
+pub const ALL: &[&str] = &[
+    "throughput",
+    "latency",
+    "cadence",
+    "ingest",
+    "api",
+    "slow-subscriber",
+    "scale-out",
+    "resources",
+];

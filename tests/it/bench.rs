@@ -1,0 +1,43 @@
+//! The benchmark harness in quick mode, so that it cannot rot: every scenario runs with
+//! small counts and checks that every event arrived exactly as published (never speed).
+
+use std::process::Command;
+
+use crate::helpers::{run, tempdir};
+
+#[tokio::test]
+async fn the_benchmark_harness_runs_every_scenario_in_quick_mode() {
+    let out = tempdir("bench-quick");
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_webhookd-bench"));
+    bench
+        .args(["all", "--quick", "--out"])
+        .arg(&out)
+        .env("RUST_BACKTRACE", "0");
+    let (code, table, err) = run(bench).await;
+    assert_eq!(code, 0, "{err}");
+    for scenario in [
+        "1 throughput",
+        "2 latency",
+        "3 cadence",
+        "4 ingest",
+        "5 api",
+        "6 slow subscriber",
+        "7 scale-out",
+        "8 resources",
+    ] {
+        assert!(
+            table.contains(scenario),
+            "{scenario} missing from:\n{table}"
+        );
+    }
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert!(
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["median"].as_f64().unwrap() >= 0.0)
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
