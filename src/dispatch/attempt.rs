@@ -27,7 +27,6 @@ pub fn client(timeout: Duration, allow_internal: bool) -> anyhow::Result<reqwest
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .user_agent(concat!("webhookd/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(64)
         .dns_resolver(Arc::new(GuardedResolver { allow_internal }))
         .build()?)
 }

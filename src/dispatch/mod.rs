@@ -5,8 +5,9 @@
 //!
 //! Invariants: no transaction is open during an HTTP attempt (the claim commits first);
 //! an outcome is recorded only while this batcher still holds the lease; at most
-//! `--max-in-flight` attempts run at once, and at most `--max-in-flight-per-webhook` per
-//! webhook, so a listener that never answers holds a bounded share; infrastructure errors
+//! `--max-in-flight` attempts run at once, and a webhook with `--max-in-flight-per-webhook`
+//! attempts in flight gets no new claims, so a listener that never answers holds a bounded
+//! share (the cap plus one batch); infrastructure errors
 //! (`Err`) are logged once, here, and the loop goes on.
 
 pub mod attempt;
@@ -45,7 +46,7 @@ pub struct DispatchSettings {
     pub wake_on_publish: bool,
     /// The most attempts in flight in this process (`--max-in-flight`).
     pub max_in_flight: u32,
-    /// The most attempts in flight to one webhook, over all processes
+    /// No new claims for a webhook with this many attempts in flight, over all processes
     /// (`--max-in-flight-per-webhook`).
     pub max_in_flight_per_webhook: u32,
     /// Per-attempt timeout (`--delivery-timeout`).
@@ -79,6 +80,9 @@ struct Inner {
     secrets: SecretBox,
     /// Identifies this process's leases.
     worker: Uuid,
+    /// Signalled after outcomes are recorded: with `--drain`, room (and perhaps a
+    /// per-webhook slot) has freed up, so claim again without waiting for the poll.
+    recorded: tokio::sync::Notify,
 }
 
 impl Dispatcher {
@@ -100,6 +104,7 @@ impl Dispatcher {
                 settings,
                 secrets,
                 worker,
+                recorded: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -150,6 +155,7 @@ impl Dispatcher {
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = notified(&mut wake) => {}
+                () = self.inner.recorded.notified(), if settings.drain => {}
                 () = shutdown.cancelled() => break,
             }
             let pipeline = Pipeline {

@@ -16,8 +16,9 @@ use crate::domain::{
 use crate::error::{Error, Result};
 
 /// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`,
-/// never letting one webhook have more than `per_webhook_cap` deliveries in flight (so that
-/// one slow listener cannot hold every slot). `FOR UPDATE SKIP LOCKED` lets concurrent batchers
+/// skipping webhooks that already have `per_webhook_cap` deliveries in flight (so that one
+/// slow listener cannot hold every slot; one claim may add up to `limit` more). Only rows
+/// that are claimed are locked. `FOR UPDATE SKIP LOCKED` lets concurrent batchers
 /// claim disjoint sets. A claim moves `next_attempt_time` to the lease's end, so a leased
 /// delivery is simply not due until its lease expires.
 pub async fn claim(
@@ -45,18 +46,12 @@ pub async fn claim(
             ORDER BY d2.next_attempt_time
             LIMIT $2
             FOR UPDATE OF d2 SKIP LOCKED
-        ), ranked AS (
-            SELECT c.id,
-                   row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.next_attempt_time)
-                       + coalesce(i.n, 0) AS slot
-            FROM candidates c
-            LEFT JOIN inflight i ON i.webhook_id = c.webhook_id
         ), claimed AS (
             UPDATE deliveries d
             SET lease_owner = $1,
                 lease_expire_time = now() + make_interval(secs => $3),
                 next_attempt_time = now() + make_interval(secs => $3)
-            WHERE d.id IN (SELECT id FROM ranked WHERE slot <= $4)
+            WHERE d.id IN (SELECT id FROM candidates)
             RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count
         )
         SELECT c.id, c.webhook_id, c.attempt_count, e.payload, w.callback_url,

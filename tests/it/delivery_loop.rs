@@ -308,10 +308,10 @@ async fn a_listener_that_hangs_holds_a_bounded_share_and_others_keep_flowing() {
     subscribe(&app, &token, &healthy).await;
     publish_many(&app, &token, 50).await;
     healthy.wait_for(50, Duration::from_secs(15)).await;
+    let held = hanging.captured().len();
     assert!(
-        hanging.captured().len() <= 5,
-        "the hanging listener holds at most its cap: {}",
-        hanging.captured().len()
+        held <= 5 + 10,
+        "the hanging listener holds at most its cap plus one batch: {held}"
     );
 }
 

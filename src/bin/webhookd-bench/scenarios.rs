@@ -100,7 +100,7 @@ pub async fn throughput_run(
     let bench = Bench::new(server).await?;
     let receiver = Receiver::start(plan.quick, None).await?;
     bench.subscribe("petapis", &receiver, subs, 0).await?;
-    let flags = [FAST, &["--max-in-flight-per-webhook", "2000"]].concat();
+    let flags = [FAST, &["--max-in-flight-per-webhook", "100000"]].concat();
     let serves: Vec<Serve> = (0..processes)
         .map(|_| bench.serve(&flags))
         .collect::<anyhow::Result<_>>()?;
