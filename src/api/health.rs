@@ -30,7 +30,7 @@ pub async fn readyz(State(pool): State<PgPool>) -> (StatusCode, &'static str) {
 }
 
 async fn database_answers(pool: &PgPool) -> bool {
-    let probe = sqlx::query("SELECT 1").execute(pool);
+    let probe = crate::store::ping(pool);
     matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Ok(_)))
 }
 

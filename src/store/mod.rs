@@ -43,6 +43,17 @@ pub async fn acquire(pool: &PgPool) -> Result<sqlx::pool::PoolConnection<sqlx::P
         .map_err(crate::error::Error::Unavailable)
 }
 
+/// Asks the database a trivial question: does it answer?
+///
+/// # Errors
+/// Whatever prevents an answer.
+pub async fn ping(pool: &PgPool) -> Result<()> {
+    sqlx::query!(r#"SELECT 1 AS "one!""#)
+        .fetch_one(pool)
+        .await?;
+    Ok(())
+}
+
 /// Applies every migration not yet applied. Safe to run from several processes at once:
 /// sqlx serialises them with an advisory lock.
 ///
