@@ -64,7 +64,7 @@ async fn secret_of(app: &TestApp, token: &str, webhook: &str) -> SigningSecret {
     SigningSecret::parse(&secret).expect("a whsec_ secret")
 }
 
-async fn delivery_log(app: &TestApp, token: &str, webhook: &str) -> Vec<pb::Delivery> {
+pub async fn delivery_log(app: &TestApp, token: &str, webhook: &str) -> Vec<pb::Delivery> {
     let request = pb::ListDeliveriesRequest {
         webhook_id: webhook.to_owned(),
         ..Default::default()
@@ -77,7 +77,11 @@ async fn delivery_log(app: &TestApp, token: &str, webhook: &str) -> Vec<pb::Deli
         .deliveries
 }
 
-async fn attempts(app: &TestApp, token: &str, delivery: &str) -> (pb::Delivery, Vec<pb::Attempt>) {
+pub async fn attempts(
+    app: &TestApp,
+    token: &str,
+    delivery: &str,
+) -> (pb::Delivery, Vec<pb::Attempt>) {
     let request = pb::GetDeliveryRequest {
         delivery_id: delivery.to_owned(),
         ..Default::default()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use webhookd::proto::webhookd::v1 as pb;
 use webhookd::synthetic::repository_push;
 
-use crate::delivery::publish;
+use crate::delivery::{attempts, delivery_log, publish};
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::receiver::{Receiver, Reply};
 
@@ -344,33 +344,11 @@ async fn a_callback_name_resolving_to_an_internal_address_is_refused_at_delivery
         receiver.captured().is_empty(),
         "nothing reached the internal address"
     );
-    let request = pb::ListDeliveriesRequest {
-        webhook_id: hook,
-        ..Default::default()
-    };
-    let delivery = app
-        .deliveries(&token)
-        .list_deliveries(request)
-        .await
-        .unwrap()
-        .into_owned()
-        .deliveries
-        .remove(0);
-    let request = pb::GetDeliveryRequest {
-        delivery_id: delivery.delivery_id,
-        ..Default::default()
-    };
-    let got = app
-        .deliveries(&token)
-        .get_delivery(request)
-        .await
-        .unwrap()
-        .into_owned();
+    let delivery = delivery_log(&app, &token, &hook).await.remove(0);
+    let (_, tries) = attempts(&app, &token, &delivery.delivery_id).await;
     assert!(
-        got.attempts[0]
-            .error
-            .contains("internal addresses; refused"),
+        tries[0].error.contains("internal addresses; refused"),
         "{}",
-        got.attempts[0].error
+        tries[0].error
     );
 }

@@ -43,7 +43,15 @@ pub async fn publish(
     count: u64,
     batch: u64,
 ) -> anyhow::Result<()> {
-    let client = serve.publisher(token);
+    publish_with(&serve.publisher(token), repository, count, batch).await
+}
+
+async fn publish_with(
+    client: &pb::PublishServiceClient<connectrpc::client::HttpClient>,
+    repository: &str,
+    count: u64,
+    batch: u64,
+) -> anyhow::Result<()> {
     let mut sent = 0;
     while sent < count {
         let n = batch.min(count - sent);
@@ -365,24 +373,7 @@ async fn publish_via(base: &str, token: &str, count: u64, batch: u64) -> anyhow:
     let config = connectrpc::client::ClientConfig::new(base.parse()?)
         .with_default_header("authorization", format!("Bearer {token}").as_str());
     let client = pb::PublishServiceClient::new(connectrpc::client::HttpClient::plaintext(), config);
-    let mut sent = 0;
-    while sent < count {
-        let n = batch.min(count - sent);
-        let events = (sent..sent + n)
-            .map(|i| pb::PublishEvent {
-                event: MessageField::some(repository_push("acme", "petapis", i)),
-                ..Default::default()
-            })
-            .collect();
-        client
-            .publish(pb::PublishRequest {
-                events,
-                ..Default::default()
-            })
-            .await?;
-        sent += n;
-    }
-    Ok(())
+    publish_with(&client, "petapis", count, batch).await
 }
 
 /// Scenario 6: one of ten subscribers never answers; the other nine compared with a run in
