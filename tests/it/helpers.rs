@@ -20,13 +20,14 @@ pub const EVENT_PATH: &str = "/buf.alpha.webhook.v1alpha1.EventService/Event";
 pub const SERVICE: &str = "buf.alpha.registry.v1alpha1.WebhookService";
 
 /// The server the test databases live on: `DATABASE_URL` if set, else an embedded cluster
-/// under the target directory, started once per test run and left running for the next.
+/// in the system temp directory (which the `postgres` user can always enter, unlike a clone
+/// under /root), started once per test run and left running for the next.
 fn server() -> &'static (PgConnectOptions, Option<LocalPg>) {
     static SERVER: OnceLock<(PgConnectOptions, Option<LocalPg>)> = OnceLock::new();
     SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
         Ok(url) => (url.parse().expect("DATABASE_URL is a PostgreSQL URL"), None),
         Err(_) => {
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("webhookd-test-pg");
+            let dir = std::env::temp_dir().join("webhookd-test-pg");
             let local = LocalPg::start(&dir, None, Durability::Ephemeral)
                 .expect("starting the test PostgreSQL");
             (local.admin_options(), Some(local))
@@ -361,10 +362,13 @@ pub async fn run(mut command: std::process::Command) -> (i32, String, String) {
     )
 }
 
-/// A fresh directory under the target directory.
+/// A fresh directory in the system temp directory (embedded PostgreSQL clusters made in it
+/// must be enterable by the `postgres` user).
 pub fn tempdir(label: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{label}-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "webhookd-{label}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
