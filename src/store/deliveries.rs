@@ -105,6 +105,9 @@ pub async fn record_attempts(
     outcomes: &[Outcome],
 ) -> Result<usize> {
     use sqlx::Acquire as _;
+    if outcomes.is_empty() {
+        return Ok(0);
+    }
     let n = outcomes.len();
     let (mut ids, mut states, mut retry_in, mut starts) = (
         Vec::with_capacity(n),
