@@ -93,7 +93,46 @@ pub fn router(context: ApiContext) -> anyhow::Result<axum::Router> {
         "grpc.reflection.v1alpha.ServerReflection",
     ]);
     let connect = connectrpc_reflection::install(connect, reflector);
-    Ok(probes_router(pool).fallback_service(ConnectRpcService::new(connect)))
+    Ok(probes_router(pool)
+        .fallback_service(ConnectRpcService::new(connect))
+        .layer(axum::middleware::from_fn(refuse_oversized)))
+}
+
+/// Refuses a request whose declared `Content-Length` is over its route's limit before a byte
+/// of the body is read. Answering before reading also means no `100 Continue` is sent, so a
+/// client that asked for one (curl does for large bodies) gets the error without uploading
+/// and without a reset connection. (gRPC requests are left to the runtime's own limit, which
+/// answers in gRPC's format.)
+async fn refuse_oversized(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let limit = declared_limit(request.uri().path());
+    if exceeds(request.headers(), limit) {
+        let error = connectrpc::ConnectError::resource_exhausted(format!(
+            "request body size exceeds limit {limit}"
+        ));
+        return error.into_response();
+    }
+    next.run(request).await
+}
+
+/// The body limit of the route at `path`.
+fn declared_limit(path: &str) -> usize {
+    if path == format!("/{PUBLISH_SERVICE_SERVICE_NAME}/Publish") {
+        MAX_PUBLISH_BYTES
+    } else {
+        MAX_REQUEST_BYTES
+    }
+}
+
+/// True when a non-gRPC request declares a body longer than `limit`.
+fn exceeds(headers: &http::HeaderMap, limit: usize) -> bool {
+    let text = |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let grpc = text(http::header::CONTENT_TYPE).is_some_and(|t| t.starts_with("application/grpc"));
+    let declared = text(http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    !grpc && declared.is_some_and(|n| n > limit as u64)
 }
 
 /// Only `/healthz` and `/readyz`, for a `--no-api` process.

@@ -7,6 +7,7 @@
 //! $ cargo run --bin webhookd-bench -- all --quick   # seconds, small counts, checks correctness
 //! ```
 
+mod api;
 mod env;
 mod report;
 mod scenarios;
