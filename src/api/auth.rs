@@ -33,12 +33,40 @@ pub async fn authorize_webhook(
 ) -> Result<crate::domain::WebhookId> {
     let not_found = super::webhooks::webhook_not_found;
     let id = crate::domain::WebhookId::parse(id).ok_or_else(not_found)?;
-    let owner = store::webhooks::owner_of(conn, id)
-        .await?
-        .ok_or_else(not_found)?;
-    if scope.all_owners || scope.owners.contains(&owner) {
-        Ok(id)
-    } else {
-        Err(not_found())
+    let owner = store::webhooks::owner_of(conn, id).await?;
+    visible(scope, owner, id, not_found)
+}
+
+/// Resolves a delivery id to a delivery of a webhook the token may see, like
+/// [`authorize_webhook`].
+///
+/// # Errors
+/// `NotFound`, or `Unavailable` when the database cannot be asked.
+pub async fn authorize_delivery(
+    conn: &mut sqlx::PgConnection,
+    scope: &TokenScope,
+    id: &str,
+) -> Result<uuid::Uuid> {
+    let id = uuid::Uuid::try_parse(id).map_err(|_| delivery_not_found())?;
+    let owner = store::deliveries::owner_of(conn, id).await?;
+    visible(scope, owner, id, delivery_not_found)
+}
+
+/// The one answer for a delivery that does not exist or that the token may not see.
+pub fn delivery_not_found() -> Error {
+    Error::NotFound("no such delivery (or it belongs to an owner this token does not cover)".into())
+}
+
+/// `id` if its owner exists and the token covers it; otherwise the same `not_found` either
+/// way, so a caller learns nothing about what it may not see.
+fn visible<T>(
+    scope: &TokenScope,
+    owner: Option<String>,
+    id: T,
+    not_found: fn() -> Error,
+) -> Result<T> {
+    match owner {
+        Some(owner) if scope.covers(&owner) => Ok(id),
+        _ => Err(not_found()),
     }
 }

@@ -5,11 +5,10 @@ use std::sync::Arc;
 use buffa::{EnumValue, MessageField};
 use buffa_types::google::protobuf::{Duration, Timestamp};
 use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
-use uuid::Uuid;
 
-use super::auth::{authenticate, authorize_webhook};
+use super::auth::{authenticate, authorize_delivery, authorize_webhook, delivery_not_found};
 use super::{ApiContext, decode_page_token, paginate};
-use crate::domain::{AttemptRecord, Delivery, DeliveryState, PageCursor, TokenScope};
+use crate::domain::{AttemptRecord, Delivery, DeliveryState, PageCursor};
 use crate::error::{Error, Result};
 use crate::proto::webhookd::v1 as pb;
 use crate::store;
@@ -19,27 +18,6 @@ pub const MAX_PAGE_SIZE: usize = 100;
 
 /// The DeliveryService implementation.
 pub struct DeliveryApi(pub Arc<ApiContext>);
-
-fn delivery_not_found() -> Error {
-    Error::NotFound("no such delivery (or it belongs to an owner this token does not cover)".into())
-}
-
-/// The delivery's id, if it exists and the token covers its webhook's owner.
-async fn authorize_delivery(
-    conn: &mut sqlx::PgConnection,
-    scope: &TokenScope,
-    id: &str,
-) -> Result<Uuid> {
-    let id = Uuid::try_parse(id).map_err(|_| delivery_not_found())?;
-    let owner = store::deliveries::owner_of(conn, id)
-        .await?
-        .ok_or_else(delivery_not_found)?;
-    if scope.all_owners || scope.owners.contains(&owner) {
-        Ok(id)
-    } else {
-        Err(delivery_not_found())
-    }
-}
 
 impl DeliveryApi {
     async fn list(

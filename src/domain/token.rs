@@ -70,13 +70,13 @@ pub struct TokenScope {
 
 impl TokenScope {
     /// True when the token may manage webhooks of `owner`.
-    pub fn covers(&self, owner: &OwnerName) -> bool {
-        self.all_owners || self.owners.iter().any(|o| o == owner.as_str())
+    pub fn covers(&self, owner: &str) -> bool {
+        self.all_owners || self.owners.iter().any(|o| o == owner)
     }
 
     /// `Ok` when the token covers `owner`, else `permission_denied` naming the owner.
     pub fn require(&self, owner: &OwnerName) -> Result<()> {
-        if self.covers(owner) {
+        if self.covers(owner.as_str()) {
             Ok(())
         } else {
             Err(Error::PermissionDenied(format!(
