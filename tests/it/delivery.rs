@@ -19,11 +19,26 @@ const MANUAL: &[&str] = &[
     "10ms,10ms,10ms",
 ];
 
-async fn subscribe(app: &TestApp, token: &str, repository: &str, receiver: &Receiver) -> String {
+pub async fn subscribe(
+    app: &TestApp,
+    token: &str,
+    repository: &str,
+    receiver: &Receiver,
+) -> String {
     app.create(token, "acme", repository, &receiver.url()).await["webhookId"]
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// An app started with `flags`, an `acme` token, a receiver, and a webhook of acme/petapis
+/// delivering to it.
+pub async fn subscribed(flags: &[&str]) -> (TestApp, String, Receiver, String) {
+    let app = spawn_app_with(flags).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    (app, token, receiver, hook)
 }
 
 pub async fn publish(
@@ -165,10 +180,7 @@ async fn a_published_event_reaches_every_matching_subscription_signed_and_byte_e
 
 #[tokio::test]
 async fn an_independent_hmac_implementation_verifies_the_signature() {
-    let app = spawn_app_with(MANUAL).await;
-    let token = app.token(&["acme"]).await;
-    let receiver = Receiver::start().await;
-    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    let (app, token, receiver, hook) = subscribed(MANUAL).await;
     publish(
         &app,
         &token,
@@ -208,10 +220,7 @@ print("valid" if ok else "INVALID")
 
 #[tokio::test]
 async fn a_listener_failing_twice_gets_three_attempts_and_one_delivery() {
-    let app = spawn_app_with(MANUAL).await;
-    let token = app.token(&["acme"]).await;
-    let receiver = Receiver::start().await;
-    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    let (app, token, receiver, hook) = subscribed(MANUAL).await;
     receiver.script([Reply::Status(503), Reply::Status(503)]);
     publish(
         &app,
@@ -248,10 +257,7 @@ async fn a_listener_failing_twice_gets_three_attempts_and_one_delivery() {
 
 #[tokio::test]
 async fn retries_run_out_into_failed_and_redeliver_queues_it_again() {
-    let app = spawn_app_with(MANUAL).await;
-    let token = app.token(&["acme"]).await;
-    let receiver = Receiver::start().await;
-    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    let (app, token, receiver, hook) = subscribed(MANUAL).await;
     receiver.script([
         Reply::Status(500),
         Reply::Status(429),
@@ -337,10 +343,7 @@ async fn a_listener_that_never_answers_times_out_and_is_retried() {
 
 #[tokio::test]
 async fn gone_disables_the_subscription() {
-    let app = spawn_app_with(MANUAL).await;
-    let token = app.token(&["acme"]).await;
-    let receiver = Receiver::start().await;
-    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    let (app, token, receiver, hook) = subscribed(MANUAL).await;
     receiver.script([Reply::Status(410)]);
     publish(
         &app,
@@ -377,10 +380,7 @@ async fn gone_disables_the_subscription() {
 
 #[tokio::test]
 async fn after_a_rotation_both_secrets_sign_during_the_overlap() {
-    let app = spawn_app_with(MANUAL).await;
-    let token = app.token(&["acme"]).await;
-    let receiver = Receiver::start().await;
-    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    let (app, token, receiver, hook) = subscribed(MANUAL).await;
     let old = secret_of(&app, &token, &hook).await;
     let request = pb::RotateSigningSecretRequest {
         webhook_id: hook.clone(),
@@ -433,10 +433,7 @@ async fn after_a_rotation_both_secrets_sign_during_the_overlap() {
 
 #[tokio::test]
 async fn an_idempotency_key_publishes_once() {
-    let app = spawn_app_with(MANUAL).await;
-    let token = app.token(&["acme"]).await;
-    let receiver = Receiver::start().await;
-    subscribe(&app, &token, "petapis", &receiver).await;
+    let (app, token, receiver, _) = subscribed(MANUAL).await;
     let first = publish(
         &app,
         &token,
@@ -475,10 +472,7 @@ async fn an_idempotency_key_publishes_once() {
 
 #[tokio::test]
 async fn a_rolled_back_producer_transaction_delivers_nothing() {
-    let app = spawn_app_with(MANUAL).await;
-    let token = app.token(&["acme"]).await;
-    let receiver = Receiver::start().await;
-    subscribe(&app, &token, "petapis", &receiver).await;
+    let (app, _, receiver, _) = subscribed(MANUAL).await;
     let event = webhookd::publish::OutboundEvent::from_request(
         &repository_push("acme", "petapis", 1),
         None,
@@ -507,10 +501,7 @@ async fn a_rolled_back_producer_transaction_delivers_nothing() {
 
 #[tokio::test]
 async fn deleting_a_subscription_cancels_its_queued_deliveries() {
-    let app = spawn_app_with(MANUAL).await;
-    let token = app.token(&["acme"]).await;
-    let receiver = Receiver::start().await;
-    let hook = subscribe(&app, &token, "petapis", &receiver).await;
+    let (app, token, receiver, hook) = subscribed(MANUAL).await;
     publish(
         &app,
         &token,

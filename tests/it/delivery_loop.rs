@@ -8,16 +8,9 @@ use std::time::{Duration, Instant};
 use webhookd::proto::webhookd::v1 as pb;
 use webhookd::synthetic::repository_push;
 
-use crate::delivery::{attempts, delivery_log, publish};
+use crate::delivery::{attempts, delivery_log, publish, subscribe};
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::receiver::{Receiver, Reply};
-
-async fn subscribe(app: &TestApp, token: &str, receiver: &Receiver) -> String {
-    app.create(token, "acme", "petapis", &receiver.url()).await["webhookId"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 async fn publish_many(app: &TestApp, token: &str, count: u64) {
     for start in (0..count).step_by(1000) {
@@ -46,7 +39,7 @@ async fn the_default_cadence_delivers_at_most_20_per_5_second_poll() {
     let app = spawn_app_with(&["--allow-insecure-callbacks"]).await;
     let token = app.token(&["acme"]).await;
     let receiver = Receiver::start().await;
-    subscribe(&app, &token, &receiver).await;
+    subscribe(&app, &token, "petapis", &receiver).await;
     publish_many(&app, &token, 100).await;
     tokio::time::sleep(Duration::from_millis(11_500)).await;
     let arrivals: Vec<Instant> = receiver.captured().iter().map(|c| c.at).collect();
@@ -87,7 +80,7 @@ async fn wake_on_publish_delivers_without_waiting_for_the_poll_and_drain_empties
     .await;
     let token = app.token(&["acme"]).await;
     let receiver = Receiver::start().await;
-    subscribe(&app, &token, &receiver).await;
+    subscribe(&app, &token, "petapis", &receiver).await;
     tokio::time::sleep(Duration::from_millis(200)).await; // the first (immediate) poll has passed
     let started = Instant::now();
     publish_many(&app, &token, 95).await;
@@ -100,7 +93,7 @@ async fn retry_after_postpones_the_next_attempt() {
     let app = spawn_app_with(&["--allow-insecure-callbacks", "--no-dispatch"]).await;
     let token = app.token(&["acme"]).await;
     let receiver = Receiver::start().await;
-    let hook = subscribe(&app, &token, &receiver).await;
+    let hook = subscribe(&app, &token, "petapis", &receiver).await;
     receiver.script([Reply::StatusWithHeaders(429, vec![("retry-after", "120")])]);
     publish(
         &app,
@@ -183,7 +176,7 @@ async fn a_killed_batcher_loses_nothing_and_duplicates_keep_their_webhook_id() {
     let token = app.token(&["acme"]).await;
     let receiver = Receiver::start().await;
     receiver.set_default(Reply::Delay(Duration::from_millis(20)));
-    subscribe(&app, &token, &receiver).await;
+    subscribe(&app, &token, "petapis", &receiver).await;
     let flags = [
         "--drain",
         "--wake-on-publish",
@@ -244,7 +237,7 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
     let token = app.token(&["acme"]).await;
     let receiver = Receiver::start().await;
     receiver.set_default(Reply::Delay(Duration::from_millis(1500)));
-    subscribe(&app, &token, &receiver).await;
+    subscribe(&app, &token, "petapis", &receiver).await;
     let (mut serve, _) = serve_process(
         &app,
         &[
@@ -304,8 +297,8 @@ async fn a_listener_that_hangs_holds_a_bounded_share_and_others_keep_flowing() {
     let token = app.token(&["acme"]).await;
     let (hanging, healthy) = (Receiver::start().await, Receiver::start().await);
     hanging.set_default(Reply::Hang);
-    subscribe(&app, &token, &hanging).await;
-    subscribe(&app, &token, &healthy).await;
+    subscribe(&app, &token, "petapis", &hanging).await;
+    subscribe(&app, &token, "petapis", &healthy).await;
     publish_many(&app, &token, 50).await;
     healthy.wait_for(50, Duration::from_secs(15)).await;
     let held = hanging.captured().len();
