@@ -94,8 +94,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight: u32,
 
-    /// No new claims for a webhook that has this many delivery attempts in flight (over all
-    /// processes), so that a listener that hangs cannot take every slot.
+    /// No new claims for a webhook that has this many delivery attempts in flight in this
+    /// process, so that a listener that hangs cannot take every slot.
     #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_WEBHOOK", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight_per_webhook: u32,

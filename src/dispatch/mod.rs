@@ -13,7 +13,8 @@
 pub mod attempt;
 pub mod retry;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -46,7 +47,7 @@ pub struct DispatchSettings {
     pub wake_on_publish: bool,
     /// The most attempts in flight in this process (`--max-in-flight`).
     pub max_in_flight: u32,
-    /// No new claims for a webhook with this many attempts in flight, over all processes
+    /// No new claims for a webhook with this many attempts in flight in this process
     /// (`--max-in-flight-per-webhook`).
     pub max_in_flight_per_webhook: u32,
     /// Per-attempt timeout (`--delivery-timeout`).
@@ -83,6 +84,8 @@ struct Inner {
     /// Signalled after outcomes are recorded: with `--drain`, room (and perhaps a
     /// per-webhook slot) has freed up, so claim again without waiting for the poll.
     recorded: tokio::sync::Notify,
+    /// Attempts in flight per webhook, for `--max-in-flight-per-webhook`.
+    in_flight: Mutex<HashMap<Uuid, u32>>,
 }
 
 impl Dispatcher {
@@ -105,6 +108,7 @@ impl Dispatcher {
                 secrets,
                 worker,
                 recorded: tokio::sync::Notify::new(),
+                in_flight: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -206,6 +210,7 @@ impl Dispatcher {
                 return Ok(());
             }
             for (delivery, permit) in batch.into_iter().zip(permits) {
+                let counted = InFlight::start(&self.inner, delivery.webhook_id.0);
                 let (this, outcomes, abandon) = (
                     self.clone(),
                     pipeline.outcomes.clone(),
@@ -220,7 +225,7 @@ impl Dispatcher {
                         }
                         () = abandon.cancelled() => {}
                     }
-                    drop(permit);
+                    drop((permit, counted));
                 });
             }
             if !(self.inner.settings.drain && full) {
@@ -233,8 +238,23 @@ impl Dispatcher {
         let inner = &self.inner;
         let mut conn = store::acquire(&inner.pool).await?;
         let lease = inner.settings.lease().as_secs_f64();
-        let cap = i64::from(inner.settings.max_in_flight_per_webhook);
-        store::deliveries::claim(&mut conn, inner.worker, limit as i64, lease, cap).await
+        let saturated = self.saturated();
+        store::deliveries::claim(&mut conn, inner.worker, limit as i64, lease, &saturated).await
+    }
+
+    /// The webhooks with `--max-in-flight-per-webhook` attempts in flight here.
+    fn saturated(&self) -> Vec<Uuid> {
+        let cap = self.inner.settings.max_in_flight_per_webhook;
+        let in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        in_flight
+            .iter()
+            .filter(|&(_, &n)| n >= cap)
+            .map(|(&webhook, _)| webhook)
+            .collect()
     }
 
     /// Gives back claimed deliveries that will not be attempted (shutdown).
@@ -324,6 +344,39 @@ impl Dispatcher {
                     .ok_or_else(|| anyhow::anyhow!("stored signing secret is malformed"))
             })
             .collect()
+    }
+}
+
+/// One attempt counted against its webhook's in-flight cap until dropped.
+struct InFlight {
+    inner: Arc<Inner>,
+    webhook: Uuid,
+}
+
+impl InFlight {
+    fn start(inner: &Arc<Inner>, webhook: Uuid) -> Self {
+        let mut in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        *in_flight.entry(webhook).or_default() += 1;
+        Self {
+            inner: inner.clone(),
+            webhook,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = in_flight.get_mut(&self.webhook) {
+            *n -= 1;
+            if *n == 0 {
+                in_flight.remove(&self.webhook);
+            }
+        }
     }
 }
 

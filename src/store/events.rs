@@ -69,7 +69,7 @@ pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result
         r#"
         WITH queued AS (
             INSERT INTO deliveries (id, event_id, webhook_id)
-            SELECT gen_random_uuid(), n.event_id, w.id
+            SELECT webhookd_uuid_v7(), n.event_id, w.id
             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[]) AS n(event_id, owner_name, repository_name, event)
             JOIN webhooks w
               ON w.owner_name = n.owner_name AND w.repository_name = n.repository_name

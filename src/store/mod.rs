@@ -21,13 +21,17 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// Opens a pool of at most `max_connections` to the database.
 ///
+/// Its sessions run with JIT compilation off: every statement webhookd sends is short, and
+/// PostgreSQL's JIT, triggered by cost estimates alone, once spent 350 ms compiling a claim
+/// that ran in 3 ms (BENCHMARKS.md).
+///
 /// # Errors
 /// `Unavailable` when the database cannot be reached.
 pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
+        .connect_with(options.options([("jit", "off")]))
         .await?;
     Ok(pool)
 }
