@@ -1,6 +1,6 @@
 //! Webhook subscriptions: create (with the per-repository cap), list a page, delete.
 
-use sqlx::{Acquire as _, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::is_unique_violation;
@@ -10,8 +10,10 @@ use crate::error::{Error, Result};
 /// Stores a new subscription with its first (sealed) signing secret, enforcing uniqueness of
 /// (owner, repository, event, URL) and at most `max_per_repository` per repository.
 ///
-/// The cap is checked under a transaction-scoped advisory lock on the repository, so two
-/// concurrent creates cannot both take the last slot; a failed check rolls everything back.
+/// One statement, so one round trip and nothing half-written: it takes a slot in the
+/// repository's count (a conditional upsert whose row lock serialises concurrent creates in
+/// that repository, so two cannot both take the last slot), then inserts the webhook and its
+/// secret only if it got one.
 ///
 /// # Errors
 /// `AlreadyExists`, `ResourceExhausted`, or a database error.
@@ -21,58 +23,55 @@ pub async fn insert(
     max_per_repository: i64,
     sealed_secret: &[u8],
 ) -> Result<Webhook> {
-    let mut tx = conn.begin().await?;
     let (owner, repository) = (new.owner.as_str(), new.repository.as_str());
-    sqlx::query!(
-        r#"SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"#,
-        owner,
-        repository,
-    )
-    .execute(&mut *tx)
-    .await?;
     let id = WebhookId::generate();
+    let cap = i32::try_from(max_per_repository).unwrap_or(i32::MAX);
     let row = sqlx::query!(
         r#"
-        INSERT INTO webhooks (id, owner_name, repository_name, event, callback_url, create_time, update_time)
-        VALUES ($1, $2, $3, $4, $5, now(), now())
-        RETURNING create_time, update_time
+        WITH slot AS (
+            INSERT INTO repository_webhook_counts AS c (owner_name, repository_name, webhooks)
+            VALUES ($2, $3, 1)
+            ON CONFLICT (owner_name, repository_name)
+                DO UPDATE SET webhooks = c.webhooks + 1 WHERE c.webhooks < $6
+            RETURNING webhooks
+        ), created AS (
+            INSERT INTO webhooks (id, owner_name, repository_name, event, callback_url, create_time, update_time)
+            SELECT $1, $2, $3, $4, $5, now(), now() FROM slot
+            RETURNING id, create_time, update_time
+        ), secret AS (
+            INSERT INTO webhook_secrets (webhook_id, secret)
+            SELECT id, $7 FROM created
+        )
+        SELECT create_time, update_time FROM created
         "#,
         id.0,
         owner,
         repository,
         new.event.number(),
         new.callback_url.as_str(),
+        cap,
+        sealed_secret,
     )
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(|e| {
         if is_unique_violation(&e, "webhooks_subscription_key") {
-            Error::AlreadyExists(format!(
-                "{owner}/{repository} already has a webhook for this event and callback_url"
-            ))
+            already_exists(new)
         } else {
             e.into()
         }
     })?;
-    let count = sqlx::query_scalar!(
-        r#"
-        SELECT count(*) AS "count!"
-        FROM webhooks
-        WHERE owner_name = $1 AND repository_name = $2
-        "#,
-        owner,
-        repository,
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if count > max_per_repository {
-        return Err(Error::ResourceExhausted(format!(
-            "{owner}/{repository} already has {max_per_repository} webhooks, the most allowed \
-             (--max-webhooks-per-repository); delete one first"
-        )));
-    }
-    super::secrets::insert(&mut tx, id, sealed_secret).await?;
-    tx.commit().await?;
+    let Some(row) = row else {
+        // At the cap. A duplicate is still the more useful answer.
+        return Err(if exists(conn, new).await? {
+            already_exists(new)
+        } else {
+            Error::ResourceExhausted(format!(
+                "{owner}/{repository} already has {max_per_repository} webhooks, the most allowed \
+                 (--max-webhooks-per-repository); delete one first"
+            ))
+        });
+    };
     Ok(Webhook {
         id,
         owner: owner.to_owned(),
@@ -82,6 +81,32 @@ pub async fn insert(
         create_time: row.create_time,
         update_time: row.update_time,
     })
+}
+
+fn already_exists(new: &NewWebhook) -> Error {
+    Error::AlreadyExists(format!(
+        "{}/{} already has a webhook for this event and callback_url",
+        new.owner, new.repository
+    ))
+}
+
+/// Whether this exact subscription exists.
+async fn exists(conn: &mut PgConnection, new: &NewWebhook) -> Result<bool> {
+    let found = sqlx::query_scalar!(
+        r#"
+        SELECT EXISTS (
+            SELECT 1 FROM webhooks
+            WHERE owner_name = $1 AND repository_name = $2 AND event = $3 AND callback_url = $4
+        ) AS "exists!"
+        "#,
+        new.owner.as_str(),
+        new.repository.as_str(),
+        new.event.number(),
+        new.callback_url.as_str(),
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(found)
 }
 
 /// Up to `limit` subscriptions of one repository after `after`, in (create_time, id) order.
@@ -133,9 +158,17 @@ pub async fn list_page(
 pub async fn delete(conn: &mut PgConnection, id: WebhookId, scope: &TokenScope) -> Result<bool> {
     let deleted: Option<Uuid> = sqlx::query_scalar!(
         r#"
-        DELETE FROM webhooks
-        WHERE id = $1 AND ($2 OR owner_name = ANY($3))
-        RETURNING id
+        WITH deleted AS (
+            DELETE FROM webhooks
+            WHERE id = $1 AND ($2 OR owner_name = ANY($3))
+            RETURNING id, owner_name, repository_name
+        ), counted AS (
+            UPDATE repository_webhook_counts c
+            SET webhooks = c.webhooks - 1
+            FROM deleted d
+            WHERE c.owner_name = d.owner_name AND c.repository_name = d.repository_name
+        )
+        SELECT id AS "id!" FROM deleted
         "#,
         id.0,
         scope.all_owners,
