@@ -54,6 +54,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_webhooks_per_repository: u32,
 
+    /// How long a verified API token is remembered (`0s`: look it up on every request).
+    /// Revocations reach every process at once by LISTEN/NOTIFY whatever this is; it bounds
+    /// only a token revoked by hand in the database.
+    #[arg(long, env = "WEBHOOKD_TOKEN_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub token_cache_ttl: Duration,
+
     /// Size of the database connection pool.
     #[arg(long, env = "WEBHOOKD_MAX_DB_CONNECTIONS", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1000))]

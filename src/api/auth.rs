@@ -1,8 +1,8 @@
 //! Bearer-token authentication for every WebhookService RPC.
 
 use connectrpc::RequestContext;
-use sqlx::PgPool;
 
+use super::ApiContext;
 use crate::domain::{ApiToken, TokenScope};
 use crate::error::{Error, Result};
 use crate::store;
@@ -12,11 +12,11 @@ use crate::store;
 /// # Errors
 /// `Unauthenticated` when the header is missing or malformed, or the token is unknown or
 /// revoked; `Unavailable` when the database cannot be asked.
-pub async fn authenticate(pool: &PgPool, ctx: &RequestContext) -> Result<TokenScope> {
+pub async fn authenticate(api: &ApiContext, ctx: &RequestContext) -> Result<TokenScope> {
     let header = ctx.header("authorization").and_then(|v| v.to_str().ok());
     let token = ApiToken::from_authorization(header)?;
-    let mut conn = store::acquire(pool).await?;
-    store::tokens::find_scope(&mut conn, token.hash())
+    api.tokens
+        .find_scope(&api.pool, token.hash())
         .await?
         .ok_or_else(|| Error::Unauthenticated("unknown or revoked token".into()))
 }

@@ -26,7 +26,7 @@ impl DeliveryApi {
         req: &pb::ListDeliveriesRequest,
     ) -> Result<pb::ListDeliveriesResponse> {
         let api = &self.0;
-        let scope = authenticate(&api.pool, ctx).await?;
+        let scope = authenticate(api, ctx).await?;
         let state = DeliveryState::from_number(req.state.to_i32())
             .map_err(|n| Error::InvalidArgument(format!("state {n} is not a DeliveryState")))?;
         let size = match usize::try_from(req.page_size) {
@@ -67,7 +67,7 @@ impl DeliveryApi {
         req: &pb::GetDeliveryRequest,
     ) -> Result<pb::GetDeliveryResponse> {
         let api = &self.0;
-        let scope = authenticate(&api.pool, ctx).await?;
+        let scope = authenticate(api, ctx).await?;
         let mut conn = store::acquire(&api.pool).await?;
         let id = authorize_delivery(&mut conn, &scope, &req.delivery_id).await?;
         let (delivery, attempts) = store::deliveries::get(&mut conn, id)
@@ -90,7 +90,7 @@ impl DeliveryApi {
         req: &pb::RedeliverRequest,
     ) -> Result<pb::RedeliverResponse> {
         let api = &self.0;
-        let scope = authenticate(&api.pool, ctx).await?;
+        let scope = authenticate(api, ctx).await?;
         let mut conn = store::acquire(&api.pool).await?;
         let id = authorize_delivery(&mut conn, &scope, &req.delivery_id).await?;
         let delivery = store::deliveries::redeliver(&mut conn, id)

@@ -7,6 +7,7 @@ mod deliveries;
 mod health;
 mod publish;
 mod subscriptions;
+mod token_cache;
 mod webhooks;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::proto::webhookd::v1::{
 use crate::secret_box::SecretBox;
 
 pub use health::DatabaseHealth;
+pub use token_cache::TokenCache;
 
 /// The largest request most RPCs accept, on the wire and decoded. Their requests are a few
 /// hundred bytes; anything far larger is refused before it is buffered.
@@ -52,6 +54,8 @@ pub struct ApiContext {
     pub page_key: PageKey,
     /// Seals and opens signing secrets.
     pub secrets: SecretBox,
+    /// Verified API tokens.
+    pub tokens: Arc<TokenCache>,
 }
 
 /// Builds the router that serves every protocol on one port.

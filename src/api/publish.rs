@@ -22,7 +22,7 @@ impl PublishApi {
         req: &pb::PublishRequest,
     ) -> Result<pb::PublishResponse> {
         let api = &self.0;
-        let scope = authenticate(&api.pool, ctx).await?;
+        let scope = authenticate(api, ctx).await?;
         if req.events.is_empty() || req.events.len() > MAX_BATCH {
             return Err(Error::InvalidArgument(format!(
                 "events holds {} events; send 1 to {MAX_BATCH}",

@@ -26,7 +26,7 @@ impl SubscriptionApi {
         req: &pb::GetSigningSecretRequest,
     ) -> Result<pb::GetSigningSecretResponse> {
         let api = &self.0;
-        let scope = authenticate(&api.pool, ctx).await?;
+        let scope = authenticate(api, ctx).await?;
         let mut conn = store::acquire(&api.pool).await?;
         let id = authorize_webhook(&mut conn, &scope, &req.webhook_id).await?;
         let sealed = store::secrets::current(&mut conn, id)
@@ -49,7 +49,7 @@ impl SubscriptionApi {
         req: &pb::RotateSigningSecretRequest,
     ) -> Result<pb::RotateSigningSecretResponse> {
         let api = &self.0;
-        let scope = authenticate(&api.pool, ctx).await?;
+        let scope = authenticate(api, ctx).await?;
         let mut conn = store::acquire(&api.pool).await?;
         let id = authorize_webhook(&mut conn, &scope, &req.webhook_id).await?;
         let secret = SigningSecret::generate();

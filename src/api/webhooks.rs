@@ -31,7 +31,7 @@ impl WebhookApi {
         req: &pb::CreateWebhookRequest,
     ) -> Result<pb::CreateWebhookResponse> {
         let api = &self.0;
-        let scope = authenticate(&api.pool, ctx).await?;
+        let scope = authenticate(api, ctx).await?;
         let new = NewWebhook {
             event: WebhookEvent::from_number(req.webhook_event.to_i32())?,
             owner: OwnerName::parse(&req.owner_name)?,
@@ -61,7 +61,7 @@ impl WebhookApi {
         req: &pb::ListWebhooksRequest,
     ) -> Result<pb::ListWebhooksResponse> {
         let api = &self.0;
-        let scope = authenticate(&api.pool, ctx).await?;
+        let scope = authenticate(api, ctx).await?;
         let owner = OwnerName::parse(&req.owner_name)?;
         let repository = RepositoryName::parse(&req.repository_name)?;
         scope.require(&owner)?;
@@ -97,7 +97,7 @@ impl WebhookApi {
         req: &pb::DeleteWebhookRequest,
     ) -> Result<pb::DeleteWebhookResponse> {
         let api = &self.0;
-        let scope = authenticate(&api.pool, ctx).await?;
+        let scope = authenticate(api, ctx).await?;
         // A malformed id, an unknown id and another owner's id all look the same, so that a
         // caller learns nothing about webhooks it may not see.
         let id = WebhookId::parse(&req.webhook_id).ok_or_else(webhook_not_found)?;

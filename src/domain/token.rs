@@ -56,7 +56,7 @@ impl ApiToken {
 }
 
 /// The SHA-256 of a token: what the database stores and looks up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub [u8; 32]);
 
 /// What a token may manage: the webhooks of the owners it names, or of every owner.

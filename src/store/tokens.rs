@@ -81,17 +81,27 @@ pub async fn list(conn: &mut PgConnection) -> Result<Vec<TokenRecord>> {
         .collect())
 }
 
-/// Revokes a live token; false when no live token has this id.
+/// The NOTIFY channel a revocation is announced on (serve processes empty their token
+/// caches when it fires).
+pub const REVOKED_CHANNEL: &str = "webhookd_token_revoked";
+
+/// Revokes a live token and announces it on [`REVOKED_CHANNEL`] in the same statement;
+/// false when no live token has this id.
 pub async fn revoke(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
-    let done = sqlx::query!(
+    let revoked = sqlx::query_scalar!(
         r#"
-        UPDATE api_tokens
-        SET revoke_time = now()
-        WHERE id = $1 AND revoke_time IS NULL
+        WITH revoked AS (
+            UPDATE api_tokens
+            SET revoke_time = now()
+            WHERE id = $1 AND revoke_time IS NULL
+            RETURNING id
+        )
+        SELECT pg_notify($2, id::text) AS "notified!" FROM revoked
         "#,
         id,
+        REVOKED_CHANNEL,
     )
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(revoked.is_some())
 }

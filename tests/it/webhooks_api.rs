@@ -269,6 +269,41 @@ async fn the_per_repository_cap_gives_resource_exhausted_and_frees_up_on_delete(
 }
 
 #[tokio::test]
+async fn concurrent_creates_never_exceed_the_cap_and_a_duplicate_at_the_cap_is_already_exists() {
+    let app = spawn_app_with(&[
+        "--allow-insecure-callbacks",
+        "--max-webhooks-per-repository",
+        "3",
+    ])
+    .await;
+    let token = app.token(&["acme"]).await;
+    let creates = (0..12).map(|i| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.try_create(token, "acme", "petapis", &app.callback(&format!("r{i}")))
+                .await
+        }
+    });
+    let answers = futures_util::future::join_all(creates).await;
+    let created = answers.iter().filter(|(status, _)| *status == 200).count();
+    let refused = answers
+        .iter()
+        .filter(|(status, a)| *status == 429 && a["code"] == "resource_exhausted")
+        .count();
+    assert_eq!((created, refused), (3, 9), "{answers:?}");
+    assert_eq!(app.webhook_count().await, 3);
+
+    let kept = answers
+        .iter()
+        .find(|(status, _)| *status == 200)
+        .map(|(_, a)| a["webhook"]["callbackUrl"].as_str().unwrap().to_owned())
+        .unwrap();
+    let (status, answer) = app.try_create(&token, "acme", "petapis", &kept).await;
+    assert_error(status, &answer, 409, "already_exists", "acme/petapis");
+    assert_eq!(app.webhook_count().await, 3);
+}
+
+#[tokio::test]
 async fn every_rpc_requires_a_valid_bearer_token() {
     let app = spawn_app().await;
     let token = app.token(&["acme"]).await;
@@ -302,6 +337,88 @@ async fn every_rpc_requires_a_valid_bearer_token() {
         }
     }
     assert_eq!(app.webhook_count().await, 1);
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_at_once_even_after_it_was_cached() {
+    let app = spawn_app().await;
+    let token = app.token(&["acme"]).await;
+    let list = json!({"ownerName": "acme", "repositoryName": "petapis"}).to_string();
+    let id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM api_tokens ORDER BY create_time DESC LIMIT 1")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    token_listener(&app).await;
+    assert_eq!(app.json("ListWebhooks", Some(&token), &list).await.0, 200);
+
+    // Revoked the way `webhookd token revoke` does it: refused on the very next request.
+    let mut conn = app.pool.acquire().await.unwrap();
+    assert!(
+        webhookd::store::tokens::revoke(&mut conn, id)
+            .await
+            .unwrap()
+    );
+    let (status, answer) = app.json("ListWebhooks", Some(&token), &list).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+}
+
+#[tokio::test]
+async fn a_lost_revocation_listener_empties_the_token_cache() {
+    let app = spawn_app().await;
+    let token = app.token(&["acme"]).await;
+    let list = json!({"ownerName": "acme", "repositoryName": "petapis"}).to_string();
+    let listener = token_listener(&app).await;
+    assert_eq!(app.json("ListWebhooks", Some(&token), &list).await.0, 200);
+
+    // Kill the LISTEN connection, then revoke behind webhookd's back (no NOTIFY): the
+    // cached entry must not outlive the connection that would have announced it.
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(listener)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(killed);
+    sqlx::query("UPDATE api_tokens SET revoke_time = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // webhookd reconnects after a second; from then on the cache is in use again, and
+    // must be empty.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (status, answer) = app.json("ListWebhooks", Some(&token), &list).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+}
+
+/// Waits until the server's token revocation listener is connected (so that its cache is
+/// used); returns its backend's pid.
+async fn token_listener(app: &crate::helpers::TestApp) -> i32 {
+    let up = async {
+        loop {
+            let pid: Option<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN%webhookd_token_revoked%'",
+            )
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
+            if let Some(pid) = pid {
+                // The cache is used from right after LISTEN returns.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                return pid;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), up)
+        .await
+        .expect("the token revocation listener connects")
 }
 
 #[tokio::test]
