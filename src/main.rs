@@ -11,6 +11,11 @@ use webhookd::database::{Database, DatabaseArgs};
 use webhookd::domain::{ApiToken, OwnerName, TokenScope};
 use webhookd::{app, store};
 
+/// mimalloc instead of glibc's malloc: `perf` put glibc's malloc and free at ~15% of
+/// `serve`'s CPU during delivery (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
