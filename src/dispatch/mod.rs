@@ -81,9 +81,9 @@ struct Inner {
     secrets: SecretBox,
     /// Identifies this process's leases.
     worker: Uuid,
-    /// Signalled after outcomes are recorded: with `--drain`, room (and perhaps a
-    /// per-webhook slot) has freed up, so claim again without waiting for the poll.
-    recorded: tokio::sync::Notify,
+    /// Signalled when a webhook drops below `--max-in-flight-per-webhook`: with `--drain`,
+    /// its deliveries may be claimed again without waiting for the poll.
+    unsaturated: tokio::sync::Notify,
     /// Attempts in flight per webhook, for `--max-in-flight-per-webhook`.
     in_flight: Mutex<HashMap<Uuid, u32>>,
 }
@@ -107,7 +107,7 @@ impl Dispatcher {
                 settings,
                 secrets,
                 worker,
-                recorded: tokio::sync::Notify::new(),
+                unsaturated: tokio::sync::Notify::new(),
                 in_flight: Mutex::new(HashMap::new()),
             }),
         })
@@ -159,7 +159,7 @@ impl Dispatcher {
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = notified(&mut wake) => {}
-                () = self.inner.recorded.notified(), if settings.drain => {}
+                () = self.inner.unsaturated.notified(), if settings.drain => {}
                 () = shutdown.cancelled() => break,
             }
             let pipeline = Pipeline {
@@ -189,22 +189,28 @@ impl Dispatcher {
         tracing::info!("batcher stopped");
     }
 
-    /// Claims a batch, and with `--drain` the next ones at once while they come back full,
-    /// as long as there is room for more attempts.
+    /// Claims a batch, and with `--drain` the next ones as soon as there is room again, for
+    /// as long as claims get all they ask for (the queue may hold more).
+    ///
+    /// When the pipeline is full it waits for a quarter of `--max-in-flight` (at most a
+    /// batch) to free up rather than claiming each freed slot on its own: a claim is a
+    /// round trip and a commit, whatever its size.
     async fn claim_while_room(
         &self,
         pipeline: &Pipeline<'_>,
         shutdown: &CancellationToken,
     ) -> Result<()> {
-        let batch_size = self.inner.settings.batch_size as usize;
+        let settings = &self.inner.settings;
+        let batch_size = settings.batch_size as usize;
+        let min_room = (settings.max_in_flight as usize / 4).clamp(1, batch_size);
         loop {
-            let permits = take_permits(pipeline.room, batch_size, shutdown).await;
+            let permits = take_permits(pipeline.room, min_room, batch_size, shutdown).await;
             if permits.is_empty() {
                 return Ok(());
             }
             let wanted = permits.len();
             let batch = self.claim(wanted).await?;
-            let full = batch.len() == batch_size;
+            let more = batch.len() == wanted;
             if shutdown.is_cancelled() {
                 self.release(&batch).await?;
                 return Ok(());
@@ -228,7 +234,7 @@ impl Dispatcher {
                     drop((permit, counted));
                 });
             }
-            if !(self.inner.settings.drain && full) {
+            if !(settings.drain && more) {
                 return Ok(());
             }
         }
@@ -372,6 +378,9 @@ impl Drop for InFlight {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = in_flight.get_mut(&self.webhook) {
+            if *n == self.inner.settings.max_in_flight_per_webhook {
+                self.inner.unsaturated.notify_one();
+            }
             *n -= 1;
             if *n == 0 {
                 in_flight.remove(&self.webhook);
@@ -389,18 +398,25 @@ struct Pipeline<'a> {
     abandon: &'a CancellationToken,
 }
 
-/// Waits for room for one attempt, then takes what else is free, up to `max`. Empty when
+/// Waits for room for `min` attempts, then takes what else is free, up to `max`. Empty when
 /// shutdown starts first.
 async fn take_permits(
     room: &Arc<Semaphore>,
+    min: usize,
     max: usize,
     shutdown: &CancellationToken,
 ) -> Vec<OwnedSemaphorePermit> {
-    let first = tokio::select! {
-        permit = room.clone().acquire_owned() => permit,
-        () = shutdown.cancelled() => return Vec::new(),
-    };
-    let mut permits: Vec<OwnedSemaphorePermit> = first.into_iter().collect();
+    let mut permits: Vec<OwnedSemaphorePermit> = Vec::with_capacity(max);
+    while permits.len() < min {
+        let permit = tokio::select! {
+            permit = room.clone().acquire_owned() => permit,
+            () = shutdown.cancelled() => return Vec::new(),
+        };
+        match permit {
+            Ok(permit) => permits.push(permit),
+            Err(_) => return Vec::new(),
+        }
+    }
     while permits.len() < max {
         match room.clone().try_acquire_owned() {
             Ok(permit) => permits.push(permit),

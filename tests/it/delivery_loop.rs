@@ -89,6 +89,32 @@ async fn wake_on_publish_delivers_without_waiting_for_the_poll_and_drain_empties
 }
 
 #[tokio::test]
+async fn drain_keeps_claiming_as_room_frees_up_without_waiting_for_the_poll() {
+    // Ten slots for 300 deliveries: the pipeline is full after the first claim, and every
+    // later claim waits for room. None may wait for the (hour-long) poll instead.
+    let app = spawn_app_with(&[
+        "--allow-insecure-callbacks",
+        "--wake-on-publish",
+        "--drain",
+        "--batch-size",
+        "10",
+        "--max-in-flight",
+        "10",
+        "--poll-interval",
+        "1h",
+    ])
+    .await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    subscribe(&app, &token, "petapis", &receiver).await;
+    // Answers of staggered delays, so that slots free up a few at a time.
+    receiver.script((0..300u64).map(|i| Reply::Delay(Duration::from_millis(i % 7 * 3))));
+    tokio::time::sleep(Duration::from_millis(200)).await; // the first (immediate) poll has passed
+    publish_many(&app, &token, 300).await;
+    receiver.wait_for(300, Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
 async fn retry_after_postpones_the_next_attempt() {
     let app = spawn_app_with(&["--allow-insecure-callbacks", "--no-dispatch"]).await;
     let token = app.token(&["acme"]).await;
