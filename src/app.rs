@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, ApiContext, ApiSettings, TokenCache};
+use crate::api::{self, ApiCache, ApiContext, ApiSettings};
 use crate::config::ServeArgs;
 use crate::dispatch::Dispatcher;
 use crate::domain::PageKey;
@@ -50,14 +50,15 @@ pub async fn run(
             allow_insecure_callbacks: args.allow_insecure_callbacks,
             max_webhooks_per_repository: args.max_webhooks_per_repository,
         };
-        let tokens = TokenCache::new(args.token_cache_ttl);
-        tasks.spawn(tokens.clone().listen(pool.clone(), stop.clone()));
+        let (cache, changes) = ApiCache::new(args.token_cache_ttl, args.list_cache_ttl);
+        tasks.spawn(cache.clone().listen(pool.clone(), stop.clone()));
+        tasks.spawn(api::announce_changes(changes, pool.clone()));
         api::router(ApiContext {
             pool,
             settings,
             page_key,
             secrets,
-            tokens,
+            cache,
         })?
     };
     tracing::info!(addr = %listener.local_addr()?, api = !args.no_api, batcher = !args.no_dispatch, "serving");

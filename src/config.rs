@@ -60,6 +60,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WEBHOOKD_TOKEN_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub token_cache_ttl: Duration,
 
+    /// How long a repository's first ListWebhooks page is remembered (`0s`: read it on
+    /// every request). Creates and deletes reach every process at once by LISTEN/NOTIFY
+    /// whatever this is; it bounds only webhooks changed by hand in the database.
+    #[arg(long, env = "WEBHOOKD_LIST_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub list_cache_ttl: Duration,
+
     /// Size of the database connection pool.
     #[arg(long, env = "WEBHOOKD_MAX_DB_CONNECTIONS", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1000))]

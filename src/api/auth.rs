@@ -15,7 +15,7 @@ use crate::store;
 pub async fn authenticate(api: &ApiContext, ctx: &RequestContext) -> Result<TokenScope> {
     let header = ctx.header("authorization").and_then(|v| v.to_str().ok());
     let token = ApiToken::from_authorization(header)?;
-    api.tokens
+    api.cache
         .find_scope(&api.pool, token.hash())
         .await?
         .ok_or_else(|| Error::Unauthenticated("unknown or revoked token".into()))

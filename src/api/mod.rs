@@ -3,11 +3,11 @@
 //! convert to domain types, call `store`, encode.
 
 mod auth;
+mod cache;
 mod deliveries;
 mod health;
 mod publish;
 mod subscriptions;
-mod token_cache;
 mod webhooks;
 
 use std::sync::Arc;
@@ -26,8 +26,8 @@ use crate::proto::webhookd::v1::{
 };
 use crate::secret_box::SecretBox;
 
+pub use cache::{ApiCache, announce_changes};
 pub use health::DatabaseHealth;
-pub use token_cache::TokenCache;
 
 /// The largest request most RPCs accept, on the wire and decoded. Their requests are a few
 /// hundred bytes; anything far larger is refused before it is buffered.
@@ -54,8 +54,8 @@ pub struct ApiContext {
     pub page_key: PageKey,
     /// Seals and opens signing secrets.
     pub secrets: SecretBox,
-    /// Verified API tokens.
-    pub tokens: Arc<TokenCache>,
+    /// Verified API tokens and first ListWebhooks pages.
+    pub cache: Arc<ApiCache>,
 }
 
 /// Builds the router that serves every protocol on one port.

@@ -48,6 +48,10 @@ impl WebhookApi {
             .seal(SigningSecret::generate().expose().as_bytes());
         let mut conn = store::acquire(&api.pool).await?;
         let webhook = store::webhooks::insert(&mut conn, &new, max, &sealed_secret).await?;
+        drop(conn);
+        (api.cache)
+            .webhooks_changed(&webhook.owner, &webhook.repository)
+            .await;
         tracing::info!(webhook_id = %webhook.id, owner = %new.owner, repository = %new.repository, "webhook created");
         Ok(pb::CreateWebhookResponse {
             webhook: MessageField::some(to_proto(webhook)),
@@ -67,16 +71,26 @@ impl WebhookApi {
         scope.require(&owner)?;
         let listing = format!("webhooks/{owner}/{repository}");
         let after = decode_page_token(&req.page_token, &api.page_key, &listing)?;
-        let mut conn = store::acquire(&api.pool).await?;
         let limit = i64::try_from(PAGE_SIZE + 1).unwrap_or(i64::MAX);
-        let page = store::webhooks::list_page(
-            &mut conn,
-            owner.as_str(),
-            repository.as_str(),
-            after,
-            limit,
-        )
-        .await?;
+        let page = match after {
+            None => {
+                let first = (api.cache)
+                    .first_page(&api.pool, owner.as_str(), repository.as_str(), limit)
+                    .await?;
+                Vec::clone(&first)
+            }
+            Some(after) => {
+                let mut conn = store::acquire(&api.pool).await?;
+                store::webhooks::list_page(
+                    &mut conn,
+                    owner.as_str(),
+                    repository.as_str(),
+                    Some(after),
+                    limit,
+                )
+                .await?
+            }
+        };
         let (page, next_page_token) =
             paginate(page, PAGE_SIZE, &api.page_key, &listing, |w: &Webhook| {
                 PageCursor {
@@ -102,9 +116,12 @@ impl WebhookApi {
         // caller learns nothing about webhooks it may not see.
         let id = WebhookId::parse(&req.webhook_id).ok_or_else(webhook_not_found)?;
         let mut conn = store::acquire(&api.pool).await?;
-        if !store::webhooks::delete(&mut conn, id, &scope).await? {
+        let Some((owner, repository)) = store::webhooks::delete(&mut conn, id, &scope).await?
+        else {
             return Err(webhook_not_found());
-        }
+        };
+        drop(conn);
+        api.cache.webhooks_changed(&owner, &repository).await;
         tracing::info!(webhook_id = %id, "webhook deleted");
         Ok(pb::DeleteWebhookResponse::default())
     }

@@ -91,6 +91,17 @@ pub async fn spawn_app_with(flags: &[&str]) -> TestApp {
     let args = <Flags as clap::Parser>::try_parse_from(argv)
         .expect("test flags parse")
         .serve;
+    start(args, pool, db_options, listener)
+}
+
+/// Runs the app on `listener` until the returned TestApp is dropped.
+fn start(
+    args: ServeArgs,
+    pool: PgPool,
+    db_options: PgConnectOptions,
+    listener: TcpListener,
+) -> TestApp {
+    let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let (app_pool, app_args) = (pool.clone(), args.clone());
     tokio::spawn(async move {
@@ -108,6 +119,18 @@ pub async fn spawn_app_with(flags: &[&str]) -> TestApp {
         http: http_client(),
         args,
         _stop: stop,
+    }
+}
+
+impl TestApp {
+    /// A second server process on this app's database (same flags and key, its own port,
+    /// pool and caches), as when `serve` is scaled out.
+    pub async fn another_process(&self) -> TestApp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut args = self.args.clone();
+        args.listen = listener.local_addr().unwrap();
+        let pool = PgPool::connect_with(self.db_options.clone()).await.unwrap();
+        start(args, pool, self.db_options.clone(), listener)
     }
 }
 
