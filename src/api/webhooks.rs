@@ -48,6 +48,7 @@ impl WebhookApi {
             .seal(SigningSecret::generate().expose().as_bytes());
         let mut conn = store::acquire(&api.pool).await?;
         let webhook = store::webhooks::insert(&mut conn, &new, max, &sealed_secret).await?;
+        // Back to the pool before queueing the announcement, which needs one to be sent.
         drop(conn);
         (api.cache)
             .webhooks_changed(&webhook.owner, &webhook.repository)
