@@ -66,22 +66,34 @@ async fn the_default_cadence_delivers_at_most_20_per_5_second_poll() {
     }
 }
 
-#[tokio::test]
-async fn wake_on_publish_delivers_without_waiting_for_the_poll_and_drain_empties_the_backlog() {
-    let app = spawn_app_with(&[
-        "--allow-insecure-callbacks",
-        "--wake-on-publish",
-        "--drain",
-        "--batch-size",
-        "10",
-        "--poll-interval",
-        "1h",
-    ])
-    .await;
+/// A draining, publish-woken app with batches of 10, a poll of an hour (so that nothing
+/// waits for it unnoticed) and `extra` flags, one subscriber, and the first (immediate)
+/// poll already past.
+async fn draining(extra: &[&str]) -> (TestApp, String, Receiver) {
+    let flags = [
+        &[
+            "--allow-insecure-callbacks",
+            "--wake-on-publish",
+            "--drain",
+            "--batch-size",
+            "10",
+            "--poll-interval",
+            "1h",
+        ],
+        extra,
+    ]
+    .concat();
+    let app = spawn_app_with(&flags).await;
     let token = app.token(&["acme"]).await;
     let receiver = Receiver::start().await;
     subscribe(&app, &token, "petapis", &receiver).await;
-    tokio::time::sleep(Duration::from_millis(200)).await; // the first (immediate) poll has passed
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (app, token, receiver)
+}
+
+#[tokio::test]
+async fn wake_on_publish_delivers_without_waiting_for_the_poll_and_drain_empties_the_backlog() {
+    let (app, token, receiver) = draining(&[]).await;
     let started = Instant::now();
     publish_many(&app, &token, 95).await;
     receiver.wait_for(95, Duration::from_secs(10)).await;
@@ -91,25 +103,10 @@ async fn wake_on_publish_delivers_without_waiting_for_the_poll_and_drain_empties
 #[tokio::test]
 async fn drain_keeps_claiming_as_room_frees_up_without_waiting_for_the_poll() {
     // Ten slots for 300 deliveries: the pipeline is full after the first claim, and every
-    // later claim waits for room. None may wait for the (hour-long) poll instead.
-    let app = spawn_app_with(&[
-        "--allow-insecure-callbacks",
-        "--wake-on-publish",
-        "--drain",
-        "--batch-size",
-        "10",
-        "--max-in-flight",
-        "10",
-        "--poll-interval",
-        "1h",
-    ])
-    .await;
-    let token = app.token(&["acme"]).await;
-    let receiver = Receiver::start().await;
-    subscribe(&app, &token, "petapis", &receiver).await;
+    // later claim waits for room. None may wait for the poll instead.
+    let (app, token, receiver) = draining(&["--max-in-flight", "10"]).await;
     // Answers of staggered delays, so that slots free up a few at a time.
     receiver.script((0..300u64).map(|i| Reply::Delay(Duration::from_millis(i % 7 * 3))));
-    tokio::time::sleep(Duration::from_millis(200)).await; // the first (immediate) poll has passed
     publish_many(&app, &token, 300).await;
     receiver.wait_for(300, Duration::from_secs(20)).await;
 }
