@@ -213,18 +213,26 @@ pub async fn record_attempts(
     Ok(recorded.len())
 }
 
-/// Disables the webhook a delivery belongs to (its listener answered 410 Gone).
+/// Disables the webhook a delivery belongs to (its listener answered 410 Gone). Its
+/// `update_time` changes, so the change is announced to the ListWebhooks caches, here in the
+/// transaction itself: disabling is rare, unlike creating.
 async fn disable_webhook_of(conn: &mut PgConnection, delivery: Uuid, reason: &str) -> Result<()> {
     sqlx::query!(
         r#"
-        UPDATE webhooks
-        SET state = 'disabled', disabled_reason = $2, disabled_time = now(), update_time = now()
-        WHERE id = (SELECT webhook_id FROM deliveries WHERE id = $1)
+        WITH disabled AS (
+            UPDATE webhooks
+            SET state = 'disabled', disabled_reason = $2, disabled_time = now(), update_time = now()
+            WHERE id = (SELECT webhook_id FROM deliveries WHERE id = $1)
+            RETURNING owner_name, repository_name
+        )
+        SELECT count(*) AS "announced!"
+        FROM disabled d, LATERAL (SELECT pg_notify($3, d.owner_name || '/' || d.repository_name)) AS n
         "#,
         delivery,
         reason,
+        super::webhooks::CHANGED_CHANNEL,
     )
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
     Ok(())
 }

@@ -344,6 +344,9 @@ async fn a_listener_that_never_answers_times_out_and_is_retried() {
 #[tokio::test]
 async fn gone_disables_the_subscription() {
     let (app, token, receiver, hook) = subscribed(MANUAL).await;
+    app.cache_listeners(1).await;
+    let updated = |v: serde_json::Value| v["webhooks"][0]["updateTime"].clone();
+    let before = updated(app.list(&token, "acme", "petapis", "").await);
     receiver.script([Reply::Status(410)]);
     publish(
         &app,
@@ -352,6 +355,15 @@ async fn gone_disables_the_subscription() {
     )
     .await;
     app.dispatcher().run_once().await.unwrap();
+    // Disabling moves update_time, and the (cached) ListWebhooks page follows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while updated(app.list(&token, "acme", "petapis", "").await) == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the list still shows the old updateTime"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let delivery = delivery_log(&app, &token, &hook).await.remove(0);
     assert_eq!(
         (delivery.state.to_i32(), delivery.last_http_status),

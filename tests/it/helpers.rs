@@ -123,6 +123,32 @@ fn start(
 }
 
 impl TestApp {
+    /// Waits until `n` servers' cache listeners (token revocations and webhook changes) on
+    /// this database are connected, so that their caches are in use; returns their
+    /// backends' pids.
+    pub async fn cache_listeners(&self, n: usize) -> Vec<i32> {
+        let up = async {
+            loop {
+                let pids: Vec<i32> = sqlx::query_scalar(
+                    "SELECT pid FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query LIKE 'LISTEN%webhookd_token_revoked%'",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .unwrap();
+                if pids.len() >= n {
+                    // The caches are used from right after LISTEN returns.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return pids;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), up)
+            .await
+            .expect("the cache listeners connect")
+    }
+
     /// A second server process on this app's database (same flags and key, its own port,
     /// pool and caches), as when `serve` is scaled out.
     pub async fn another_process(&self) -> TestApp {

@@ -349,7 +349,7 @@ async fn a_revoked_token_is_refused_at_once_even_after_it_was_cached() {
             .fetch_one(&app.pool)
             .await
             .unwrap();
-    cache_listeners(&app, 1).await;
+    app.cache_listeners(1).await;
     assert_eq!(app.json("ListWebhooks", Some(&token), &list).await.0, 200);
 
     // Revoked the way `webhookd token revoke` does it: refused on the very next request.
@@ -371,7 +371,7 @@ async fn a_lost_revocation_listener_empties_the_token_cache() {
     let app = spawn_app().await;
     let token = app.token(&["acme"]).await;
     let list = json!({"ownerName": "acme", "repositoryName": "petapis"}).to_string();
-    let listener = cache_listeners(&app, 1).await[0];
+    let listener = app.cache_listeners(1).await[0];
     assert_eq!(app.json("ListWebhooks", Some(&token), &list).await.0, 200);
 
     // Kill the LISTEN connection, then revoke behind webhookd's back (no NOTIFY): the
@@ -396,37 +396,12 @@ async fn a_lost_revocation_listener_empties_the_token_cache() {
     );
 }
 
-/// Waits until `n` servers' cache listeners (token revocations and webhook changes) are
-/// connected, so that their caches are in use; returns their backends' pids.
-async fn cache_listeners(app: &crate::helpers::TestApp, n: usize) -> Vec<i32> {
-    let up = async {
-        loop {
-            let pids: Vec<i32> = sqlx::query_scalar(
-                "SELECT pid FROM pg_stat_activity \
-                 WHERE datname = current_database() AND query LIKE 'LISTEN%webhookd_token_revoked%'",
-            )
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-            if pids.len() >= n {
-                // The caches are used from right after LISTEN returns.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                return pids;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), up)
-        .await
-        .expect("the cache listeners connect")
-}
-
 #[tokio::test]
 async fn every_process_lists_what_another_created_or_deleted() {
     let a = spawn_app().await;
     let b = a.another_process().await;
     let token = a.token(&["acme"]).await;
-    cache_listeners(&a, 2).await;
+    a.cache_listeners(2).await;
     let count = |v: &Value| v["webhooks"].as_array().map_or(0, Vec::len);
     // b remembers an empty first page; a creates; b must list the new webhook soon (its
     // cache would otherwise serve the empty page for --list-cache-ttl, 60 s).
