@@ -5,7 +5,8 @@
 //! Both follow changes made by any process. A change is announced by NOTIFY: `token revoke`
 //! in the statement that revokes; CreateWebhook and DeleteWebhook right after their commit,
 //! batched with whatever other changes are waiting (a NOTIFY in their own transaction
-//! would serialise every create's commit: see `store::webhooks::announce_changes`). Every
+//! would serialise every create's commit: see `store::webhooks::announce_changes`); the
+//! batcher, disabling a webhook on HTTP 410, in its transaction (that is rare). Every
 //! `serve` process LISTENs and drops what changed when an announcement arrives, within
 //! milliseconds of the change (as for any NOTIFY, delivery follows the commit); the process
 //! that made a change drops it at once, before it answers. The caches are used
