@@ -8,7 +8,7 @@ use webhookd::proto::webhookd::v1 as pb;
 use webhookd::signing::{SigningSecret, verify};
 use webhookd::synthetic::repository_push;
 
-use crate::helpers::{TestApp, python, run, spawn_app_with, tempdir};
+use crate::helpers::{TestApp, eventually, python, run, spawn_app_with, tempdir};
 use crate::receiver::{Receiver, Reply};
 
 /// Flags for tests that drive the batcher themselves with `run_once`.
@@ -356,14 +356,10 @@ async fn gone_disables_the_subscription() {
     .await;
     app.dispatcher().run_once().await.unwrap();
     // Disabling moves update_time, and the (cached) ListWebhooks page follows.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while updated(app.list(&token, "acme", "petapis", "").await) == before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the list still shows the old updateTime"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the list shows the new updateTime", || async {
+        updated(app.list(&token, "acme", "petapis", "").await) != before
+    })
+    .await;
     let delivery = delivery_log(&app, &token, &hook).await.remove(0);
     assert_eq!(
         (delivery.state.to_i32(), delivery.last_http_status),

@@ -357,6 +357,18 @@ impl TestApp {
 }
 
 /// Asserts a Connect error answer: HTTP status, code, and a fragment of the message.
+/// Waits up to 2 s for `check` to hold.
+pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within 2 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str, fragment: &str) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["code"], code, "{body}");
