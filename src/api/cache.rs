@@ -99,8 +99,14 @@ impl ApiCache {
 
     /// Stores `value` unless an invalidation happened since `generation` was read. Checked
     /// under the lock that invalidation also takes.
-    fn store<K: Eq + Hash, V>(&self, cache: &Expiring<K, V>, generation: u64, key: K, value: V) {
-        let mut entries = cache.entries.lock().unwrap_or_else(|e| e.into_inner());
+    fn store<K: Eq + Hash, V: Clone>(
+        &self,
+        cache: &Expiring<K, V>,
+        generation: u64,
+        key: K,
+        value: V,
+    ) {
+        let mut entries = cache.lock();
         if self.generation.load(Ordering::Acquire) == generation {
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
@@ -166,22 +172,29 @@ impl ApiCache {
     }
 
     fn forget_list(&self, owner: &str, repository: &str) {
-        let mut lists = self.lists.lock();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        lists.remove(&(owner.to_owned(), repository.to_owned()));
+        self.invalidate(&self.lists, |lists| {
+            lists.remove(&(owner.to_owned(), repository.to_owned()));
+        });
     }
 
     fn tokens_changed(&self) {
-        let mut tokens = self.tokens.lock();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        tokens.clear();
+        self.invalidate(&self.tokens, HashMap::clear);
     }
 
     fn clear(&self) {
         self.tokens_changed();
-        let mut lists = self.lists.lock();
+        self.invalidate(&self.lists, HashMap::clear);
+    }
+
+    /// Changes `cache` and bumps the generation under its lock (see [`ApiCache::store`]).
+    fn invalidate<K: Eq + Hash, V: Clone>(
+        &self,
+        cache: &Expiring<K, V>,
+        change: impl FnOnce(&mut HashMap<K, (V, Instant)>),
+    ) {
+        let mut entries = cache.lock();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        lists.clear();
+        change(&mut entries);
     }
 
     /// Keeps the caches honest until `shutdown`: listens for changes, drops what changed,
