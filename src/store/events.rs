@@ -67,13 +67,27 @@ pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result
     };
     let queued = sqlx::query!(
         r#"
-        WITH queued AS (
+        WITH fresh AS (
+            SELECT *
+            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[])
+                 AS n(event_id, owner_name, repository_name, event)
+        ), targets AS (
+            -- Locked once per webhook, as a foreign key would once per delivery: a
+            -- concurrent DeleteWebhook waits for this transaction, then deletes what it
+            -- queued; a webhook deleted or disabled first is skipped.
+            SELECT w.id, w.owner_name, w.repository_name, w.event
+            FROM webhooks w
+            WHERE (w.owner_name, w.repository_name, w.event) IN
+                  (SELECT owner_name, repository_name, event FROM fresh)
+              AND w.state = 'active'
+            FOR KEY SHARE
+        ), queued AS (
             INSERT INTO deliveries (id, event_id, webhook_id)
-            SELECT webhookd_uuid_v7(), n.event_id, w.id
-            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[]) AS n(event_id, owner_name, repository_name, event)
-            JOIN webhooks w
-              ON w.owner_name = n.owner_name AND w.repository_name = n.repository_name
-             AND w.event = n.event AND w.state = 'active'
+            SELECT webhookd_uuid_v7(), n.event_id, t.id
+            FROM fresh n
+            JOIN targets t
+              ON t.owner_name = n.owner_name AND t.repository_name = n.repository_name
+             AND t.event = n.event
             RETURNING event_id
         )
         SELECT event_id AS "event_id!", count(*) AS "count!" FROM queued GROUP BY event_id

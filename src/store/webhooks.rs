@@ -1,6 +1,7 @@
 //! Webhook subscriptions: create (with the per-repository cap), list a page, delete.
 
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use super::is_unique_violation;
 use crate::domain::{NewWebhook, PageCursor, TokenScope, Webhook, WebhookId};
@@ -194,15 +195,23 @@ pub async fn list_page(
         .collect())
 }
 
-/// Deletes the subscription if it exists and `scope` covers its owner; returns its owner
-/// and repository. `None` otherwise, without saying which: a caller must not learn of other
-/// owners' webhooks.
+/// Deletes the subscription if it exists and `scope` covers its owner, with its deliveries
+/// and their attempts, in one transaction; returns its owner and repository. `None`
+/// otherwise, without saying which: a caller must not learn of other owners' webhooks.
+///
+/// The statements run in this order on purpose (there are no foreign keys to cascade, see
+/// migration 6): deleting the webhook row waits for any publish that locked it, so the
+/// deliveries statement, with a newer snapshot, sees what that publish queued; it waits in
+/// turn for any recorder updating one of them, so the attempts statement sees what that
+/// recorder inserted.
 pub async fn delete(
     conn: &mut PgConnection,
     id: WebhookId,
     scope: &TokenScope,
 ) -> Result<Option<(String, String)>> {
-    let deleted = sqlx::query!(
+    use sqlx::Acquire as _;
+    let mut tx = conn.begin().await?;
+    let Some(deleted) = sqlx::query!(
         r#"
         WITH deleted AS (
             DELETE FROM webhooks
@@ -220,9 +229,25 @@ pub async fn delete(
         scope.all_owners,
         &scope.owners,
     )
-    .fetch_optional(conn)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let deliveries: Vec<Uuid> = sqlx::query_scalar!(
+        r#"DELETE FROM deliveries WHERE webhook_id = $1 RETURNING id"#,
+        id.0
+    )
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(deleted.map(|d| (d.owner_name, d.repository_name)))
+    sqlx::query!(
+        r#"DELETE FROM delivery_attempts WHERE delivery_id = ANY($1)"#,
+        &deliveries
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some((deleted.owner_name, deleted.repository_name)))
 }
 
 /// The owner of a webhook, if it exists.

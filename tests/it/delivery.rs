@@ -507,15 +507,34 @@ async fn a_rolled_back_producer_transaction_delivers_nothing() {
     assert_eq!(receiver.wait_for(1, Duration::from_secs(5)).await.len(), 1);
 }
 
+/// Rows of `deliveries` and `delivery_attempts`, whatever webhook they belong to.
+async fn delivery_rows(app: &TestApp) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM delivery_attempts)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn deleting_a_subscription_cancels_its_queued_deliveries() {
     let (app, token, receiver, hook) = subscribed(MANUAL).await;
+    // One delivery attempted and logged, one still queued: both go with the webhook.
     publish(
         &app,
         &token,
         vec![(repository_push("acme", "petapis", 1), "")],
     )
     .await;
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 1);
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 2), "")],
+    )
+    .await;
+    assert_eq!(delivery_rows(&app).await, (2, 1));
     let (status, _) = app
         .json(
             "DeleteWebhook",
@@ -525,5 +544,38 @@ async fn deleting_a_subscription_cancels_its_queued_deliveries() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(app.dispatcher().run_once().await.unwrap(), 0);
-    assert!(receiver.captured().is_empty());
+    assert_eq!(receiver.captured().len(), 1);
+    assert_eq!(delivery_rows(&app).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_delete_racing_a_publish_waits_for_it_and_leaves_nothing_queued() {
+    let (app, token, _receiver, hook) = subscribed(MANUAL).await;
+    let event = webhookd::publish::OutboundEvent::from_request(
+        &repository_push("acme", "petapis", 1),
+        None,
+    )
+    .unwrap();
+    // A producer's transaction has queued a delivery for the webhook and not committed yet.
+    let mut tx = app.pool.begin().await.unwrap();
+    let stored = webhookd::publish::publish(&mut tx, &[event]).await.unwrap();
+    assert_eq!(stored[0].deliveries_queued, 1);
+    let delete = async {
+        let body = serde_json::json!({"webhookId": hook}).to_string();
+        let (status, _) = app.json("DeleteWebhook", Some(&token), &body).await;
+        (status, std::time::Instant::now())
+    };
+    let commit = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let at = std::time::Instant::now();
+        tx.commit().await.unwrap();
+        at
+    };
+    let ((status, deleted_at), committed_at) = tokio::join!(delete, commit);
+    assert_eq!(status, 200);
+    assert!(
+        deleted_at > committed_at,
+        "DeleteWebhook answered before the publish it raced committed"
+    );
+    assert_eq!(delivery_rows(&app).await, (0, 0));
 }
