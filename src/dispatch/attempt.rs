@@ -9,7 +9,8 @@ use chrono::Utc;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::retry::Outcome;
-use crate::domain::{AttemptRecord, ClaimedDelivery, is_internal_ip};
+use crate::domain::{AttemptRecord, ClaimTarget, ClaimedDelivery, is_internal_ip};
+use crate::secret_box::SecretBox;
 use crate::signing::{SigningSecret, signature_header};
 
 /// How much of a response body is kept in the attempt record.
@@ -60,11 +61,41 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// A claimed webhook's target, ready for its attempts: the callback URL parsed and the
+/// secrets opened once per claim rather than once per delivery.
+#[derive(Debug)]
+pub struct Target {
+    /// The callback URL, or why it does not parse (recorded on each attempt).
+    url: Result<reqwest::Url, String>,
+    secrets: Vec<SigningSecret>,
+}
+
+impl Target {
+    /// Parses the URL and opens the secrets of a claimed webhook.
+    ///
+    /// # Errors
+    /// When a secret cannot be opened with this server's key, or is malformed.
+    pub fn open(stored: &ClaimTarget, secret_box: &SecretBox) -> anyhow::Result<Self> {
+        let secrets = stored
+            .sealed_secrets
+            .iter()
+            .map(|sealed| {
+                let text = String::from_utf8(secret_box.open(sealed)?)?;
+                SigningSecret::parse(&text)
+                    .ok_or_else(|| anyhow::anyhow!("stored signing secret is malformed"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let url = reqwest::Url::parse(&stored.callback_url)
+            .map_err(|e| format!("invalid callback URL: {e}"));
+        Ok(Self { url, secrets })
+    }
+}
+
 /// Sends one attempt and describes what happened.
 pub async fn send(
     client: &reqwest::Client,
-    delivery: &ClaimedDelivery,
-    secrets: &[SigningSecret],
+    delivery: ClaimedDelivery,
+    target: &Target,
     timeout: Duration,
     allow_internal: bool,
 ) -> (AttemptRecord, Outcome) {
@@ -77,7 +108,7 @@ pub async fn send(
     let result = post(
         client,
         delivery,
-        secrets,
+        target,
         timeout,
         allow_internal,
         &mut record,
@@ -96,14 +127,13 @@ pub async fn send(
 
 async fn post(
     client: &reqwest::Client,
-    delivery: &ClaimedDelivery,
-    secrets: &[SigningSecret],
+    delivery: ClaimedDelivery,
+    target: &Target,
     timeout: Duration,
     allow_internal: bool,
     record: &mut AttemptRecord,
 ) -> Result<Outcome, String> {
-    let url = reqwest::Url::parse(&delivery.callback_url)
-        .map_err(|e| format!("invalid callback URL: {e}"))?;
+    let url = target.url.clone()?;
     if !allow_internal
         && let Some(ip) = literal_ip(&url)
         && is_internal_ip(ip)
@@ -123,9 +153,9 @@ async fn post(
         .header("webhook-timestamp", timestamp.to_string())
         .header(
             "webhook-signature",
-            signature_header(secrets, &id, timestamp, &delivery.payload),
+            signature_header(&target.secrets, &id, timestamp, &delivery.payload),
         )
-        .body(delivery.payload.clone())
+        .body(delivery.payload)
         .send()
         .await
         .map_err(describe)?;

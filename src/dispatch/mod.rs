@@ -23,11 +23,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use self::attempt::Target;
 use self::retry::RetrySchedule;
-use crate::domain::ClaimedDelivery;
+use crate::domain::{Claim, ClaimedDelivery};
 use crate::error::Result;
 use crate::secret_box::SecretBox;
-use crate::signing::SigningSecret;
 use crate::store;
 use crate::store::deliveries::Outcome;
 
@@ -121,9 +121,9 @@ impl Dispatcher {
         let batch = self.claim(self.inner.settings.batch_size as usize).await?;
         let claimed = batch.len();
         let mut attempts = tokio::task::JoinSet::new();
-        for delivery in batch {
+        for (delivery, target) in batch {
             let this = self.clone();
-            attempts.spawn(async move { this.attempt(delivery).await });
+            attempts.spawn(async move { this.attempt(delivery, target).await });
         }
         let mut outcomes = Vec::with_capacity(claimed);
         while let Some(joined) = attempts.join_next().await {
@@ -215,7 +215,7 @@ impl Dispatcher {
                 self.release(&batch).await?;
                 return Ok(());
             }
-            for (delivery, permit) in batch.into_iter().zip(permits) {
+            for ((delivery, target), permit) in batch.into_iter().zip(permits) {
                 let counted = InFlight::start(&self.inner, delivery.webhook_id.0);
                 let (this, outcomes, abandon) = (
                     self.clone(),
@@ -224,7 +224,7 @@ impl Dispatcher {
                 );
                 pipeline.attempts.spawn(async move {
                     tokio::select! {
-                        outcome = this.attempt(delivery) => {
+                        outcome = this.attempt(delivery, target) => {
                             if let Some(outcome) = outcome {
                                 let _ = outcomes.send(outcome).await;
                             }
@@ -240,12 +240,44 @@ impl Dispatcher {
         }
     }
 
-    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedDelivery>> {
+    /// Claims up to `limit` deliveries, each with its webhook's target.
+    async fn claim(&self, limit: usize) -> Result<Vec<(ClaimedDelivery, Option<Arc<Target>>)>> {
         let inner = &self.inner;
         let mut conn = store::acquire(&inner.pool).await?;
         let lease = inner.settings.lease().as_secs_f64();
         let saturated = self.saturated();
-        store::deliveries::claim(&mut conn, inner.worker, limit as i64, lease, &saturated).await
+        let claim =
+            store::deliveries::claim(&mut conn, inner.worker, limit as i64, lease, &saturated)
+                .await?;
+        Ok(self.open_targets(claim))
+    }
+
+    /// Pairs each claimed delivery with its webhook's target, opened once per webhook.
+    /// `None` when the target cannot be used: its secrets do not open (logged once here; its
+    /// deliveries are retried when their leases expire), or the webhook was deleted
+    /// between the claim's two statements (its deliveries are deleted with it).
+    fn open_targets(&self, claim: Claim) -> Vec<(ClaimedDelivery, Option<Arc<Target>>)> {
+        let targets: HashMap<_, _> = claim
+            .targets
+            .into_iter()
+            .filter_map(|(webhook, stored)| {
+                Target::open(&stored, &self.inner.secrets)
+                    .inspect_err(|e| {
+                        tracing::error!(error.cause_chain = ?e, webhook_id = %webhook,
+                            "cannot read the signing secrets");
+                    })
+                    .ok()
+                    .map(|target| (webhook, Arc::new(target)))
+            })
+            .collect();
+        claim
+            .deliveries
+            .into_iter()
+            .map(|d| {
+                let target = targets.get(&d.webhook_id).cloned();
+                (d, target)
+            })
+            .collect()
     }
 
     /// The webhooks with `--max-in-flight-per-webhook` attempts in flight here.
@@ -264,8 +296,8 @@ impl Dispatcher {
     }
 
     /// Gives back claimed deliveries that will not be attempted (shutdown).
-    async fn release(&self, batch: &[ClaimedDelivery]) -> Result<()> {
-        let ids: Vec<Uuid> = batch.iter().map(|d| d.id).collect();
+    async fn release(&self, batch: &[(ClaimedDelivery, Option<Arc<Target>>)]) -> Result<()> {
+        let ids: Vec<Uuid> = batch.iter().map(|(d, _)| d.id).collect();
         let mut conn = store::acquire(&self.inner.pool).await?;
         store::deliveries::release(&mut conn, self.inner.worker, &ids).await?;
         Ok(())
@@ -309,47 +341,31 @@ impl Dispatcher {
             .ok()
     }
 
-    /// One attempt of one delivery; `None` only when its secrets cannot be read (logged; the
-    /// delivery is retried when its lease expires).
+    /// One attempt of one delivery; `None` when it has no usable target (see
+    /// [`Self::open_targets`]).
     #[tracing::instrument(skip_all, fields(delivery_id = %delivery.id, webhook_id = %delivery.webhook_id))]
-    async fn attempt(&self, delivery: ClaimedDelivery) -> Option<Outcome> {
-        let inner = &self.inner;
-        let secrets = self
-            .open_secrets(&delivery)
-            .inspect_err(
-                |e| tracing::error!(error.cause_chain = ?e, "cannot read the signing secrets"),
-            )
-            .ok()?;
-        let settings = &inner.settings;
+    async fn attempt(
+        &self,
+        delivery: ClaimedDelivery,
+        target: Option<Arc<Target>>,
+    ) -> Option<Outcome> {
+        let settings = &self.inner.settings;
+        let (id, attempt_count) = (delivery.id, delivery.attempt_count);
         let (attempt, outcome) = attempt::send(
-            &inner.client,
-            &delivery,
-            &secrets,
+            &self.inner.client,
+            delivery,
+            target.as_deref()?,
             settings.delivery_timeout,
             settings.allow_insecure_callbacks,
         )
         .await;
-        let verdict = settings
-            .retry_schedule
-            .verdict(delivery.attempt_count + 1, &outcome);
+        let verdict = settings.retry_schedule.verdict(attempt_count + 1, &outcome);
         tracing::debug!(status = ?attempt.http_status, error = ?attempt.error, ?verdict, "attempted");
         Some(Outcome {
-            delivery: delivery.id,
+            delivery: id,
             attempt,
             verdict,
         })
-    }
-
-    fn open_secrets(&self, delivery: &ClaimedDelivery) -> anyhow::Result<Vec<SigningSecret>> {
-        delivery
-            .sealed_secrets
-            .iter()
-            .map(|sealed| {
-                let text = String::from_utf8(self.inner.secrets.open(sealed)?)?;
-                SigningSecret::parse(&text)
-                    .ok_or_else(|| anyhow::anyhow!("stored signing secret is malformed"))
-            })
-            .collect()
     }
 }
 

@@ -97,7 +97,8 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
-/// A delivery claimed by a batcher, with everything needed to attempt it.
+/// A delivery claimed by a batcher; where it goes and how it is signed is in the claim's
+/// [`ClaimTarget`] for its webhook.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
     /// The delivery's id.
@@ -108,10 +109,25 @@ pub struct ClaimedDelivery {
     pub attempt_count: i32,
     /// The encoded `EventRequest`.
     pub payload: Vec<u8>,
-    /// Where to POST it.
+}
+
+/// Where the deliveries of one webhook in a claim go, read once per claim (not per
+/// delivery: a claim of 1,000 deliveries to one webhook reads it once).
+#[derive(Debug, Clone)]
+pub struct ClaimTarget {
+    /// Where to POST.
     pub callback_url: String,
-    /// The sealed secrets that sign it: the current one and any still in their overlap.
+    /// The sealed secrets that sign: the current one and any still in their overlap.
     pub sealed_secrets: Vec<Vec<u8>>,
+}
+
+/// What one claim took: its deliveries and the target of each webhook among them.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    /// The deliveries, due order.
+    pub deliveries: Vec<ClaimedDelivery>,
+    /// One entry per webhook in `deliveries`.
+    pub targets: std::collections::HashMap<WebhookId, ClaimTarget>,
 }
 
 /// What happens to a delivery after an attempt.

@@ -10,7 +10,9 @@ mod token;
 mod webhook;
 
 pub use callback_url::{CallbackUrl, EVENT_PATH_SUFFIX, MAX_CALLBACK_URL_BYTES, is_internal_ip};
-pub use delivery::{AttemptRecord, ClaimedDelivery, Delivery, DeliveryState, Verdict};
+pub use delivery::{
+    AttemptRecord, Claim, ClaimTarget, ClaimedDelivery, Delivery, DeliveryState, Verdict,
+};
 pub use event::{MAX_IDEMPOTENCY_KEY_BYTES, OutboundEvent};
 pub use names::{MAX_NAME_CHARS, OwnerName, RepositoryName};
 pub use page::{PageCursor, PageKey};

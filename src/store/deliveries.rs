@@ -11,7 +11,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{
-    AttemptRecord, ClaimedDelivery, Delivery, DeliveryState, PageCursor, Verdict, WebhookId,
+    AttemptRecord, Claim, ClaimTarget, ClaimedDelivery, Delivery, DeliveryState, PageCursor,
+    Verdict, WebhookId,
 };
 use crate::error::{Error, Result};
 
@@ -20,18 +21,19 @@ use crate::error::{Error, Result};
 /// `--max-in-flight-per-webhook` attempts in flight for). Only rows that are claimed are
 /// locked; `FOR UPDATE SKIP LOCKED` lets concurrent batchers claim disjoint sets. A claim
 /// moves `next_attempt_time` to the lease's end, so a leased delivery is simply not due
-/// until its lease expires.
+/// until its lease expires. Each claimed webhook's callback URL and secrets are read once,
+/// by a second statement in the same transaction.
 pub async fn claim(
     conn: &mut PgConnection,
     worker: Uuid,
     limit: i64,
     lease_secs: f64,
     saturated: &[Uuid],
-) -> Result<Vec<ClaimedDelivery>> {
+) -> Result<Claim> {
     use sqlx::Acquire as _;
     let mut tx = conn.begin().await?;
     pin_index_plans(&mut tx).await?;
-    let rows = sqlx::query!(
+    let deliveries: Vec<ClaimedDelivery> = sqlx::query!(
         r#"
         WITH candidates AS (
             SELECT d2.id
@@ -51,15 +53,9 @@ pub async fn claim(
             WHERE d.id IN (SELECT id FROM candidates)
             RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count
         )
-        SELECT c.id, c.webhook_id, c.attempt_count, e.payload, w.callback_url,
-               ARRAY(
-                   SELECT s.secret FROM webhook_secrets s
-                   WHERE s.webhook_id = c.webhook_id AND (s.expire_time IS NULL OR s.expire_time > now())
-                   ORDER BY s.create_time DESC
-               ) AS "sealed_secrets!"
+        SELECT c.id, c.webhook_id, c.attempt_count, e.payload
         FROM claimed c
         JOIN events e ON e.id = c.event_id
-        JOIN webhooks w ON w.id = c.webhook_id
         "#,
         worker,
         limit,
@@ -67,19 +63,47 @@ pub async fn claim(
         saturated,
     )
     .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ClaimedDelivery {
-            id: r.id,
-            webhook_id: WebhookId(r.webhook_id),
-            attempt_count: r.attempt_count,
-            payload: r.payload,
+    .await?
+    .into_iter()
+    .map(|r| ClaimedDelivery {
+        id: r.id,
+        webhook_id: WebhookId(r.webhook_id),
+        attempt_count: r.attempt_count,
+        payload: r.payload,
+    })
+    .collect();
+    let mut webhooks: Vec<Uuid> = deliveries.iter().map(|d| d.webhook_id.0).collect();
+    webhooks.sort_unstable();
+    webhooks.dedup();
+    let targets = sqlx::query!(
+        r#"
+        SELECT w.id, w.callback_url,
+               ARRAY(
+                   SELECT s.secret FROM webhook_secrets s
+                   WHERE s.webhook_id = w.id AND (s.expire_time IS NULL OR s.expire_time > now())
+                   ORDER BY s.create_time DESC
+               ) AS "sealed_secrets!"
+        FROM webhooks w
+        WHERE w.id = ANY($1)
+        "#,
+        &webhooks,
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| {
+        let target = ClaimTarget {
             callback_url: r.callback_url,
             sealed_secrets: r.sealed_secrets,
-        })
-        .collect())
+        };
+        (WebhookId(r.id), target)
+    })
+    .collect();
+    tx.commit().await?;
+    Ok(Claim {
+        deliveries,
+        targets,
+    })
 }
 
 /// Pins the plans of the queue statements that follow in this transaction to index scans.
