@@ -54,7 +54,9 @@ impl SubscriptionApi {
         let id = authorize_webhook(&mut conn, &scope, &req.webhook_id).await?;
         let secret = SigningSecret::generate();
         let sealed = api.secrets.seal(secret.expose().as_bytes());
-        let expire = store::secrets::rotate(&mut conn, id, &sealed, ROTATION_OVERLAP_SECS).await?;
+        let expire = store::secrets::rotate(&mut conn, id, &sealed, ROTATION_OVERLAP_SECS)
+            .await?
+            .ok_or_else(super::webhooks::webhook_not_found)?;
         tracing::info!(webhook_id = %id, "signing secret rotated");
         Ok(pb::RotateSigningSecretResponse {
             secret: secret.expose().to_owned(),

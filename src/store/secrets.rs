@@ -31,28 +31,35 @@ pub async fn current(conn: &mut PgConnection, webhook: WebhookId) -> Result<Opti
 }
 
 /// Makes `sealed` the current secret; the previous one keeps signing for `overlap_secs`.
-/// Returns when the previous one expires. Runs in its own transaction (or savepoint).
+/// Returns when the previous one expires, or `None` if the webhook no longer exists. Runs
+/// in its own transaction (or savepoint), holding the webhook row (FOR KEY SHARE) so that a
+/// concurrent DeleteWebhook waits for it and then deletes the new secret too.
 pub async fn rotate(
     conn: &mut PgConnection,
     webhook: WebhookId,
     sealed: &[u8],
     overlap_secs: f64,
-) -> Result<DateTime<Utc>> {
+) -> Result<Option<DateTime<Utc>>> {
     use sqlx::Acquire as _;
     let mut tx = conn.begin().await?;
-    let expire_time = sqlx::query_scalar!(
+    let Some(expire_time) = sqlx::query_scalar!(
         r#"
-        UPDATE webhook_secrets
+        WITH hook AS (SELECT id FROM webhooks WHERE id = $1 FOR KEY SHARE)
+        UPDATE webhook_secrets s
         SET expire_time = now() + make_interval(secs => $2)
-        WHERE webhook_id = $1 AND expire_time IS NULL
-        RETURNING expire_time AS "expire_time!"
+        FROM hook
+        WHERE s.webhook_id = hook.id AND s.expire_time IS NULL
+        RETURNING s.expire_time AS "expire_time!"
         "#,
         webhook.0,
         overlap_secs,
     )
-    .fetch_one(&mut *tx)
-    .await?;
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
     insert(&mut tx, webhook, sealed).await?;
     tx.commit().await?;
-    Ok(expire_time)
+    Ok(Some(expire_time))
 }

@@ -195,15 +195,15 @@ pub async fn list_page(
         .collect())
 }
 
-/// Deletes the subscription if it exists and `scope` covers its owner, with its deliveries
-/// and their attempts, in one transaction; returns its owner and repository. `None`
+/// Deletes the subscription if it exists and `scope` covers its owner, with its secrets,
+/// its deliveries and their attempts, in one transaction; returns its owner and repository. `None`
 /// otherwise, without saying which: a caller must not learn of other owners' webhooks.
 ///
 /// The statements run in this order on purpose (there are no foreign keys to cascade, see
-/// migration 6): deleting the webhook row waits for any publish that locked it, so the
-/// deliveries statement, with a newer snapshot, sees what that publish queued; it waits in
-/// turn for any recorder updating one of them, so the attempts statement sees what that
-/// recorder inserted.
+/// migrations 6 and 7): deleting the webhook row waits for any publish or rotation that
+/// locked it, so the later statements, with newer snapshots, see what those wrote; deleting
+/// the deliveries waits in turn for any recorder updating one of them, so the attempts
+/// statement sees what that recorder inserted.
 pub async fn delete(
     conn: &mut PgConnection,
     id: WebhookId,
@@ -234,6 +234,9 @@ pub async fn delete(
     else {
         return Ok(None);
     };
+    sqlx::query!(r#"DELETE FROM webhook_secrets WHERE webhook_id = $1"#, id.0)
+        .execute(&mut *tx)
+        .await?;
     let deliveries: Vec<Uuid> = sqlx::query_scalar!(
         r#"DELETE FROM deliveries WHERE webhook_id = $1 RETURNING id"#,
         id.0

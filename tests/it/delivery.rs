@@ -507,10 +507,12 @@ async fn a_rolled_back_producer_transaction_delivers_nothing() {
     assert_eq!(receiver.wait_for(1, Duration::from_secs(5)).await.len(), 1);
 }
 
-/// Rows of `deliveries` and `delivery_attempts`, whatever webhook they belong to.
-async fn delivery_rows(app: &TestApp) -> (i64, i64) {
+/// Rows of `deliveries`, `delivery_attempts` and `webhook_secrets`, whatever webhook they
+/// belong to.
+async fn delivery_rows(app: &TestApp) -> (i64, i64, i64) {
     sqlx::query_as(
-        "SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM delivery_attempts)",
+        "SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM delivery_attempts),
+                (SELECT count(*) FROM webhook_secrets)",
     )
     .fetch_one(&app.pool)
     .await
@@ -534,7 +536,7 @@ async fn deleting_a_subscription_cancels_its_queued_deliveries() {
         vec![(repository_push("acme", "petapis", 2), "")],
     )
     .await;
-    assert_eq!(delivery_rows(&app).await, (2, 1));
+    assert_eq!(delivery_rows(&app).await, (2, 1, 1));
     let (status, _) = app
         .json(
             "DeleteWebhook",
@@ -545,7 +547,34 @@ async fn deleting_a_subscription_cancels_its_queued_deliveries() {
     assert_eq!(status, 200);
     assert_eq!(app.dispatcher().run_once().await.unwrap(), 0);
     assert_eq!(receiver.captured().len(), 1);
-    assert_eq!(delivery_rows(&app).await, (0, 0));
+    assert_eq!(delivery_rows(&app).await, (0, 0, 0));
+}
+
+/// Deletes `hook` while `tx`, which wrote for it, is still open; commits `tx` 300 ms later
+/// and asserts that the delete waited for that commit.
+async fn delete_racing(
+    app: &TestApp,
+    token: &str,
+    hook: &str,
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+) {
+    let delete = async {
+        let body = serde_json::json!({"webhookId": hook}).to_string();
+        let (status, _) = app.json("DeleteWebhook", Some(token), &body).await;
+        (status, std::time::Instant::now())
+    };
+    let commit = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let at = std::time::Instant::now();
+        tx.commit().await.unwrap();
+        at
+    };
+    let ((status, deleted_at), committed_at) = tokio::join!(delete, commit);
+    assert_eq!(status, 200);
+    assert!(
+        deleted_at > committed_at,
+        "DeleteWebhook answered before the transaction it raced committed"
+    );
 }
 
 #[tokio::test]
@@ -560,22 +589,20 @@ async fn a_delete_racing_a_publish_waits_for_it_and_leaves_nothing_queued() {
     let mut tx = app.pool.begin().await.unwrap();
     let stored = webhookd::publish::publish(&mut tx, &[event]).await.unwrap();
     assert_eq!(stored[0].deliveries_queued, 1);
-    let delete = async {
-        let body = serde_json::json!({"webhookId": hook}).to_string();
-        let (status, _) = app.json("DeleteWebhook", Some(&token), &body).await;
-        (status, std::time::Instant::now())
-    };
-    let commit = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let at = std::time::Instant::now();
-        tx.commit().await.unwrap();
-        at
-    };
-    let ((status, deleted_at), committed_at) = tokio::join!(delete, commit);
-    assert_eq!(status, 200);
-    assert!(
-        deleted_at > committed_at,
-        "DeleteWebhook answered before the publish it raced committed"
-    );
-    assert_eq!(delivery_rows(&app).await, (0, 0));
+    delete_racing(&app, &token, &hook, tx).await;
+    assert_eq!(delivery_rows(&app).await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_delete_racing_a_rotation_leaves_no_secret_and_a_late_rotation_finds_nothing() {
+    let (app, token, _receiver, hook) = subscribed(MANUAL).await;
+    let id = webhookd::domain::WebhookId::parse(&hook).unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    let rotated = webhookd::store::secrets::rotate(&mut tx, id, b"sealed", 60.0).await;
+    assert!(rotated.unwrap().is_some());
+    delete_racing(&app, &token, &hook, tx).await;
+    assert_eq!(delivery_rows(&app).await, (0, 0, 0));
+    let mut conn = app.pool.acquire().await.unwrap();
+    let late = webhookd::store::secrets::rotate(&mut conn, id, b"sealed", 60.0).await;
+    assert_eq!(late.unwrap(), None);
 }
