@@ -34,6 +34,9 @@ use crate::store::deliveries::Outcome;
 /// The most outcomes written in one statement.
 const RECORD_BATCH: usize = 1000;
 
+/// A claimed delivery with its webhook's target (`None`: see [`Dispatcher::open_targets`]).
+type Claimed = (ClaimedDelivery, Option<Arc<Target>>);
+
 /// How the batcher runs (the `serve` flags).
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
@@ -241,7 +244,7 @@ impl Dispatcher {
     }
 
     /// Claims up to `limit` deliveries, each with its webhook's target.
-    async fn claim(&self, limit: usize) -> Result<Vec<(ClaimedDelivery, Option<Arc<Target>>)>> {
+    async fn claim(&self, limit: usize) -> Result<Vec<Claimed>> {
         let inner = &self.inner;
         let mut conn = store::acquire(&inner.pool).await?;
         let lease = inner.settings.lease().as_secs_f64();
@@ -256,7 +259,7 @@ impl Dispatcher {
     /// `None` when the target cannot be used: its secrets do not open (logged once here; its
     /// deliveries are retried when their leases expire), or the webhook was deleted
     /// between the claim's two statements (its deliveries are deleted with it).
-    fn open_targets(&self, claim: Claim) -> Vec<(ClaimedDelivery, Option<Arc<Target>>)> {
+    fn open_targets(&self, claim: Claim) -> Vec<Claimed> {
         let targets: HashMap<_, _> = claim
             .targets
             .into_iter()
@@ -296,7 +299,7 @@ impl Dispatcher {
     }
 
     /// Gives back claimed deliveries that will not be attempted (shutdown).
-    async fn release(&self, batch: &[(ClaimedDelivery, Option<Arc<Target>>)]) -> Result<()> {
+    async fn release(&self, batch: &[Claimed]) -> Result<()> {
         let ids: Vec<Uuid> = batch.iter().map(|(d, _)| d.id).collect();
         let mut conn = store::acquire(&self.inner.pool).await?;
         store::deliveries::release(&mut conn, self.inner.worker, &ids).await?;
