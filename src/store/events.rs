@@ -44,7 +44,7 @@ pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result
         SELECT id, owner_name, repository_name, event, payload, NULLIF(key, '')
         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::text[])
              AS t(id, owner_name, repository_name, event, payload, key)
-        ON CONFLICT ON CONSTRAINT events_idempotency_key DO NOTHING
+        ON CONFLICT (owner_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id
         "#,
         &ids,
