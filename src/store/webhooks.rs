@@ -196,8 +196,9 @@ pub async fn list_page(
 }
 
 /// Deletes the subscription if it exists and `scope` covers its owner, with its secrets,
-/// its deliveries and their attempts, in one transaction; returns its owner and repository. `None`
-/// otherwise, without saying which: a caller must not learn of other owners' webhooks.
+/// its deliveries and their attempts, in one transaction; returns its owner and
+/// repository. `None` otherwise, without saying which: a caller must not learn of other
+/// owners' webhooks.
 ///
 /// The statements run in this order on purpose (there are no foreign keys to cascade, see
 /// migrations 6 and 7): deleting the webhook row waits for any publish or rotation that
