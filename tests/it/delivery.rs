@@ -474,6 +474,16 @@ async fn an_idempotency_key_publishes_once() {
     assert_eq!(mixed.events[1].event_id, mixed.events[0].event_id);
     assert_eq!(mixed.events[3].event_id, first.events[0].event_id);
     assert_eq!(mixed.deliveries_queued, 2);
+    // Keys are scoped by owner: another owner's "push-1" is a new event.
+    let globex = app.token(&["globex"]).await;
+    let other = publish(
+        &app,
+        &globex,
+        vec![(repository_push("globex", "petapis", 6), "push-1")],
+    )
+    .await;
+    assert!(!other.events[0].duplicate);
+    assert_ne!(other.events[0].event_id, first.events[0].event_id);
     assert_eq!(app.dispatcher().run_once().await.unwrap(), 3);
     assert_eq!(receiver.captured().len(), 3);
 }
