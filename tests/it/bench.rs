@@ -12,6 +12,8 @@ async fn the_benchmark_harness_runs_every_scenario_in_quick_mode() {
     bench
         .args(["all", "--quick", "--out"])
         .arg(&out)
+        // Under `cargo run` the harness builds `webhookd` first; `cargo test` has built it.
+        .env_remove("CARGO")
         .env("RUST_BACKTRACE", "0");
     let (code, table, err) = run(bench).await;
     assert_eq!(code, 0, "{err}");
@@ -40,4 +42,19 @@ async fn the_benchmark_harness_runs_every_scenario_in_quick_mode() {
             .all(|r| r["median"].as_f64().unwrap() >= 0.0)
     );
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[tokio::test]
+async fn the_benchmark_harness_names_its_scenarios_when_given_another() {
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_webhookd-bench"));
+    bench
+        .args(["througput", "--out"])
+        .arg(tempdir("bench-typo"));
+    let (code, _, err) = run(bench).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("invalid value 'througput'")
+            && err.contains("[possible values: all, throughput, latency, cadence, ingest, api, slow-subscriber, scale-out, resources]"),
+        "{err}"
+    );
 }

@@ -22,19 +22,88 @@ use webhookd::secret_box::SecretBox;
 use webhookd::signing::SigningSecret;
 use webhookd::store;
 
-/// The PostgreSQL server runs use: `DATABASE_URL`, or the embedded one (durable defaults).
+/// The `webhookd` binary the harness starts as `serve`: the one beside the harness. Under
+/// `cargo run` (which sets `CARGO` and `CARGO_MANIFEST_DIR`) it is built first, in the
+/// harness's own profile, so that `cargo run --release --bin webhookd-bench -- <scenario>`
+/// works on a fresh clone and never measures a `serve` older than the code.
+pub fn serve_binary() -> anyhow::Result<PathBuf> {
+    let beside = std::env::current_exe()?.with_file_name("webhookd");
+    let (Some(cargo), Some(manifest)) = (
+        std::env::var_os("CARGO"),
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+    ) else {
+        anyhow::ensure!(
+            beside.exists(),
+            "{} not found: webhookd-bench starts the webhookd binary beside it; build both \
+             with `cargo build --release --bins`, or run the harness with \
+             `cargo run --release --bin webhookd-bench -- <scenario>`, which builds it",
+            beside.display()
+        );
+        return Ok(beside);
+    };
+    let mut build = Command::new(cargo);
+    // Without what `cargo run` set for the harness itself: build scripts that watch those
+    // variables (ring's watches CARGO_MANIFEST_DIR and OUT_DIR) would otherwise rebuild
+    // half the tree, here and again in the next plain `cargo build`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "OUT_DIR",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&&*name)
+        {
+            build.env_remove(&*name);
+        }
+    }
+    build
+        .args(["build", "--bin", "webhookd", "--message-format", "json"])
+        .arg("--manifest-path")
+        .arg(Path::new(&manifest).join("Cargo.toml"))
+        .stderr(Stdio::inherit());
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let output = build
+        .output()
+        .context("running cargo build --bin webhookd")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo build --bin webhookd failed ({})",
+        output.status
+    );
+    // cargo names what it built in its JSON messages: run exactly that.
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|m| {
+            (m["reason"] == "compiler-artifact" && m["target"]["name"] == "webhookd")
+                .then(|| m["executable"].as_str().map(PathBuf::from))
+                .flatten()
+        })
+        .context("cargo build --bin webhookd named no executable")
+}
+
+/// The PostgreSQL server runs use (`DATABASE_URL`, or the embedded one with durable
+/// defaults) and the `webhookd` binary they start.
 pub struct Server {
     pub admin: PgConnectOptions,
     pub socket: Option<PathBuf>,
+    pub binary: PathBuf,
     local: Option<LocalPg>,
 }
 
 impl Server {
-    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+    pub fn start(dir: &Path, binary: PathBuf) -> anyhow::Result<Self> {
         if let Ok(url) = std::env::var("DATABASE_URL") {
             return Ok(Self {
                 admin: url.parse()?,
                 socket: None,
+                binary,
                 local: None,
             });
         }
@@ -42,6 +111,7 @@ impl Server {
         Ok(Self {
             admin: local.admin_options(),
             socket: Some(dir.join("pg")),
+            binary,
             local: Some(local),
         })
     }
@@ -63,6 +133,7 @@ pub struct Bench {
     pub key: String,
     name: String,
     admin: PgConnectOptions,
+    binary: PathBuf,
 }
 
 impl Bench {
@@ -99,6 +170,7 @@ impl Bench {
             key,
             name,
             admin: server.admin.clone(),
+            binary: server.binary.clone(),
         })
     }
 
@@ -130,8 +202,7 @@ impl Bench {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let binary = std::env::current_exe()?.with_file_name("webhookd");
-        let child = Command::new(&binary)
+        let child = Command::new(&self.binary)
             .args([
                 "serve",
                 "--listen",
@@ -150,7 +221,7 @@ impl Bench {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .with_context(|| format!("starting {}", self.binary.display()))?;
         Ok(Serve { child, port })
     }
 

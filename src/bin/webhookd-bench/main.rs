@@ -3,7 +3,7 @@
 //! result and a Markdown table.
 //!
 //! ```console
-//! $ cargo build --release && cargo run --release --bin webhookd-bench -- all --runs 3
+//! $ cargo run --release --bin webhookd-bench -- all --runs 3   # builds `webhookd` too
 //! $ cargo run --bin webhookd-bench -- all --quick   # seconds, small counts, checks correctness
 //! ```
 
@@ -19,15 +19,17 @@ use clap::Parser;
 /// Benchmarks for webhookd (see BENCHMARKS.md).
 #[derive(Debug, Parser)]
 struct Args {
-    /// A scenario (throughput, latency, cadence, ingest, api, slow-subscriber, scale-out,
-    /// resources) or `all`.
+    /// A scenario, or `all` of them in order.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(
+        std::iter::once("all").chain(scenarios::ALL.iter().copied())
+    ))]
     scenario: String,
     /// Small counts and short runs that check correctness, not speed (what CI runs).
     #[arg(long)]
     quick: bool,
     /// How many times to run each scenario (the report gives median and spread).
-    #[arg(long, default_value_t = 1)]
-    runs: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
     /// Where results go (results.json, results.md) and where the embedded PostgreSQL lives.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -44,7 +46,8 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let out = std::path::absolute(&args.out)?;
     let pg_dir = out.join("pg");
-    let server = tokio::task::spawn_blocking(move || env::Server::start(&pg_dir)).await??;
+    let binary = tokio::task::spawn_blocking(env::serve_binary).await??;
+    let server = tokio::task::spawn_blocking(move || env::Server::start(&pg_dir, binary)).await??;
     let plan = scenarios::Plan { quick: args.quick };
     let names: Vec<&str> = if args.scenario == "all" {
         scenarios::ALL.to_vec()
