@@ -47,9 +47,8 @@ async fn the_benchmark_harness_runs_every_scenario_in_quick_mode() {
 #[tokio::test]
 async fn the_benchmark_harness_names_its_scenarios_when_given_another() {
     let mut bench = Command::new(env!("CARGO_BIN_EXE_webhookd-bench"));
-    bench
-        .args(["througput", "--out"])
-        .arg(tempdir("bench-typo"));
+    // Refused by the argument parser, before the harness creates or starts anything.
+    bench.arg("througput");
     let (code, _, err) = run(bench).await;
     assert_eq!(code, 2, "{err}");
     assert!(
