@@ -91,9 +91,9 @@ pub fn serve_binary() -> anyhow::Result<PathBuf> {
 /// The PostgreSQL server runs use (`DATABASE_URL`, or the embedded one with durable
 /// defaults) and the `webhookd` binary they start.
 pub struct Server {
-    pub admin: PgConnectOptions,
-    pub socket: Option<PathBuf>,
-    pub binary: PathBuf,
+    admin: PgConnectOptions,
+    socket: Option<PathBuf>,
+    binary: PathBuf,
     local: Option<LocalPg>,
 }
 
