@@ -154,14 +154,14 @@ impl Dispatcher {
         let mut wake = if settings.wake_on_publish {
             self.listen().await
         } else {
-            None
+            Wake::default()
         };
         let mut ticker = tokio::time::interval(settings.poll_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                () = notified(&mut wake) => {}
+                () = wake.notified() => {}
                 () = self.inner.unsaturated.notified(), if settings.drain => {}
                 () = shutdown.cancelled() => break,
             }
@@ -332,16 +332,20 @@ impl Dispatcher {
         }
     }
 
-    async fn listen(&self) -> Option<sqlx::postgres::PgListener> {
+    async fn listen(&self) -> Wake {
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&self.inner.pool).await?;
             listener.listen(store::events::NOTIFY_CHANNEL).await?;
             Ok::<_, sqlx::Error>(listener)
         };
-        listener
+        let listener = listener
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "LISTEN failed; polling only"))
-            .ok()
+            .ok();
+        Wake {
+            listener,
+            retry_at: None,
+        }
     }
 
     /// One attempt of one delivery; `None` when it has no usable target (see
@@ -445,14 +449,46 @@ async fn take_permits(
     permits
 }
 
-/// Completes when a NOTIFY arrives; never, without a listener.
-async fn notified(listener: &mut Option<sqlx::postgres::PgListener>) {
-    match listener {
-        Some(l) => {
-            if let Err(e) = l.recv().await {
-                tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+/// The `--wake-on-publish` LISTEN connection.
+#[derive(Default)]
+struct Wake {
+    listener: Option<sqlx::postgres::PgListener>,
+    /// While the connection is down: when to try again.
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl Wake {
+    /// How long a lost LISTEN connection waits between reconnection attempts.
+    const RETRY: Duration = Duration::from_secs(1);
+
+    /// Completes when a NOTIFY arrives; never without a listener. A lost connection is
+    /// reconnected (by the listener's next `recv`) at most once per [`Self::RETRY`], and
+    /// the loss is logged once: while the database is unreachable the batcher polls, and
+    /// does not spin on failing reconnections. Cancel-safe: a dropped call keeps the
+    /// retry time for the next one.
+    async fn notified(&mut self) {
+        let Some(listener) = &mut self.listener else {
+            return std::future::pending().await;
+        };
+        loop {
+            if let Some(at) = self.retry_at {
+                tokio::time::sleep_until(at).await;
+            }
+            match listener.recv().await {
+                Ok(_) => {
+                    if self.retry_at.take().is_some() {
+                        tracing::info!("LISTEN connection back; woken by publishes again");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    if self.retry_at.is_none() {
+                        tracing::warn!(error = %e,
+                            "LISTEN connection lost; polling only until it is back");
+                    }
+                    self.retry_at = Some(tokio::time::Instant::now() + Self::RETRY);
+                }
             }
         }
-        None => std::future::pending().await,
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{EVENT_PATH, http_client, run, tempdir};
+use crate::helpers::{EVENT_PATH, Spawned, http_client, run, tempdir};
 
 fn webhookd(data_dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_webhookd"));
@@ -57,19 +57,19 @@ async fn the_embedded_default_runs_the_whole_quick_start() {
     );
 
     let port = free_port();
-    let mut serve = webhookd(
-        &data_dir,
-        &[
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--allow-insecure-callbacks",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut serve = Spawned::new(
+        webhookd(
+            &data_dir,
+            &[
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--allow-insecure-callbacks",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped()),
+    );
     let http = http_client();
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);

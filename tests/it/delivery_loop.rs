@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use webhookd::proto::webhookd::v1 as pb;
 use webhookd::synthetic::repository_push;
 
 use crate::delivery::{attempts, delivery_log, publish, subscribe};
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{Spawned, TestApp, spawn_app_with};
 use crate::receiver::{Receiver, Reply};
 
 async fn publish_many(app: &TestApp, token: &str, count: u64) {
@@ -152,36 +154,47 @@ async fn retry_after_postpones_the_next_attempt() {
 }
 
 /// `webhookd serve` as its own process on the test's database.
-fn serve_process(app: &TestApp, flags: &[&str]) -> (Child, u16) {
+fn serve_process(app: &TestApp, flags: &[&str]) -> (Spawned, u16) {
+    serve_process_at(app, &app.database_url(), flags)
+}
+
+/// A `webhookd serve` process (batcher only) on `database_url`, which reaches `app`'s
+/// database.
+fn serve_process_at(app: &TestApp, database_url: &str, flags: &[&str]) -> (Spawned, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_webhookd"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--no-api",
-        ])
-        .args([
-            "--database-url",
-            &app.database_url(),
-            "--allow-insecure-callbacks",
-        ])
-        .args(["--secret-key", app.args.secret_key.as_deref().unwrap()])
-        .args(flags)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let child = Spawned::new(
+        Command::new(env!("CARGO_BIN_EXE_webhookd"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--no-api",
+            ])
+            .args(["--database-url", database_url, "--allow-insecure-callbacks"])
+            .args(["--secret-key", app.args.secret_key.as_deref().unwrap()])
+            .args(flags)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    );
     (child, port)
 }
 
 fn signal(child: &Child, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+/// SIGTERM, then its exit status.
+async fn terminate(mut serve: Spawned) -> std::process::ExitStatus {
+    signal(&serve, nix::sys::signal::Signal::SIGTERM);
+    tokio::task::spawn_blocking(move || serve.wait())
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 async fn states(app: &TestApp) -> HashMap<String, i64> {
@@ -211,7 +224,7 @@ async fn a_killed_batcher_loses_nothing_and_duplicates_keep_their_webhook_id() {
         "2s",
     ];
     let (mut doomed, _) = serve_process(&app, &flags);
-    let (mut survivor, _) = serve_process(&app, &flags);
+    let (survivor, _) = serve_process(&app, &flags);
     tokio::time::sleep(Duration::from_millis(500)).await;
     publish_many(&app, &token, 2000).await;
     receiver.wait_for(300, Duration::from_secs(30)).await;
@@ -228,8 +241,7 @@ async fn a_killed_batcher_loses_nothing_and_duplicates_keep_their_webhook_id() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    signal(&survivor, nix::sys::signal::Signal::SIGTERM);
-    assert!(survivor.wait().unwrap().success());
+    assert!(terminate(survivor).await.success());
 
     let mut by_id: HashMap<String, Vec<axum::body::Bytes>> = HashMap::new();
     for request in receiver.captured() {
@@ -261,7 +273,7 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
     let receiver = Receiver::start().await;
     receiver.set_default(Reply::Delay(Duration::from_millis(1500)));
     subscribe(&app, &token, "petapis", &receiver).await;
-    let (mut serve, _) = serve_process(
+    let (serve, _) = serve_process(
         &app,
         &[
             "--wake-on-publish",
@@ -274,11 +286,7 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     publish_many(&app, &token, 8).await;
     receiver.wait_for(5, Duration::from_secs(10)).await;
-    signal(&serve, nix::sys::signal::Signal::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || serve.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = terminate(serve).await;
     assert!(status.success(), "{status}");
     let states = states(&app).await;
     assert_eq!(
@@ -367,4 +375,136 @@ async fn a_callback_name_resolving_to_an_internal_address_is_refused_at_delivery
         "{}",
         tries[0].error
     );
+}
+
+/// A TCP relay to the test's PostgreSQL that counts connection attempts and can cut every
+/// connection and refuse new ones, which is how a database outage looks to a client.
+struct Relay {
+    port: u16,
+    up: Arc<AtomicBool>,
+    attempts: Arc<AtomicUsize>,
+    live: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(app: &TestApp) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = Self {
+            port: listener.local_addr().unwrap().port(),
+            up: Arc::new(AtomicBool::new(true)),
+            attempts: Arc::new(AtomicUsize::new(0)),
+            live: Arc::default(),
+        };
+        let options = app.db_options.clone();
+        let (up, attempts, live) = (relay.up.clone(), relay.attempts.clone(), relay.live.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut client, _) = listener.accept().await.unwrap();
+                attempts.fetch_add(1, Ordering::SeqCst);
+                if !up.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
+                let options = options.clone();
+                let task = tokio::spawn(async move {
+                    let port = options.get_port();
+                    if let Some(dir) = options.get_socket() {
+                        let path = dir.join(format!(".s.PGSQL.{port}"));
+                        let mut server = tokio::net::UnixStream::connect(path).await?;
+                        tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+                    } else {
+                        let address = (options.get_host().to_owned(), port);
+                        let mut server = tokio::net::TcpStream::connect(address).await?;
+                        tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+                    }
+                    Ok::<_, std::io::Error>(())
+                });
+                live.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        relay
+    }
+
+    /// `app`'s database URL through the relay.
+    fn database_url(&self, app: &TestApp) -> String {
+        let mut url = url::Url::parse(&app.database_url()).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        let query: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(key, _)| key != "host")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(query);
+        url.to_string()
+    }
+
+    /// The outage: every open connection is cut and new ones are closed at once.
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for task in self.live.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+
+    fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits until a `--wake-on-publish` LISTEN session other than `old` is connected to `app`'s
+/// database; returns the pids of those connected.
+async fn delivery_listeners(app: &TestApp, old: &[i32]) -> Vec<i32> {
+    let channel = webhookd::store::events::NOTIFY_CHANNEL;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' || $1 || '%'",
+        )
+        .bind(channel)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        if pids.iter().any(|pid| !old.contains(pid)) {
+            return pids;
+        }
+        assert!(Instant::now() < deadline, "no LISTEN {channel} session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_outage_is_waited_out_without_spinning_and_publishes_wake_it_again() {
+    let app = spawn_app_with(&["--allow-insecure-callbacks", "--no-dispatch"]).await;
+    let token = app.token(&["acme"]).await;
+    let receiver = Receiver::start().await;
+    subscribe(&app, &token, "petapis", &receiver).await;
+    let relay = Relay::start(&app).await;
+    // Woken by publishes only: a poll of an hour never comes during the test.
+    let flags = ["--wake-on-publish", "--poll-interval", "1h"];
+    let (serve, _) = serve_process_at(&app, &relay.database_url(&app), &flags);
+    let before = delivery_listeners(&app, &[]).await;
+    publish_many(&app, &token, 1).await;
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+
+    relay.cut();
+    let at_cut = relay.attempts();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = relay.attempts() - at_cut;
+    // About one reconnection a second; a loop that retries at once makes thousands.
+    assert!(
+        during <= 8,
+        "{during} connection attempts during a 3-s outage"
+    );
+
+    relay.restore();
+    delivery_listeners(&app, &before).await;
+    publish_many(&app, &token, 1).await;
+    receiver.wait_for(2, Duration::from_secs(10)).await;
+    let status = terminate(serve).await;
+    assert!(status.success(), "{status}");
 }

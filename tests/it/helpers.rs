@@ -356,6 +356,37 @@ impl TestApp {
     }
 }
 
+/// A child process the test owns: killed when the test ends, by a panic too, so that a
+/// failing test leaves no `webhookd` running behind it.
+pub struct Spawned(std::process::Child);
+
+impl Spawned {
+    pub fn new(command: &mut std::process::Command) -> Self {
+        Self(command.spawn().expect("starting a child process"))
+    }
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // Both fail harmlessly when the test has already waited for it.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Asserts a Connect error answer: HTTP status, code, and a fragment of the message.
 /// Waits up to 2 s for `check` to hold.
 pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {

@@ -10,7 +10,7 @@ use webhookd::proto::webhookd::v1 as pb;
 use webhookd::synthetic::repository_push;
 
 use crate::delivery::publish;
-use crate::helpers::{run, spawn_app_with};
+use crate::helpers::{Spawned, run, spawn_app_with};
 
 fn batch(
     events: Vec<webhookd::proto::buf::alpha::webhook::v1alpha1::EventRequest>,
@@ -154,18 +154,18 @@ async fn webhookd_publish_queues_synthetic_pushes_and_webhookd_listen_prints_ver
         .into_owned()
         .secret;
 
-    let mut listen = Command::new(env!("CARGO_BIN_EXE_webhookd"))
-        .args([
-            "listen",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--secret",
-            &secret,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut listen = Spawned::new(
+        Command::new(env!("CARGO_BIN_EXE_webhookd"))
+            .args([
+                "listen",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--secret",
+                &secret,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let mut publish = Command::new(env!("CARGO_BIN_EXE_webhookd"));
     publish.args([
         "publish",
