@@ -1,5 +1,6 @@
 //! The benchmark harness in quick mode, so that it cannot rot: every scenario runs with
-//! small counts and checks that every event arrived exactly as published (never speed).
+//! small counts and checks its own correctness (every event arrived exactly as published,
+//! where it delivers), never speed.
 
 use std::process::Command;
 

@@ -2,6 +2,7 @@
 //! answer like an EventService, and clients.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -265,7 +266,7 @@ impl Bench {
 
 /// A running `webhookd serve`.
 pub struct Serve {
-    pub child: Child,
+    child: Child,
     pub port: u16,
 }
 
@@ -322,19 +323,36 @@ impl Serve {
         Ok((hwm_kb * 1024, ticks / hz))
     }
 
-    pub fn stop(mut self) {
+    /// Stops it (SIGTERM, then waits for it to exit), as dropping it does.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Serve {
+    /// A scenario that fails part-way leaves no `serve` running behind the harness.
+    fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
     }
 }
 
-/// What a receiver saw: per webhook-id, when it first arrived, how often, and the body.
+/// A delivery's first arrival at a receiver.
+pub struct Arrival {
+    pub at: Instant,
+    /// The subscriber whose path it reached: `n` of `/<n>/…` (see [`Receiver::url`]).
+    pub subscriber: Option<usize>,
+    /// Its body, when the receiver keeps bodies (quick mode, to check them).
+    pub body: Option<Bytes>,
+}
+
+/// What a receiver saw: each delivery (by its `webhook-id`) on its first arrival, and how
+/// many distinct deliveries reached each subscriber.
 #[derive(Default)]
 pub struct Seen {
-    pub first: HashMap<String, Instant>,
-    pub count: usize,
-    pub bodies: HashMap<String, Bytes>,
+    pub first: HashMap<String, Arrival>,
+    pub per_subscriber: HashMap<usize, usize>,
 }
 
 /// An in-process listener answering like an EventService. Path `/<n>/…/Event` lets one
@@ -363,11 +381,17 @@ impl Receiver {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_owned();
+                let subscriber = uri.path().split('/').nth(1).and_then(|n| n.parse().ok());
                 let mut seen = shared.lock().expect("receiver lock");
-                seen.count += 1;
-                seen.first.entry(id.clone()).or_insert_with(Instant::now);
-                if keep_bodies {
-                    seen.bodies.insert(id, body);
+                if let Entry::Vacant(slot) = seen.first.entry(id) {
+                    slot.insert(Arrival {
+                        at: Instant::now(),
+                        subscriber,
+                        body: keep_bodies.then_some(body),
+                    });
+                    if let Some(n) = subscriber {
+                        *seen.per_subscriber.entry(n).or_default() += 1;
+                    }
                 }
                 ([("content-type", "application/proto")], Bytes::new())
             }
@@ -387,20 +411,51 @@ impl Receiver {
         )
     }
 
+    /// Distinct deliveries that arrived, to any path.
     pub fn distinct(&self) -> usize {
         self.seen.lock().expect("receiver lock").first.len()
     }
 
+    /// Distinct deliveries that reached subscribers `0..subscribers`.
+    pub fn arrived(&self, subscribers: usize) -> usize {
+        let seen = self.seen.lock().expect("receiver lock");
+        (0..subscribers)
+            .filter_map(|n| seen.per_subscriber.get(&n))
+            .sum()
+    }
+
+    /// Waits until `n` distinct deliveries have arrived, to any path.
     pub async fn wait_distinct(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        self.wait(n, timeout, Self::distinct).await
+    }
+
+    /// Waits until `n` distinct deliveries have reached subscribers `0..subscribers`.
+    pub async fn wait_arrived(
+        &self,
+        subscribers: usize,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.wait(n, timeout, |r| r.arrived(subscribers)).await
+    }
+
+    async fn wait(
+        &self,
+        n: usize,
+        timeout: Duration,
+        count: impl Fn(&Self) -> usize,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
-        while self.distinct() < n {
+        loop {
+            let seen = count(self);
+            if seen >= n {
+                return Ok(());
+            }
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "receiver saw {} of {n} in {timeout:?}",
-                self.distinct()
+                "receiver saw {seen} of {n} in {timeout:?}"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Ok(())
     }
 }
