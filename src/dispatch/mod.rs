@@ -89,6 +89,49 @@ struct Inner {
     unsaturated: tokio::sync::Notify,
     /// Attempts in flight per webhook, for `--max-in-flight-per-webhook`.
     in_flight: Mutex<HashMap<Uuid, u32>>,
+    /// Where the next claim's scan may start, while webhooks are at their cap.
+    skip: Mutex<Option<Skip>>,
+}
+
+/// What the last claim's scan covered while some webhooks were at
+/// `--max-in-flight-per-webhook`: every due delivery before `from` was claimed, belonged
+/// to one of `saturated`, or was locked by another claim. The next claim starts its scan
+/// at `from` if all of `saturated` are still at their cap, so it does not walk their
+/// backlog again; each poll forgets it and scans from the oldest (what `from` can miss: a
+/// delivery committed over [`Skip::LATE_COMMIT`] after its due time, one released by a
+/// claim that rolled back, a lease that expired before `from`).
+struct Skip {
+    saturated: Vec<Uuid>,
+    from: chrono::DateTime<chrono::Utc>,
+}
+
+impl Skip {
+    /// How far behind the claim's snapshot the next scan starts, for deliveries whose
+    /// transactions were still open at the claim (a publish commits after `now()`).
+    const LATE_COMMIT: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+    /// What `claim`, made with `saturated` (sorted) and asking for `limit`, covered.
+    fn after(claim: &Claim, limit: usize, saturated: Vec<Uuid>) -> Option<Self> {
+        if saturated.is_empty() {
+            return None;
+        }
+        let mut from = claim.snapshot_time - Self::LATE_COMMIT;
+        if claim.deliveries.len() == limit {
+            // Full: the scan stopped at the last delivery it claimed.
+            from = from.min(claim.last_due?);
+        }
+        Some(Self { saturated, from })
+    }
+
+    /// Where a claim with `saturated` (sorted) may start its scan.
+    fn start(skip: Option<&Self>, saturated: &[Uuid]) -> Option<chrono::DateTime<chrono::Utc>> {
+        skip.filter(|s| {
+            s.saturated
+                .iter()
+                .all(|w| saturated.binary_search(w).is_ok())
+        })
+        .map(|s| s.from)
+    }
 }
 
 impl Dispatcher {
@@ -112,6 +155,7 @@ impl Dispatcher {
                 worker,
                 unsaturated: tokio::sync::Notify::new(),
                 in_flight: Mutex::new(HashMap::new()),
+                skip: Mutex::new(None),
             }),
         })
     }
@@ -160,7 +204,8 @@ impl Dispatcher {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = ticker.tick() => {}
+                // Each poll scans the queue from its oldest due delivery.
+                _ = ticker.tick() => *lock(&self.inner.skip) = None,
                 () = wake.notified() => {}
                 () = self.inner.unsaturated.notified(), if settings.drain => {}
                 () = shutdown.cancelled() => break,
@@ -249,9 +294,17 @@ impl Dispatcher {
         let mut conn = store::acquire(&inner.pool).await?;
         let lease = inner.settings.lease().as_secs_f64();
         let saturated = self.saturated();
-        let claim =
-            store::deliveries::claim(&mut conn, inner.worker, limit as i64, lease, &saturated)
-                .await?;
+        let from = Skip::start(lock(&inner.skip).as_ref(), &saturated);
+        let claim = store::deliveries::claim(
+            &mut conn,
+            inner.worker,
+            limit as i64,
+            lease,
+            &saturated,
+            from,
+        )
+        .await?;
+        *lock(&inner.skip) = Skip::after(&claim, limit, saturated);
         Ok(self.open_targets(claim))
     }
 
@@ -283,19 +336,16 @@ impl Dispatcher {
             .collect()
     }
 
-    /// The webhooks with `--max-in-flight-per-webhook` attempts in flight here.
+    /// The webhooks with `--max-in-flight-per-webhook` attempts in flight here, sorted.
     fn saturated(&self) -> Vec<Uuid> {
         let cap = self.inner.settings.max_in_flight_per_webhook;
-        let in_flight = self
-            .inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        in_flight
+        let mut saturated: Vec<Uuid> = lock(&self.inner.in_flight)
             .iter()
             .filter(|&(_, &n)| n >= cap)
             .map(|(&webhook, _)| webhook)
-            .collect()
+            .collect();
+        saturated.sort_unstable();
+        saturated
     }
 
     /// Gives back claimed deliveries that will not be attempted (shutdown).
@@ -376,6 +426,11 @@ impl Dispatcher {
     }
 }
 
+/// Locks `mutex`; a panic elsewhere while it was held leaves nothing half-done in these.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One attempt counted against its webhook's in-flight cap until dropped.
 struct InFlight {
     inner: Arc<Inner>,
@@ -384,7 +439,7 @@ struct InFlight {
 
 impl InFlight {
     fn start(inner: &Arc<Inner>, webhook: Uuid) -> Self {
-        let mut in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut in_flight = lock(&inner.in_flight);
         *in_flight.entry(webhook).or_default() += 1;
         Self {
             inner: inner.clone(),
@@ -395,11 +450,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut in_flight = self
-            .inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut in_flight = lock(&self.inner.in_flight);
         if let Some(n) = in_flight.get_mut(&self.webhook) {
             if *n == self.inner.settings.max_in_flight_per_webhook {
                 self.inner.unsaturated.notify_one();
@@ -490,5 +541,56 @@ impl Wake {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone as _, Utc};
+
+    use super::*;
+
+    fn claim(claimed: usize, last_due_secs: i64) -> Claim {
+        let at = |secs| Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap();
+        Claim {
+            deliveries: vec![
+                ClaimedDelivery {
+                    id: Uuid::nil(),
+                    webhook_id: crate::domain::WebhookId(Uuid::nil()),
+                    attempt_count: 0,
+                    payload: vec![],
+                };
+                claimed
+            ],
+            targets: HashMap::new(),
+            snapshot_time: at(0),
+            last_due: (claimed > 0).then(|| at(last_due_secs)),
+        }
+    }
+
+    #[test]
+    fn a_claim_remembers_where_its_scan_ended_only_while_webhooks_are_at_their_cap() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let snapshot = claim(0, 0).snapshot_time;
+        // Nobody at the cap: nothing is skipped, so there is nothing to remember.
+        assert!(Skip::after(&claim(3, -5), 10, vec![]).is_none());
+        // Not full: the scan reached the snapshot; the next starts a second before it.
+        let skip = Skip::after(&claim(3, -5), 10, vec![a]).unwrap();
+        assert_eq!(skip.from, snapshot - Skip::LATE_COMMIT);
+        // Full: the scan stopped at the last delivery it claimed.
+        let skip = Skip::after(&claim(10, -5), 10, vec![a]).unwrap();
+        assert_eq!(skip.from, snapshot - chrono::TimeDelta::seconds(5));
+        // ... unless that was due within the last second.
+        let skip = Skip::after(&claim(10, 0), 10, vec![a]).unwrap();
+        assert_eq!(skip.from, snapshot - Skip::LATE_COMMIT);
+
+        // The next claim starts there while every skipped webhook is still at its cap...
+        let skip = Skip::after(&claim(3, -5), 10, vec![a]).unwrap();
+        assert_eq!(Skip::start(Some(&skip), &[a]), Some(skip.from));
+        assert_eq!(Skip::start(Some(&skip), &[a, b]), Some(skip.from));
+        // ...and from the oldest once one of them is not: its backlog is claimable again.
+        assert_eq!(Skip::start(Some(&skip), &[b]), None);
+        assert_eq!(Skip::start(Some(&skip), &[]), None);
+        assert_eq!(Skip::start(None, &[a]), None);
     }
 }

@@ -124,10 +124,15 @@ pub struct ClaimTarget {
 /// What one claim took: its deliveries and the target of each webhook among them.
 #[derive(Debug, Clone, Default)]
 pub struct Claim {
-    /// The deliveries, due order.
+    /// The deliveries.
     pub deliveries: Vec<ClaimedDelivery>,
     /// One entry per webhook in `deliveries`.
     pub targets: std::collections::HashMap<WebhookId, ClaimTarget>,
+    /// The database's `now()` for the claim: deliveries due by then were candidates.
+    pub snapshot_time: DateTime<Utc>,
+    /// The latest due time among the claimed deliveries (the claim takes them in due
+    /// order, so every candidate due earlier was claimed, skipped or locked by another).
+    pub last_due: Option<DateTime<Utc>>,
 }
 
 /// What happens to a delivery after an attempt.

@@ -23,23 +23,30 @@ use crate::error::{Error, Result};
 /// moves `next_attempt_time` to the lease's end, so a leased delivery is simply not due
 /// until its lease expires. Each claimed webhook's callback URL and secrets are read once,
 /// by a second statement in the same transaction.
+///
+/// With `from`, the scan starts at deliveries due at that time instead of at the oldest:
+/// a batcher that knows the earlier ones are all claimed or belong to `saturated` webhooks
+/// does not walk them again (see `dispatch`).
 pub async fn claim(
     conn: &mut PgConnection,
     worker: Uuid,
     limit: i64,
     lease_secs: f64,
     saturated: &[Uuid],
+    from: Option<DateTime<Utc>>,
 ) -> Result<Claim> {
     use sqlx::Acquire as _;
     let mut tx = conn.begin().await?;
-    pin_index_plans(&mut tx).await?;
+    let snapshot_time = pin_index_plans(&mut tx).await?;
+    let mut last_due = None;
     let deliveries: Vec<ClaimedDelivery> = sqlx::query!(
         r#"
         WITH candidates AS (
-            SELECT d2.id
+            SELECT d2.id, d2.next_attempt_time AS due
             FROM deliveries d2
             WHERE d2.state = 'pending'
               AND d2.next_attempt_time <= now()
+              AND d2.next_attempt_time >= COALESCE($5::timestamptz, '-infinity')
               AND d2.webhook_id <> ALL ($4::uuid[])
               AND (SELECT w2.state FROM webhooks w2 WHERE w2.id = d2.webhook_id) = 'active'
             ORDER BY d2.next_attempt_time
@@ -53,7 +60,8 @@ pub async fn claim(
             WHERE d.id IN (SELECT id FROM candidates)
             RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count
         )
-        SELECT c.id, c.webhook_id, c.attempt_count, e.payload
+        SELECT c.id, c.webhook_id, c.attempt_count, e.payload,
+               (SELECT max(due) FROM candidates) AS "last_due!"
         FROM claimed c
         JOIN events e ON e.id = c.event_id
         "#,
@@ -61,15 +69,19 @@ pub async fn claim(
         limit,
         lease_secs,
         saturated,
+        from,
     )
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
-    .map(|r| ClaimedDelivery {
-        id: r.id,
-        webhook_id: WebhookId(r.webhook_id),
-        attempt_count: r.attempt_count,
-        payload: r.payload,
+    .map(|r| {
+        last_due = Some(r.last_due);
+        ClaimedDelivery {
+            id: r.id,
+            webhook_id: WebhookId(r.webhook_id),
+            attempt_count: r.attempt_count,
+            payload: r.payload,
+        }
     })
     .collect();
     let mut webhooks: Vec<Uuid> = deliveries.iter().map(|d| d.webhook_id.0).collect();
@@ -103,6 +115,8 @@ pub async fn claim(
     Ok(Claim {
         deliveries,
         targets,
+        snapshot_time,
+        last_due,
     })
 }
 
@@ -112,18 +126,20 @@ pub async fn claim(
 /// than autovacuum refreshes its statistics; planned on statistics that say "empty", a
 /// claim of 1,000 rows took a bitmap scan of the whole backlog, a join filter over every
 /// webhook and an on-disk sort: 0.8 s instead of a few milliseconds (BENCHMARKS.md).
-async fn pin_index_plans(conn: &mut PgConnection) -> Result<()> {
+/// Returns the transaction's `now()`.
+async fn pin_index_plans(conn: &mut PgConnection) -> Result<DateTime<Utc>> {
     // set_config(…, true) is SET LOCAL: it ends with the transaction.
-    sqlx::query!(
+    let pinned = sqlx::query!(
         r#"
         SELECT set_config('enable_seqscan', 'off', true) AS "seqscan!",
                set_config('enable_bitmapscan', 'off', true) AS "bitmapscan!",
-               set_config('enable_sort', 'off', true) AS "sort!"
+               set_config('enable_sort', 'off', true) AS "sort!",
+               now() AS "now!"
         "#
     )
     .fetch_one(conn)
     .await?;
-    Ok(())
+    Ok(pinned.now)
 }
 
 /// One attempt's outcome, to record.

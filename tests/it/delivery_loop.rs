@@ -68,10 +68,8 @@ async fn the_default_cadence_delivers_at_most_20_per_5_second_poll() {
     }
 }
 
-/// A draining, publish-woken app with batches of 10, a poll of an hour (so that nothing
-/// waits for it unnoticed) and `extra` flags, one subscriber, and the first (immediate)
-/// poll already past.
-async fn draining(extra: &[&str]) -> (TestApp, String, Receiver) {
+/// A draining, publish-woken app with batches of 10 and `extra` flags, and an acme token.
+async fn draining_app(extra: &[&str]) -> (TestApp, String) {
     let flags = [
         &[
             "--allow-insecure-callbacks",
@@ -79,14 +77,19 @@ async fn draining(extra: &[&str]) -> (TestApp, String, Receiver) {
             "--drain",
             "--batch-size",
             "10",
-            "--poll-interval",
-            "1h",
         ],
         extra,
     ]
     .concat();
     let app = spawn_app_with(&flags).await;
     let token = app.token(&["acme"]).await;
+    (app, token)
+}
+
+/// [`draining_app`] with a poll of an hour (so that nothing waits for it unnoticed) and
+/// `extra` flags, one subscriber, and the first (immediate) poll already past.
+async fn draining(extra: &[&str]) -> (TestApp, String, Receiver) {
+    let (app, token) = draining_app(&[&["--poll-interval", "1h"], extra].concat()).await;
     let receiver = Receiver::start().await;
     subscribe(&app, &token, "petapis", &receiver).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -307,29 +310,28 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
     assert_eq!(leased, 0, "no lease left behind");
 }
 
-#[tokio::test]
-async fn a_listener_that_hangs_holds_a_bounded_share_and_others_keep_flowing() {
-    let app = spawn_app_with(&[
-        "--allow-insecure-callbacks",
-        "--wake-on-publish",
-        "--drain",
-        "--batch-size",
-        "10",
-        "--max-in-flight",
-        "20",
-        "--max-in-flight-per-webhook",
-        "5",
-        "--delivery-timeout",
-        "30s",
-        "--poll-interval",
-        "200ms",
-    ])
-    .await;
-    let token = app.token(&["acme"]).await;
+/// [`draining_app`] with attempts that time out after 30 s and `extra` flags, and two
+/// webhooks of acme/petapis: one whose listener never answers, one healthy.
+async fn hanging_and_healthy(extra: &[&str]) -> (TestApp, String, Receiver, Receiver) {
+    let (app, token) = draining_app(&[&["--delivery-timeout", "30s"], extra].concat()).await;
     let (hanging, healthy) = (Receiver::start().await, Receiver::start().await);
     hanging.set_default(Reply::Hang);
     subscribe(&app, &token, "petapis", &hanging).await;
     subscribe(&app, &token, "petapis", &healthy).await;
+    (app, token, hanging, healthy)
+}
+
+#[tokio::test]
+async fn a_listener_that_hangs_holds_a_bounded_share_and_others_keep_flowing() {
+    let (app, token, hanging, healthy) = hanging_and_healthy(&[
+        "--max-in-flight",
+        "20",
+        "--max-in-flight-per-webhook",
+        "5",
+        "--poll-interval",
+        "200ms",
+    ])
+    .await;
     publish_many(&app, &token, 50).await;
     healthy.wait_for(50, Duration::from_secs(15)).await;
     let held = hanging.captured().len();
@@ -507,4 +509,34 @@ async fn a_database_outage_is_waited_out_without_spinning_and_publishes_wake_it_
     receiver.wait_for(2, Duration::from_secs(10)).await;
     let status = terminate(serve).await;
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn while_a_listener_hangs_at_its_cap_a_publish_that_commits_late_is_still_delivered() {
+    // Between polls, a claim starts where the last one ended while a webhook is at its cap
+    // (so as not to walk its backlog again). A delivery committed long after its due time
+    // lies behind that point; the next poll, which scans from the oldest, delivers it.
+    let (app, token, _hanging, healthy) =
+        hanging_and_healthy(&["--max-in-flight-per-webhook", "2", "--poll-interval", "2s"]).await;
+    // The outbox as a library, in the caller's transaction, which stays open a while.
+    let mut tx = app.pool.begin().await.unwrap();
+    let late = webhookd::publish::OutboundEvent::from_request(
+        &repository_push("acme", "petapis", 1000),
+        None,
+    )
+    .unwrap();
+    webhookd::publish::publish(&mut tx, &[late]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Meanwhile the hanging listener reaches its cap and claims go past that due time.
+    publish_many(&app, &token, 20).await;
+    healthy.wait_for(20, Duration::from_secs(10)).await;
+    tx.commit().await.unwrap();
+    healthy.wait_for(21, Duration::from_secs(10)).await;
+    // Nothing of the hanging listener's is lost either: still pending, some of it leased.
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE state = 'pending'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(pending, 21, "the hanging listener's 21 deliveries wait");
 }
