@@ -110,16 +110,13 @@ impl Skip {
     /// transactions were still open at the claim (a publish commits after `now()`).
     const LATE_COMMIT: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
-    /// What `claim`, made with `saturated` (sorted) and asking for `limit`, covered.
-    fn after(claim: &Claim, limit: usize, saturated: Vec<Uuid>) -> Option<Self> {
+    /// What `claim`, made with `saturated` (sorted), covered.
+    fn after(claim: &Claim, saturated: Vec<Uuid>) -> Option<Self> {
         if saturated.is_empty() {
             return None;
         }
-        let mut from = claim.snapshot_time - Self::LATE_COMMIT;
-        if claim.deliveries.len() == limit {
-            // Full: the scan stopped at the last delivery it claimed.
-            from = from.min(claim.last_due?);
-        }
+        let reached = claim.snapshot_time - Self::LATE_COMMIT;
+        let from = claim.full_at.map_or(reached, |at| at.min(reached));
         Some(Self { saturated, from })
     }
 
@@ -304,7 +301,7 @@ impl Dispatcher {
             from,
         )
         .await?;
-        *lock(&inner.skip) = Skip::after(&claim, limit, saturated);
+        *lock(&inner.skip) = Skip::after(&claim, saturated);
         Ok(self.open_targets(claim))
     }
 
@@ -550,42 +547,36 @@ mod tests {
 
     use super::*;
 
-    fn claim(claimed: usize, last_due_secs: i64) -> Claim {
+    /// A claim whose snapshot is at 0 s and, when `full_at` is given, was full with its
+    /// last delivery due at that second.
+    fn claim(full_at: Option<i64>) -> Claim {
         let at = |secs| Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap();
         Claim {
-            deliveries: vec![
-                ClaimedDelivery {
-                    id: Uuid::nil(),
-                    webhook_id: crate::domain::WebhookId(Uuid::nil()),
-                    attempt_count: 0,
-                    payload: vec![],
-                };
-                claimed
-            ],
+            deliveries: vec![],
             targets: HashMap::new(),
             snapshot_time: at(0),
-            last_due: (claimed > 0).then(|| at(last_due_secs)),
+            full_at: full_at.map(at),
         }
     }
 
     #[test]
     fn a_claim_remembers_where_its_scan_ended_only_while_webhooks_are_at_their_cap() {
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let snapshot = claim(0, 0).snapshot_time;
+        let snapshot = claim(None).snapshot_time;
         // Nobody at the cap: nothing is skipped, so there is nothing to remember.
-        assert!(Skip::after(&claim(3, -5), 10, vec![]).is_none());
+        assert!(Skip::after(&claim(None), vec![]).is_none());
         // Not full: the scan reached the snapshot; the next starts a second before it.
-        let skip = Skip::after(&claim(3, -5), 10, vec![a]).unwrap();
+        let skip = Skip::after(&claim(None), vec![a]).unwrap();
         assert_eq!(skip.from, snapshot - Skip::LATE_COMMIT);
-        // Full: the scan stopped at the last delivery it claimed.
-        let skip = Skip::after(&claim(10, -5), 10, vec![a]).unwrap();
+        // Full: the scan stopped at the last delivery it claimed...
+        let skip = Skip::after(&claim(Some(-5)), vec![a]).unwrap();
         assert_eq!(skip.from, snapshot - chrono::TimeDelta::seconds(5));
         // ... unless that was due within the last second.
-        let skip = Skip::after(&claim(10, 0), 10, vec![a]).unwrap();
+        let skip = Skip::after(&claim(Some(0)), vec![a]).unwrap();
         assert_eq!(skip.from, snapshot - Skip::LATE_COMMIT);
 
         // The next claim starts there while every skipped webhook is still at its cap...
-        let skip = Skip::after(&claim(3, -5), 10, vec![a]).unwrap();
+        let skip = Skip::after(&claim(None), vec![a]).unwrap();
         assert_eq!(Skip::start(Some(&skip), &[a]), Some(skip.from));
         assert_eq!(Skip::start(Some(&skip), &[a, b]), Some(skip.from));
         // ...and from the oldest once one of them is not: its backlog is claimable again.

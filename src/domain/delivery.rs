@@ -130,9 +130,9 @@ pub struct Claim {
     pub targets: std::collections::HashMap<WebhookId, ClaimTarget>,
     /// The database's `now()` for the claim: deliveries due by then were candidates.
     pub snapshot_time: DateTime<Utc>,
-    /// The latest due time among the claimed deliveries (the claim takes them in due
-    /// order, so every candidate due earlier was claimed, skipped or locked by another).
-    pub last_due: Option<DateTime<Utc>>,
+    /// When the claim took as many as it asked for, the due time of the last one: its
+    /// scan, in due order, stopped there. `None` when the scan reached `snapshot_time`.
+    pub full_at: Option<DateTime<Utc>>,
 }
 
 /// What happens to a delivery after an attempt.

@@ -38,7 +38,7 @@ pub async fn claim(
     use sqlx::Acquire as _;
     let mut tx = conn.begin().await?;
     let snapshot_time = pin_index_plans(&mut tx).await?;
-    let mut last_due = None;
+    let mut full_at = None;
     let deliveries: Vec<ClaimedDelivery> = sqlx::query!(
         r#"
         WITH candidates AS (
@@ -61,7 +61,7 @@ pub async fn claim(
             RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count
         )
         SELECT c.id, c.webhook_id, c.attempt_count, e.payload,
-               (SELECT max(due) FROM candidates) AS "last_due!"
+               (SELECT CASE WHEN count(*) = $2 THEN max(due) END FROM candidates) AS full_at
         FROM claimed c
         JOIN events e ON e.id = c.event_id
         "#,
@@ -75,7 +75,7 @@ pub async fn claim(
     .await?
     .into_iter()
     .map(|r| {
-        last_due = Some(r.last_due);
+        full_at = r.full_at;
         ClaimedDelivery {
             id: r.id,
             webhook_id: WebhookId(r.webhook_id),
@@ -116,7 +116,7 @@ pub async fn claim(
         deliveries,
         targets,
         snapshot_time,
-        last_due,
+        full_at,
     })
 }
 
