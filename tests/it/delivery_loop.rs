@@ -457,28 +457,6 @@ impl Relay {
     }
 }
 
-/// Waits until a `--wake-on-publish` LISTEN session other than `old` is connected to `app`'s
-/// database; returns the pids of those connected.
-async fn delivery_listeners(app: &TestApp, old: &[i32]) -> Vec<i32> {
-    let channel = webhookd::store::events::NOTIFY_CHANNEL;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let pids: Vec<i32> = sqlx::query_scalar(
-            "SELECT pid FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE 'LISTEN%' || $1 || '%'",
-        )
-        .bind(channel)
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
-        if pids.iter().any(|pid| !old.contains(pid)) {
-            return pids;
-        }
-        assert!(Instant::now() < deadline, "no LISTEN {channel} session");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_database_outage_is_waited_out_without_spinning_and_publishes_wake_it_again() {
     let app = spawn_app_with(&["--allow-insecure-callbacks", "--no-dispatch"]).await;
@@ -489,7 +467,8 @@ async fn a_database_outage_is_waited_out_without_spinning_and_publishes_wake_it_
     // Woken by publishes only: a poll of an hour never comes during the test.
     let flags = ["--wake-on-publish", "--poll-interval", "1h"];
     let (serve, _) = serve_process_at(&app, &relay.database_url(&app), &flags);
-    let before = delivery_listeners(&app, &[]).await;
+    let channel = webhookd::store::events::NOTIFY_CHANNEL;
+    let before = app.listening(channel, 1, &[]).await;
     publish_many(&app, &token, 1).await;
     receiver.wait_for(1, Duration::from_secs(10)).await;
 
@@ -504,7 +483,7 @@ async fn a_database_outage_is_waited_out_without_spinning_and_publishes_wake_it_
     );
 
     relay.restore();
-    delivery_listeners(&app, &before).await;
+    app.listening(channel, 1, &before).await;
     publish_many(&app, &token, 1).await;
     receiver.wait_for(2, Duration::from_secs(10)).await;
     let status = terminate(serve).await;

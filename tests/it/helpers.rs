@@ -127,18 +127,28 @@ impl TestApp {
     /// this database are connected, so that their caches are in use; returns their
     /// backends' pids.
     pub async fn cache_listeners(&self, n: usize) -> Vec<i32> {
+        let pids = self
+            .listening(webhookd::store::tokens::REVOKED_CHANNEL, n, &[])
+            .await;
+        // The caches are used from right after LISTEN returns.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pids
+    }
+
+    /// Waits until `n` sessions other than `except` LISTEN on `channel` on this database;
+    /// returns the pids of all that do.
+    pub async fn listening(&self, channel: &str, n: usize, except: &[i32]) -> Vec<i32> {
         let up = async {
             loop {
                 let pids: Vec<i32> = sqlx::query_scalar(
                     "SELECT pid FROM pg_stat_activity \
-                     WHERE datname = current_database() AND query LIKE 'LISTEN%webhookd_token_revoked%'",
+                     WHERE datname = current_database() AND query LIKE 'LISTEN%' || $1 || '%'",
                 )
+                .bind(channel)
                 .fetch_all(&self.pool)
                 .await
                 .unwrap();
-                if pids.len() >= n {
-                    // The caches are used from right after LISTEN returns.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                if pids.iter().filter(|pid| !except.contains(pid)).count() >= n {
                     return pids;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -146,7 +156,7 @@ impl TestApp {
         };
         tokio::time::timeout(Duration::from_secs(10), up)
             .await
-            .expect("the cache listeners connect")
+            .unwrap_or_else(|_| panic!("no LISTEN {channel} session"))
     }
 
     /// A second server process on this app's database (same flags and key, its own port,
