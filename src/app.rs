@@ -14,6 +14,7 @@ use crate::api::{self, ApiCache, ApiContext, ApiSettings};
 use crate::config::ServeArgs;
 use crate::dispatch::Dispatcher;
 use crate::domain::PageKey;
+use crate::publish::GroupCommit;
 use crate::secret_box::SecretBox;
 use crate::store;
 
@@ -53,8 +54,10 @@ pub async fn run(
         let (cache, changes) = ApiCache::new(args.token_cache_ttl, args.list_cache_ttl);
         tasks.spawn(cache.clone().listen(pool.clone(), stop.clone()));
         tasks.spawn(api::announce_changes(changes, pool.clone()));
+        let publisher = GroupCommit::start(pool.clone(), &tasks);
         api::router(ApiContext {
             pool,
+            publisher,
             settings,
             page_key,
             secrets,

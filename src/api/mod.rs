@@ -24,6 +24,7 @@ use crate::proto::webhookd::v1::{
     DeliveryServiceExt as _, PUBLISH_SERVICE_SERVICE_NAME, PublishServiceExt as _,
     SubscriptionServiceExt as _,
 };
+use crate::publish::GroupCommit;
 use crate::secret_box::SecretBox;
 
 pub use cache::{ApiCache, announce_changes};
@@ -56,6 +57,8 @@ pub struct ApiContext {
     pub secrets: SecretBox,
     /// Verified API tokens and first ListWebhooks pages.
     pub cache: Arc<ApiCache>,
+    /// Writes Publish calls, several to a commit when they arrive together.
+    pub publisher: GroupCommit,
 }
 
 /// Builds the router that serves every protocol on one port.

@@ -3,14 +3,12 @@
 use std::sync::Arc;
 
 use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
-use sqlx::Acquire as _;
 
 use super::ApiContext;
 use super::auth::authenticate;
 use crate::error::{Error, Result};
 use crate::proto::webhookd::v1 as pb;
-use crate::publish::{MAX_BATCH, OutboundEvent, publish};
-use crate::store;
+use crate::publish::{MAX_BATCH, OutboundEvent};
 
 /// The PublishService implementation.
 pub struct PublishApi(pub Arc<ApiContext>);
@@ -49,10 +47,7 @@ impl PublishApi {
             scope.require(&event.owner).map_err(at)?;
             events.push(event);
         }
-        let mut conn = store::acquire(&api.pool).await?;
-        let mut tx = conn.begin().await?;
-        let stored = publish(&mut tx, &events).await?;
-        tx.commit().await?;
+        let stored = api.publisher.publish(events).await?;
         let queued: i64 = stored.iter().map(|s| s.deliveries_queued).sum();
         tracing::debug!(events = stored.len(), deliveries = queued, "published");
         Ok(pb::PublishResponse {

@@ -2,7 +2,7 @@
 //! active webhook of the event's repository. Whatever transaction the caller runs these in
 //! commits or rolls back the event and its deliveries together.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -24,96 +24,69 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
-/// Stores `events` and queues their deliveries, in three statements whatever their number.
-/// An event whose idempotency key was used before for the same owner (earlier, or earlier in
-/// this batch) stores nothing and reports the original id.
+/// Stores `events` and queues their deliveries in one statement, whatever their number (a
+/// second one, rare, finds the originals of repeated idempotency keys), and wakes the
+/// `--wake-on-publish` batchers at commit when anything was queued. An event whose
+/// idempotency key was used before for the same owner (earlier, or earlier in this batch)
+/// stores nothing and reports the original id.
+///
+/// Run on a connection outside a transaction, the statement is its own transaction: when
+/// this returns `Ok`, the events are durable.
 pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result<Vec<Stored>> {
     let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
-    let owners: Vec<&str> = events.iter().map(|e| e.owner.as_str()).collect();
-    let repositories: Vec<&str> = events.iter().map(|e| e.repository.as_str()).collect();
-    let kinds: Vec<i32> = events.iter().map(|e| e.event.number()).collect();
-    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    // Arrays cannot carry NULLs through the typed bindings: "" stands for "no key".
-    let keys: Vec<&str> = events
-        .iter()
-        .map(|e| e.idempotency_key.as_deref().unwrap_or(""))
-        .collect();
-    let inserted: Vec<Uuid> = sqlx::query_scalar!(
-        r#"
-        INSERT INTO events (id, owner_name, repository_name, event, payload, idempotency_key)
-        SELECT id, owner_name, repository_name, event, payload, NULLIF(key, '')
-        FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::text[])
-             AS t(id, owner_name, repository_name, event, payload, key)
-        ON CONFLICT (owner_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING id
-        "#,
-        &ids,
-        &owners as &[&str],
-        &repositories as &[&str],
-        &kinds,
-        &payloads as &[&[u8]],
-        &keys as &[&str],
+    // Keyed events in (owner, key) order, so that concurrent publishes that repeat keys
+    // wait for each other's keys in one order and never deadlock (a stable sort: the first
+    // of a repeated key in this batch stays the original).
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by_key(|&i| {
+        let e = &events[i];
+        e.idempotency_key.as_deref().map(|k| (e.owner.as_str(), k))
+    });
+    let rows = sqlx::query_file!(
+        "src/store/queue/publish.sql",
+        &order.iter().map(|&i| ids[i]).collect::<Vec<_>>(),
+        &order
+            .iter()
+            .map(|&i| events[i].owner.as_str())
+            .collect::<Vec<_>>() as &[&str],
+        &order
+            .iter()
+            .map(|&i| events[i].repository.as_str())
+            .collect::<Vec<_>>() as &[&str],
+        &order
+            .iter()
+            .map(|&i| events[i].event.number())
+            .collect::<Vec<_>>(),
+        &order
+            .iter()
+            .map(|&i| events[i].payload.as_slice())
+            .collect::<Vec<_>>() as &[&[u8]],
+        // Arrays cannot carry NULLs through the typed bindings: "" stands for "no key".
+        &order.iter().map(|&i| key(&events[i])).collect::<Vec<_>>() as &[&str],
+        NOTIFY_CHANNEL,
     )
     .fetch_all(&mut *conn)
     .await?;
-    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
-    let fresh: Vec<usize> = (0..events.len())
-        .filter(|&i| inserted.contains(&ids[i]))
-        .collect();
-    let pick = |v: &[&str], rows: &[usize]| {
-        rows.iter()
-            .map(|&i| v[i].to_owned())
-            .collect::<Vec<String>>()
-    };
-    let queued = sqlx::query!(
-        r#"
-        WITH fresh AS (
-            SELECT *
-            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[])
-                 AS n(event_id, owner_name, repository_name, event)
-        ), targets AS (
-            -- Locked once per webhook, as a foreign key would once per delivery: a
-            -- concurrent DeleteWebhook waits for this transaction, then deletes what it
-            -- queued; a webhook deleted or disabled first is skipped.
-            SELECT w.id, w.owner_name, w.repository_name, w.event
-            FROM webhooks w
-            WHERE (w.owner_name, w.repository_name, w.event) IN
-                  (SELECT owner_name, repository_name, event FROM fresh)
-              AND w.state = 'active'
-            FOR KEY SHARE
-        ), queued AS (
-            INSERT INTO deliveries (id, event_id, webhook_id)
-            SELECT webhookd_uuid_v7(), n.event_id, t.id
-            FROM fresh n
-            JOIN targets t
-              ON t.owner_name = n.owner_name AND t.repository_name = n.repository_name
-             AND t.event = n.event
-            RETURNING event_id
-        )
-        SELECT event_id AS "event_id!", count(*) AS "count!" FROM queued GROUP BY event_id
-        "#,
-        &fresh.iter().map(|&i| ids[i]).collect::<Vec<_>>(),
-        &pick(&owners, &fresh),
-        &pick(&repositories, &fresh),
-        &fresh.iter().map(|&i| kinds[i]).collect::<Vec<_>>(),
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let queued: HashMap<Uuid, i64> = queued.into_iter().map(|r| (r.event_id, r.count)).collect();
+    let mut queued: HashMap<Uuid, i64> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        if let Some(event) = row.event_id {
+            *queued.entry(event).or_default() += row.queued.unwrap_or(0);
+        }
+    }
     let duplicates: Vec<usize> = (0..events.len())
-        .filter(|&i| !inserted.contains(&ids[i]))
+        .filter(|&i| !queued.contains_key(&ids[i]))
         .collect();
-    let originals = originals(conn, &pick(&owners, &duplicates), &pick(&keys, &duplicates)).await?;
+    let originals = originals(conn, events, &duplicates).await?;
     Ok((0..events.len())
-        .map(|i| match inserted.contains(&ids[i]) {
-            true => Stored {
+        .map(|i| match queued.get(&ids[i]) {
+            Some(&deliveries_queued) => Stored {
                 event_id: ids[i],
-                deliveries_queued: queued.get(&ids[i]).copied().unwrap_or(0),
+                deliveries_queued,
                 duplicate: false,
             },
-            false => Stored {
+            None => Stored {
                 event_id: originals
-                    .get(&(owners[i].to_owned(), keys[i].to_owned()))
+                    .get(&(events[i].owner.as_str(), key(&events[i])))
                     .copied()
                     .unwrap_or_default(),
                 deliveries_queued: 0,
@@ -123,29 +96,43 @@ pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result
         .collect())
 }
 
-/// The ids of the events stored under these (owner, idempotency key) pairs.
-async fn originals(
+/// An event's idempotency key, "" for none.
+fn key(event: &OutboundEvent) -> &str {
+    event.idempotency_key.as_deref().unwrap_or("")
+}
+
+/// The ids of the events stored earlier under the owners and keys of `events[duplicates]`.
+async fn originals<'a>(
     conn: &mut PgConnection,
-    owners: &[String],
-    keys: &[String],
-) -> Result<HashMap<(String, String), Uuid>> {
-    if owners.is_empty() {
+    events: &'a [OutboundEvent],
+    duplicates: &[usize],
+) -> Result<HashMap<(&'a str, &'a str), Uuid>> {
+    if duplicates.is_empty() {
         return Ok(HashMap::new());
     }
+    let owners: Vec<&str> = duplicates
+        .iter()
+        .map(|&i| events[i].owner.as_str())
+        .collect();
+    let keys: Vec<&str> = duplicates.iter().map(|&i| key(&events[i])).collect();
     let rows = sqlx::query!(
         r#"
-        SELECT e.id, e.owner_name, e.idempotency_key AS "key!"
-        FROM UNNEST($1::text[], $2::text[]) AS k(owner_name, key)
-        JOIN events e ON e.owner_name = k.owner_name AND e.idempotency_key = k.key
+        SELECT k.n AS "n!",
+               (SELECT e.id FROM events e
+                WHERE e.owner_name = k.owner_name AND e.idempotency_key = k.key) AS id
+        FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS k(owner_name, key, n)
         "#,
-        owners,
-        keys,
+        &owners as &[&str],
+        &keys as &[&str],
     )
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| ((r.owner_name, r.key), r.id))
+        .filter_map(|r| {
+            let i = usize::try_from(r.n - 1).ok()?;
+            Some(((*owners.get(i)?, *keys.get(i)?), r.id?))
+        })
         .collect())
 }
 

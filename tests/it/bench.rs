@@ -27,6 +27,7 @@ async fn the_benchmark_harness_runs_every_scenario_in_quick_mode() {
         "6 slow subscriber",
         "7 scale-out",
         "8 resources",
+        "9 one per call",
     ] {
         assert!(
             table.contains(scenario),
@@ -54,7 +55,7 @@ async fn the_benchmark_harness_names_its_scenarios_when_given_another() {
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("invalid value 'througput'")
-            && err.contains("[possible values: all, throughput, latency, cadence, ingest, api, slow-subscriber, scale-out, resources]"),
+            && err.contains("[possible values: all, throughput, latency, cadence, ingest, api, slow-subscriber, scale-out, resources, one-per-call]"),
         "{err}"
     );
 }

@@ -117,6 +117,33 @@ impl Server {
         })
     }
 
+    /// CPU seconds the embedded PostgreSQL has used so far: its live processes' own time,
+    /// and the postmaster's reaped children (backends that have exited). `None` with
+    /// `DATABASE_URL`, whose server may be elsewhere.
+    pub fn pg_cpu_seconds(&self) -> Option<f64> {
+        self.local.as_ref()?;
+        let mut ticks = 0.0;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let Some((name, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(')'))
+            else {
+                continue;
+            };
+            if name != "postgres" {
+                continue;
+            }
+            // After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
+            let fields: Vec<f64> = rest
+                .split_whitespace()
+                .map(|f| f.parse().unwrap_or(0.0))
+                .collect();
+            ticks += fields.get(11..15).map_or(0.0, |f| f.iter().sum());
+        }
+        Some(ticks / 100.0) // USER_HZ on Linux
+    }
+
     /// Stops the embedded server (if this run started it and nobody else uses it).
     pub fn stop(self) -> anyhow::Result<()> {
         match self.local {

@@ -9,6 +9,7 @@
 
 mod api;
 mod env;
+mod one_per_call;
 mod report;
 mod scenarios;
 

@@ -15,7 +15,7 @@ use crate::env::{Bench, Receiver, Serve, Server};
 use crate::report::Row;
 
 /// The fast profile of scenario 1.
-const FAST: &[&str] = &[
+pub const FAST: &[&str] = &[
     "--drain",
     "--wake-on-publish",
     "--batch-size",
@@ -52,19 +52,21 @@ pub async fn publish(
     batch: u64,
     keep: bool,
 ) -> anyhow::Result<Vec<Vec<u8>>> {
-    publish_with(&serve.publisher(token), repository, count, batch, keep).await
+    publish_with(&serve.publisher(token), repository, 0..count, batch, keep).await
 }
 
-async fn publish_with(
+/// Publishes synthetic pushes numbered `numbers` to acme/`repository` in calls of `batch`;
+/// with `keep`, returns each as encoded.
+pub async fn publish_with(
     client: &pb::PublishServiceClient<connectrpc::client::HttpClient>,
     repository: &str,
-    count: u64,
+    numbers: std::ops::Range<u64>,
     batch: u64,
     keep: bool,
 ) -> anyhow::Result<Vec<Vec<u8>>> {
-    let (mut sent, mut published) = (0, vec![]);
-    while sent < count {
-        let n = batch.min(count - sent);
+    let (mut sent, mut published) = (numbers.start, vec![]);
+    while sent < numbers.end {
+        let n = batch.min(numbers.end - sent);
         let events = (sent..sent + n)
             .map(|i| {
                 let event = repository_push("acme", repository, i);
@@ -91,7 +93,7 @@ async fn publish_with(
 /// Checks that each of subscribers `0..subscribers` received every published event once,
 /// byte for byte as published, and that nothing else arrived (no other path, no event
 /// twice under two delivery ids, nothing altered). Needs a receiver that keeps bodies.
-fn check_exact(
+pub fn check_exact(
     receiver: &Receiver,
     published: &[Vec<u8>],
     subscribers: usize,
@@ -263,17 +265,17 @@ pub async fn latency(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
 }
 
 /// Single-event Publish calls at a steady rate, and when each was acknowledged.
-struct Steady {
+pub struct Steady {
     /// Each event's id and the moment its Publish call was acknowledged.
-    acked: Vec<(String, Instant)>,
+    pub acked: Vec<(String, Instant)>,
     /// The events as encoded when published (quick mode only), for [`check_exact`].
-    published: Vec<Vec<u8>>,
+    pub published: Vec<Vec<u8>>,
 }
 
 impl Steady {
     /// Publishes `rate` single-event calls a second for `seconds`, numbering the synthetic
     /// pushes from `first`.
-    async fn publish(
+    pub async fn publish(
         serve: &Serve,
         token: &str,
         rate: u64,
@@ -317,7 +319,7 @@ impl Steady {
 
     /// Milliseconds from each acknowledged publish to its delivery's first arrival at each
     /// of subscribers `0..subscribers`, sorted. Every one of them must have arrived.
-    async fn latencies(
+    pub async fn latencies(
         &self,
         bench: &Bench,
         receiver: &Receiver,
@@ -356,7 +358,7 @@ impl Steady {
 }
 
 /// The `q` quantile of non-empty `sorted` (nearest rank).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
@@ -460,7 +462,7 @@ async fn publish_via(base: &str, token: &str, count: u64, batch: u64) -> anyhow:
     let config = connectrpc::client::ClientConfig::new(base.parse()?)
         .with_default_header("authorization", format!("Bearer {token}").as_str());
     let client = pb::PublishServiceClient::new(connectrpc::client::HttpClient::plaintext(), config);
-    publish_with(&client, "petapis", count, batch, false).await?;
+    publish_with(&client, "petapis", 0..count, batch, false).await?;
     Ok(())
 }
 
@@ -557,6 +559,7 @@ pub async fn run(name: &str, server: &Server, plan: &Plan) -> anyhow::Result<Vec
         "slow-subscriber" => slow_subscriber(server, plan).await,
         "scale-out" => scale_out(server, plan).await,
         "resources" => resources(server, plan).await,
+        "one-per-call" => crate::one_per_call::one_per_call(server, plan).await,
         other => anyhow::bail!("unknown scenario {other:?}"),
     }
 }
@@ -571,4 +574,5 @@ pub const ALL: &[&str] = &[
     "slow-subscriber",
     "scale-out",
     "resources",
+    "one-per-call",
 ];

@@ -12,9 +12,12 @@
 //! tx.commit().await?; // the deliveries exist from here on, and not before
 //! ```
 
+mod group;
+
 use buffa::Message as _;
 use sqlx::PgConnection;
 
+pub use self::group::GroupCommit;
 pub use crate::domain::OutboundEvent;
 use crate::domain::{MAX_IDEMPOTENCY_KEY_BYTES, OwnerName, RepositoryName, WebhookEvent};
 use crate::error::{Error, Result};
@@ -96,9 +99,5 @@ pub async fn publish(conn: &mut PgConnection, events: &[OutboundEvent]) -> Resul
             events.len()
         )));
     }
-    let stored = store::events::insert(conn, events).await?;
-    if stored.iter().any(|s| s.deliveries_queued > 0) {
-        store::events::notify_batchers(conn).await?;
-    }
-    Ok(stored)
+    store::events::insert(conn, events).await
 }

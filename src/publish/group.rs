@@ -1,0 +1,148 @@
+//! Group commit for the Publish RPC: publishes that arrive while another is being written
+//! share one statement and one durable commit, and each caller still gets its own answer.
+//!
+//! A lone publish is written at once, so grouping adds no wait at a low rate; under load the
+//! calls that queue while a group is being written form the next one. Invariants: a caller
+//! is answered only after its events are committed (the statement runs outside any
+//! transaction, so it commits before it returns); a group holds at most [`MAX_BATCH`]
+//! events; and a group that fails is written again call by call, so that one call's
+//! failure is never another's.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+
+use super::{MAX_BATCH, OutboundEvent, Stored};
+use crate::error::{Error, Result};
+use crate::store;
+
+/// How many groups are written at once; each holds a database connection while it is.
+const WRITERS: usize = 2;
+
+/// One call's events and where its answer goes.
+struct Call {
+    events: Vec<OutboundEvent>,
+    answer: oneshot::Sender<Result<Vec<Stored>>>,
+}
+
+/// The publishing side of the group writers; cheap to clone.
+#[derive(Clone)]
+pub struct GroupCommit {
+    calls: mpsc::Sender<Call>,
+}
+
+impl GroupCommit {
+    /// Starts the writers on `pool`, on `tasks`; they stop once every clone of the
+    /// returned handle is dropped and what was queued is written.
+    pub fn start(pool: PgPool, tasks: &TaskTracker) -> Self {
+        let (calls, queue) = mpsc::channel(MAX_BATCH);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..WRITERS {
+            tasks.spawn(write(pool.clone(), queue.clone()));
+        }
+        Self { calls }
+    }
+
+    /// Stores `events` (validated, at most [`MAX_BATCH`]) and queues their deliveries, in
+    /// one commit with whatever other calls are waiting; returns once they are durable.
+    ///
+    /// # Errors
+    /// Database errors; `Unavailable` while the server shuts down.
+    pub async fn publish(&self, events: Vec<OutboundEvent>) -> Result<Vec<Stored>> {
+        let (answer, answered) = oneshot::channel();
+        let closed = || Error::Unavailable(sqlx::Error::PoolClosed);
+        self.calls
+            .send(Call { events, answer })
+            .await
+            .map_err(|_| closed())?;
+        answered.await.map_err(|_| closed())?
+    }
+}
+
+/// One writer: takes the calls that are waiting, up to [`MAX_BATCH`] events, and writes them.
+async fn write(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Call>>>) {
+    // A call that did not fit in the last group: the first of the next.
+    let mut held = None;
+    loop {
+        let group = take_group(&queue, &mut held).await;
+        if group.is_empty() {
+            return;
+        }
+        commit(&pool, group).await;
+    }
+}
+
+/// The next group: `held`, or the next call to arrive, and every call already waiting that
+/// fits beside it. Empty once the queue is closed and drained.
+async fn take_group(queue: &Mutex<mpsc::Receiver<Call>>, held: &mut Option<Call>) -> Vec<Call> {
+    let mut queue = queue.lock().await;
+    let first = match held.take() {
+        Some(call) => call,
+        None => match queue.recv().await {
+            Some(call) => call,
+            None => return Vec::new(),
+        },
+    };
+    let mut events = first.events.len();
+    let mut group = vec![first];
+    while let Ok(call) = queue.try_recv() {
+        if events + call.events.len() > MAX_BATCH {
+            *held = Some(call);
+            break;
+        }
+        events += call.events.len();
+        group.push(call);
+    }
+    group
+}
+
+/// Writes a group in one statement and answers each call with its share; if that fails for
+/// another reason than the database being unavailable, writes each call on its own and
+/// answers it with its own result.
+async fn commit(pool: &PgPool, group: Vec<Call>) {
+    let mut events = Vec::with_capacity(group.iter().map(|c| c.events.len()).sum());
+    let mut answers: Vec<(Range<usize>, oneshot::Sender<_>)> = Vec::with_capacity(group.len());
+    for call in group {
+        let start = events.len();
+        events.extend(call.events);
+        answers.push((start..events.len(), call.answer));
+    }
+    // An answer nobody waits for any more (the caller went away) is dropped: its events
+    // are stored all the same, as if the response had been lost on the way.
+    match insert(pool, &events).await {
+        Ok(stored) => {
+            for (range, answer) in answers {
+                let _ = answer.send(Ok(stored[range].to_vec()));
+            }
+        }
+        Err(e) if answers.len() == 1 => {
+            if let Some((_, answer)) = answers.pop() {
+                let _ = answer.send(Err(e));
+            }
+        }
+        // The database is down for every call alike: writing them one by one would only
+        // wait out the pool's timeout once per call.
+        Err(Error::Unavailable(cause)) => {
+            let why = cause.to_string();
+            for (_, answer) in answers {
+                let cause = sqlx::Error::Io(std::io::Error::other(why.clone()));
+                let _ = answer.send(Err(Error::Unavailable(cause)));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, calls = answers.len(), "a group failed; writing its calls one by one");
+            for (range, answer) in answers {
+                let _ = answer.send(insert(pool, &events[range]).await);
+            }
+        }
+    }
+}
+
+/// One statement on a connection of its own: it commits before it returns.
+async fn insert(pool: &PgPool, events: &[OutboundEvent]) -> Result<Vec<Stored>> {
+    let mut conn = store::acquire(pool).await?;
+    store::events::insert(&mut conn, events).await
+}

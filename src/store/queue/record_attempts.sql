@@ -1,0 +1,33 @@
+-- Records one attempt per input row and applies its verdict, for the deliveries whose lease
+-- worker $1 still holds (see store::deliveries::record_attempts). The deliveries are found
+-- by primary key from the array $2 whatever the statistics say; the input is joined to those
+-- rows alone (at most one per input row), and the attempt rows come from the update's own
+-- RETURNING, so no statement here reads more than the batch.
+WITH input AS (
+    SELECT *
+    FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::timestamptz[], $6::int[],
+                $7::int[], $8::text[], $9::bytea[], $10::text[])
+         AS t(id, state, retry_in, start_time, duration_ms, http_status, connect_code,
+              response_body, error)
+), updated AS (
+    UPDATE deliveries d
+    SET state = i.state,
+        attempt_count = d.attempt_count + 1,
+        next_attempt_time = CASE WHEN i.state = 'pending'
+                                 THEN now() + make_interval(secs => i.retry_in)
+                                 ELSE d.next_attempt_time END,
+        lease_owner = NULL,
+        lease_expire_time = NULL,
+        last_attempt_time = i.start_time,
+        last_http_status = NULLIF(i.http_status, 0)
+    FROM input i
+    WHERE d.id = ANY ($2::uuid[]) AND d.id = i.id AND d.lease_owner = $1
+    RETURNING d.id, d.attempt_count, i.start_time, i.duration_ms, i.http_status,
+              i.connect_code, i.response_body, i.error
+)
+INSERT INTO delivery_attempts
+    (delivery_id, number, start_time, duration_ms, http_status, connect_code, response_body, error)
+SELECT id, attempt_count, start_time, duration_ms, NULLIF(http_status, 0),
+       NULLIF(connect_code, ''), response_body, NULLIF(error, '')
+FROM updated
+RETURNING delivery_id
