@@ -36,10 +36,13 @@ pub async fn run(
     let secrets = secret_box(args)?;
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    if !args.no_dispatch {
+    let batcher = if args.no_dispatch {
+        None
+    } else {
         let dispatcher = Dispatcher::new(pool.clone(), args.dispatch_settings(), secrets.clone())?;
-        tasks.spawn(dispatcher.run(stop.clone()));
-    }
+        tasks.spawn(dispatcher.clone().run(stop.clone()));
+        Some(dispatcher)
+    };
     let router = if args.no_api {
         api::probes_router(pool)
     } else {
@@ -54,7 +57,7 @@ pub async fn run(
         let (cache, changes) = ApiCache::new(args.token_cache_ttl, args.list_cache_ttl);
         tasks.spawn(cache.clone().listen(pool.clone(), stop.clone()));
         tasks.spawn(api::announce_changes(changes, pool.clone()));
-        let publisher = GroupCommit::start(pool.clone(), &tasks);
+        let publisher = GroupCommit::start(pool.clone(), batcher, &tasks);
         api::router(ApiContext {
             pool,
             publisher,

@@ -25,11 +25,12 @@ use uuid::Uuid;
 
 use self::attempt::Target;
 use self::retry::RetrySchedule;
-use crate::domain::{Claim, ClaimedDelivery};
+use crate::domain::{Claim, ClaimedDelivery, Leased};
 use crate::error::Result;
 use crate::secret_box::SecretBox;
 use crate::store;
 use crate::store::deliveries::Outcome;
+use crate::store::events::Handoff;
 
 /// The most outcomes written in one statement.
 const RECORD_BATCH: usize = 1000;
@@ -91,6 +92,8 @@ struct Inner {
     in_flight: Mutex<HashMap<Uuid, u32>>,
     /// Where the next claim's scan may start, while webhooks are at their cap.
     skip: Mutex<Option<Skip>>,
+    /// While `run` claims: its pipeline, which publishes of this process hand deliveries to.
+    running: Mutex<Option<Pipeline>>,
 }
 
 /// What the last claim's scan covered while some webhooks were at
@@ -153,6 +156,7 @@ impl Dispatcher {
                 unsaturated: tokio::sync::Notify::new(),
                 in_flight: Mutex::new(HashMap::new()),
                 skip: Mutex::new(None),
+                running: Mutex::new(None),
             }),
         })
     }
@@ -189,9 +193,13 @@ impl Dispatcher {
             wake_on_publish = settings.wake_on_publish, "batcher started");
         let (outcomes, recorder) = mpsc::channel::<Outcome>(RECORD_BATCH * 4);
         let recording = tokio::spawn(self.clone().record(recorder));
-        let room = Arc::new(Semaphore::new(settings.max_in_flight as usize));
-        let attempts = TaskTracker::new();
-        let abandon = CancellationToken::new();
+        let pipeline = Pipeline {
+            room: Arc::new(Semaphore::new(settings.max_in_flight as usize)),
+            attempts: TaskTracker::new(),
+            outcomes,
+            abandon: CancellationToken::new(),
+        };
+        *lock(&self.inner.running) = Some(pipeline.clone());
         let mut wake = if settings.wake_on_publish {
             self.listen().await
         } else {
@@ -207,16 +215,19 @@ impl Dispatcher {
                 () = self.inner.unsaturated.notified(), if settings.drain => {}
                 () = shutdown.cancelled() => break,
             }
-            let pipeline = Pipeline {
-                room: &room,
-                attempts: &attempts,
-                outcomes: &outcomes,
-                abandon: &abandon,
-            };
             if let Err(e) = self.claim_while_room(&pipeline, &shutdown).await {
                 tracing::warn!(error.cause_chain = ?anyhow::Error::from(e), "claiming failed; retrying at the next poll");
             }
         }
+        // No more handoffs; a publish that reserved room before this hands its deliveries
+        // over all the same, and they are waited for below.
+        lock(&self.inner.running).take();
+        let Pipeline {
+            attempts,
+            outcomes,
+            abandon,
+            ..
+        } = pipeline;
         attempts.close();
         if tokio::time::timeout(settings.shutdown_timeout, attempts.wait())
             .await
@@ -242,14 +253,14 @@ impl Dispatcher {
     /// round trip and a commit, whatever its size.
     async fn claim_while_room(
         &self,
-        pipeline: &Pipeline<'_>,
+        pipeline: &Pipeline,
         shutdown: &CancellationToken,
     ) -> Result<()> {
         let settings = &self.inner.settings;
         let batch_size = settings.batch_size as usize;
         let min_room = (settings.max_in_flight as usize / 4).clamp(1, batch_size);
         loop {
-            let permits = take_permits(pipeline.room, min_room, batch_size, shutdown).await;
+            let permits = take_permits(&pipeline.room, min_room, batch_size, shutdown).await;
             if permits.is_empty() {
                 return Ok(());
             }
@@ -260,29 +271,79 @@ impl Dispatcher {
                 self.release(&batch).await?;
                 return Ok(());
             }
-            for ((delivery, target), permit) in batch.into_iter().zip(permits) {
-                let counted = InFlight::start(&self.inner, delivery.webhook_id.0);
-                let (this, outcomes, abandon) = (
-                    self.clone(),
-                    pipeline.outcomes.clone(),
-                    pipeline.abandon.clone(),
-                );
-                pipeline.attempts.spawn(async move {
-                    tokio::select! {
-                        outcome = this.attempt(delivery, target) => {
-                            if let Some(outcome) = outcome {
-                                let _ = outcomes.send(outcome).await;
-                            }
-                        }
-                        () = abandon.cancelled() => {}
-                    }
-                    drop((permit, counted));
-                });
-            }
+            self.start_attempts(pipeline, batch, permits);
             if !(settings.drain && more) {
                 return Ok(());
             }
         }
+    }
+
+    /// Starts an attempt of each delivery of `batch` with one of `permits` (as many as
+    /// `batch` has, or more: the rest are given back), counted against its webhook's cap;
+    /// outcomes go to the recorder.
+    fn start_attempts(
+        &self,
+        pipeline: &Pipeline,
+        batch: Vec<Claimed>,
+        permits: Vec<OwnedSemaphorePermit>,
+    ) {
+        for ((delivery, target), permit) in batch.into_iter().zip(permits) {
+            let counted = InFlight::start(&self.inner, delivery.webhook_id.0);
+            let (this, outcomes, abandon) = (
+                self.clone(),
+                pipeline.outcomes.clone(),
+                pipeline.abandon.clone(),
+            );
+            pipeline.attempts.spawn(async move {
+                tokio::select! {
+                    outcome = this.attempt(delivery, target) => {
+                        if let Some(outcome) = outcome {
+                            let _ = outcomes.send(outcome).await;
+                        }
+                    }
+                    () = abandon.cancelled() => {}
+                }
+                drop((permit, counted));
+            });
+        }
+    }
+
+    /// Room for a publish of this process to lease its deliveries to this batcher as it
+    /// queues them (with `--wake-on-publish`, while `run` claims): up to a batch, and for
+    /// each webhook what its `--max-in-flight-per-webhook` leaves. `None` when there is no
+    /// room, or no batcher to hand to.
+    pub fn reserve(&self) -> Option<Reservation> {
+        let inner = &self.inner;
+        let settings = &inner.settings;
+        if !settings.wake_on_publish {
+            return None;
+        }
+        let pipeline = lock(&inner.running).clone()?;
+        let permits: Vec<OwnedSemaphorePermit> = (0..settings.batch_size)
+            .map_while(|_| pipeline.room.clone().try_acquire_owned().ok())
+            .collect();
+        if permits.is_empty() {
+            return None;
+        }
+        let cap = settings.max_in_flight_per_webhook;
+        let (busy, busy_room): (Vec<Uuid>, Vec<i32>) = lock(&inner.in_flight)
+            .iter()
+            .map(|(&webhook, &n)| (webhook, cap.saturating_sub(n) as i32))
+            .unzip();
+        let handoff = Handoff {
+            worker: inner.worker,
+            lease_secs: settings.lease().as_secs_f64(),
+            limit: permits.len() as i64,
+            room: cap as i32,
+            busy,
+            busy_room,
+        };
+        Some(Reservation {
+            dispatcher: self.clone(),
+            pipeline,
+            permits,
+            handoff,
+        })
     }
 
     /// Claims up to `limit` deliveries, each with its webhook's target.
@@ -302,15 +363,15 @@ impl Dispatcher {
         )
         .await?;
         *lock(&inner.skip) = Skip::after(&claim, saturated);
-        Ok(self.open_targets(claim))
+        Ok(self.open_targets(claim.leased))
     }
 
     /// Pairs each claimed delivery with its webhook's target, opened once per webhook.
     /// `None` when the target cannot be used: its secrets do not open (logged once here; its
     /// deliveries are retried when their leases expire), or the webhook was deleted
     /// between the claim's two statements (its deliveries are deleted with it).
-    fn open_targets(&self, claim: Claim) -> Vec<Claimed> {
-        let targets: HashMap<_, _> = claim
+    fn open_targets(&self, leased: Leased) -> Vec<Claimed> {
+        let targets: HashMap<_, _> = leased
             .targets
             .into_iter()
             .filter_map(|(webhook, stored)| {
@@ -323,7 +384,7 @@ impl Dispatcher {
                     .map(|target| (webhook, Arc::new(target)))
             })
             .collect();
-        claim
+        leased
             .deliveries
             .into_iter()
             .map(|d| {
@@ -460,13 +521,43 @@ impl Drop for InFlight {
     }
 }
 
-/// What the claim loop feeds: room for attempts, the attempts, and the recorder.
-struct Pipeline<'a> {
-    room: &'a Arc<Semaphore>,
-    attempts: &'a TaskTracker,
-    outcomes: &'a mpsc::Sender<Outcome>,
+/// What the claim loop and handoffs feed: room for attempts, the attempts, and the recorder.
+#[derive(Clone)]
+struct Pipeline {
+    room: Arc<Semaphore>,
+    attempts: TaskTracker,
+    outcomes: mpsc::Sender<Outcome>,
     /// Cancelled when the shutdown timeout runs out: in-flight attempts are dropped.
-    abandon: &'a CancellationToken,
+    abandon: CancellationToken,
+}
+
+/// Room reserved in a batcher for the deliveries of one publish (see
+/// [`Dispatcher::reserve`]); dropped unused, it gives the room back.
+pub struct Reservation {
+    dispatcher: Dispatcher,
+    pipeline: Pipeline,
+    permits: Vec<OwnedSemaphorePermit>,
+    handoff: Handoff,
+}
+
+impl Reservation {
+    /// What the publish may lease to the batcher.
+    pub fn handoff(&self) -> &Handoff {
+        &self.handoff
+    }
+
+    /// Attempts the deliveries the publish leased (at most what was reserved), once it has
+    /// committed; the room they did not take is given back.
+    pub fn deliver(self, leased: Leased) {
+        let Self {
+            dispatcher,
+            pipeline,
+            permits,
+            ..
+        } = self;
+        let batch = dispatcher.open_targets(leased);
+        dispatcher.start_attempts(&pipeline, batch, permits);
+    }
 }
 
 /// Waits for room for `min` attempts, then takes what else is free, up to `max`. Empty when
@@ -552,8 +643,7 @@ mod tests {
     fn claim(full_at: Option<i64>) -> Claim {
         let at = |secs| Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap();
         Claim {
-            deliveries: vec![],
-            targets: HashMap::new(),
+            leased: Leased::default(),
             snapshot_time: at(0),
             full_at: full_at.map(at),
         }

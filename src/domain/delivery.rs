@@ -121,13 +121,21 @@ pub struct ClaimTarget {
     pub sealed_secrets: Vec<Vec<u8>>,
 }
 
-/// What one claim took: its deliveries and the target of each webhook among them.
+/// Deliveries leased to a batcher (by a claim, or by the publish that queued them), with the
+/// target of each webhook among them.
 #[derive(Debug, Clone, Default)]
-pub struct Claim {
+pub struct Leased {
     /// The deliveries.
     pub deliveries: Vec<ClaimedDelivery>,
     /// One entry per webhook in `deliveries`.
     pub targets: std::collections::HashMap<WebhookId, ClaimTarget>,
+}
+
+/// What one claim took.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    /// The deliveries and their targets.
+    pub leased: Leased,
     /// The database's `now()` for the claim: deliveries due by then were candidates.
     pub snapshot_time: DateTime<Utc>,
     /// When the claim took as many as it asked for, the due time of the last one: its

@@ -11,7 +11,7 @@ mod webhook;
 
 pub use callback_url::{CallbackUrl, EVENT_PATH_SUFFIX, MAX_CALLBACK_URL_BYTES, is_internal_ip};
 pub use delivery::{
-    AttemptRecord, Claim, ClaimTarget, ClaimedDelivery, Delivery, DeliveryState, Verdict,
+    AttemptRecord, Claim, ClaimTarget, ClaimedDelivery, Delivery, DeliveryState, Leased, Verdict,
 };
 pub use event::{MAX_IDEMPOTENCY_KEY_BYTES, OutboundEvent};
 pub use names::{MAX_NAME_CHARS, OwnerName, RepositoryName};

@@ -16,6 +16,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::{MAX_BATCH, OutboundEvent, Stored};
+use crate::dispatch::{Dispatcher, Reservation};
+use crate::domain::Leased;
 use crate::error::{Error, Result};
 use crate::store;
 
@@ -36,12 +38,18 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the writers on `pool`, on `tasks`; they stop once every clone of the
-    /// returned handle is dropped and what was queued is written.
-    pub fn start(pool: PgPool, tasks: &TaskTracker) -> Self {
+    /// returned handle is dropped and what was queued is written. With `batcher` (this
+    /// process's), each group leases what that batcher has room for to it as it queues
+    /// it, and hands it over once committed: the first attempt needs no claim.
+    pub fn start(pool: PgPool, batcher: Option<Dispatcher>, tasks: &TaskTracker) -> Self {
         let (calls, queue) = mpsc::channel(MAX_BATCH);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..WRITERS {
-            tasks.spawn(write(pool.clone(), queue.clone()));
+            let writer = Writer {
+                pool: pool.clone(),
+                batcher: batcher.clone(),
+            };
+            tasks.spawn(writer.run(queue.clone()));
         }
         Self { calls }
     }
@@ -63,15 +71,22 @@ impl GroupCommit {
 }
 
 /// One writer: takes the calls that are waiting, up to [`MAX_BATCH`] events, and writes them.
-async fn write(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Call>>>) {
-    // A call that did not fit in the last group: the first of the next.
-    let mut held = None;
-    loop {
-        let group = take_group(&queue, &mut held).await;
-        if group.is_empty() {
-            return;
+struct Writer {
+    pool: PgPool,
+    batcher: Option<Dispatcher>,
+}
+
+impl Writer {
+    async fn run(self, queue: Arc<Mutex<mpsc::Receiver<Call>>>) {
+        // A call that did not fit in the last group: the first of the next.
+        let mut held = None;
+        loop {
+            let group = take_group(&queue, &mut held).await;
+            if group.is_empty() {
+                return;
+            }
+            self.commit(group).await;
         }
-        commit(&pool, group).await;
     }
 }
 
@@ -99,50 +114,64 @@ async fn take_group(queue: &Mutex<mpsc::Receiver<Call>>, held: &mut Option<Call>
     group
 }
 
-/// Writes a group in one statement and answers each call with its share; if that fails for
-/// another reason than the database being unavailable, writes each call on its own and
-/// answers it with its own result.
-async fn commit(pool: &PgPool, group: Vec<Call>) {
-    let mut events = Vec::with_capacity(group.iter().map(|c| c.events.len()).sum());
-    let mut answers: Vec<(Range<usize>, oneshot::Sender<_>)> = Vec::with_capacity(group.len());
-    for call in group {
-        let start = events.len();
-        events.extend(call.events);
-        answers.push((start..events.len(), call.answer));
+impl Writer {
+    /// Writes a group in one statement and answers each call with its share, then hands
+    /// what the statement leased to the batcher; if that fails for another reason than the
+    /// database being unavailable, writes each call on its own and answers it with its own
+    /// result.
+    async fn commit(&self, group: Vec<Call>) {
+        let mut events = Vec::with_capacity(group.iter().map(|c| c.events.len()).sum());
+        let mut answers: Vec<(Range<usize>, oneshot::Sender<_>)> = Vec::with_capacity(group.len());
+        for call in group {
+            let start = events.len();
+            events.extend(call.events);
+            answers.push((start..events.len(), call.answer));
+        }
+        let reservation = self.batcher.as_ref().and_then(Dispatcher::reserve);
+        // An answer nobody waits for any more (the caller went away) is dropped: its events
+        // are stored all the same, as if the response had been lost on the way.
+        match self.insert(&events, reservation.as_ref()).await {
+            Ok((stored, leased)) => {
+                for (range, answer) in answers {
+                    let _ = answer.send(Ok(stored[range].to_vec()));
+                }
+                if let Some(reservation) = reservation {
+                    reservation.deliver(leased);
+                }
+            }
+            Err(e) if answers.len() == 1 => {
+                if let Some((_, answer)) = answers.pop() {
+                    let _ = answer.send(Err(e));
+                }
+            }
+            // The database is down for every call alike: writing them one by one would only
+            // wait out the pool's timeout once per call.
+            Err(Error::Unavailable(cause)) => {
+                let why = cause.to_string();
+                for (_, answer) in answers {
+                    let cause = sqlx::Error::Io(std::io::Error::other(why.clone()));
+                    let _ = answer.send(Err(Error::Unavailable(cause)));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, calls = answers.len(),
+                    "a group failed; writing its calls one by one");
+                for (range, answer) in answers {
+                    let alone = self.insert(&events[range], None).await;
+                    let _ = answer.send(alone.map(|(stored, _)| stored));
+                }
+            }
+        }
     }
-    // An answer nobody waits for any more (the caller went away) is dropped: its events
-    // are stored all the same, as if the response had been lost on the way.
-    match insert(pool, &events).await {
-        Ok(stored) => {
-            for (range, answer) in answers {
-                let _ = answer.send(Ok(stored[range].to_vec()));
-            }
-        }
-        Err(e) if answers.len() == 1 => {
-            if let Some((_, answer)) = answers.pop() {
-                let _ = answer.send(Err(e));
-            }
-        }
-        // The database is down for every call alike: writing them one by one would only
-        // wait out the pool's timeout once per call.
-        Err(Error::Unavailable(cause)) => {
-            let why = cause.to_string();
-            for (_, answer) in answers {
-                let cause = sqlx::Error::Io(std::io::Error::other(why.clone()));
-                let _ = answer.send(Err(Error::Unavailable(cause)));
-            }
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, calls = answers.len(), "a group failed; writing its calls one by one");
-            for (range, answer) in answers {
-                let _ = answer.send(insert(pool, &events[range]).await);
-            }
-        }
-    }
-}
 
-/// One statement on a connection of its own: it commits before it returns.
-async fn insert(pool: &PgPool, events: &[OutboundEvent]) -> Result<Vec<Stored>> {
-    let mut conn = store::acquire(pool).await?;
-    store::events::insert(&mut conn, events).await
+    /// One statement on a connection of its own: it commits before it returns.
+    async fn insert(
+        &self,
+        events: &[OutboundEvent],
+        reservation: Option<&Reservation>,
+    ) -> Result<(Vec<Stored>, Leased)> {
+        let mut conn = store::acquire(&self.pool).await?;
+        let handoff = reservation.map(Reservation::handoff);
+        store::events::insert_handing(&mut conn, events, handoff).await
+    }
 }

@@ -11,8 +11,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{
-    AttemptRecord, Claim, ClaimTarget, ClaimedDelivery, Delivery, DeliveryState, PageCursor,
-    Verdict, WebhookId,
+    AttemptRecord, Claim, ClaimTarget, ClaimedDelivery, Delivery, DeliveryState, Leased,
+    PageCursor, Verdict, WebhookId,
 };
 use crate::error::{Error, Result};
 
@@ -79,8 +79,10 @@ pub async fn claim(
         .collect();
     tx.commit().await?;
     Ok(Claim {
-        deliveries,
-        targets,
+        leased: Leased {
+            deliveries,
+            targets,
+        },
         snapshot_time,
         full_at,
     })

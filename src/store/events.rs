@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::OutboundEvent;
+use crate::domain::{ClaimTarget, ClaimedDelivery, Leased, OutboundEvent, WebhookId};
 use crate::error::Result;
 
 /// The channel `--wake-on-publish` batchers listen on.
@@ -24,6 +24,25 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
+/// What a publish may lease straight to the batcher of the process that publishes (see
+/// `publish.sql`): at most `limit` deliveries, for `lease_secs`, to webhooks with room for
+/// all of theirs (`busy_room` for the webhooks in `busy`, `room` for the others).
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    /// The batcher's lease owner.
+    pub worker: Uuid,
+    /// How long the lease lasts.
+    pub lease_secs: f64,
+    /// The most deliveries handed.
+    pub limit: i64,
+    /// The room of a webhook with nothing in flight.
+    pub room: i32,
+    /// Webhooks with attempts in flight...
+    pub busy: Vec<Uuid>,
+    /// ...and the room each has left.
+    pub busy_room: Vec<i32>,
+}
+
 /// Stores `events` and queues their deliveries in one statement, whatever their number (a
 /// second one, rare, finds the originals of repeated idempotency keys), and wakes the
 /// `--wake-on-publish` batchers at commit when anything was queued. An event whose
@@ -33,6 +52,15 @@ pub struct Stored {
 /// Run on a connection outside a transaction, the statement is its own transaction: when
 /// this returns `Ok`, the events are durable.
 pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result<Vec<Stored>> {
+    Ok(insert_handing(conn, events, None).await?.0)
+}
+
+/// [`insert`], leasing what `handoff` allows to its batcher; returns those deliveries too.
+pub async fn insert_handing(
+    conn: &mut PgConnection,
+    events: &[OutboundEvent],
+    handoff: Option<&Handoff>,
+) -> Result<(Vec<Stored>, Leased)> {
     let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
     // Keyed events in (owner, key) order, so that concurrent publishes that repeat keys
     // wait for each other's keys in one order and never deadlock (a stable sort: the first
@@ -64,20 +92,48 @@ pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result
         // Arrays cannot carry NULLs through the typed bindings: "" stands for "no key".
         &order.iter().map(|&i| key(&events[i])).collect::<Vec<_>>() as &[&str],
         NOTIFY_CHANNEL,
+        handoff.map(|h| h.worker),
+        handoff.map_or(0, |h| h.limit),
+        handoff.map_or(0.0, |h| h.lease_secs),
+        handoff.map_or(&[][..], |h| &h.busy[..]),
+        handoff.map_or(&[][..], |h| &h.busy_room[..]),
+        handoff.map_or(0, |h| h.room),
     )
     .fetch_all(&mut *conn)
     .await?;
+    let payloads: HashMap<Uuid, &[u8]> = ids
+        .iter()
+        .zip(events)
+        .map(|(id, e)| (*id, e.payload.as_slice()))
+        .collect();
     let mut queued: HashMap<Uuid, i64> = HashMap::with_capacity(rows.len());
+    let mut handed = Leased::default();
     for row in rows {
-        if let Some(event) = row.event_id {
-            *queued.entry(event).or_default() += row.queued.unwrap_or(0);
+        match (row.event_id, row.delivery_id, row.webhook_id) {
+            (Some(event), Some(delivery), Some(webhook)) => {
+                handed.deliveries.push(ClaimedDelivery {
+                    id: delivery,
+                    webhook_id: WebhookId(webhook),
+                    attempt_count: 0,
+                    payload: payloads.get(&event).copied().unwrap_or_default().to_vec(),
+                });
+            }
+            (Some(event), _, _) => *queued.entry(event).or_default() += row.queued.unwrap_or(0),
+            (None, None, Some(webhook)) => {
+                let target = ClaimTarget {
+                    callback_url: row.callback_url.unwrap_or_default(),
+                    sealed_secrets: row.sealed_secrets.unwrap_or_default(),
+                };
+                handed.targets.insert(WebhookId(webhook), target);
+            }
+            _ => {}
         }
     }
     let duplicates: Vec<usize> = (0..events.len())
         .filter(|&i| !queued.contains_key(&ids[i]))
         .collect();
     let originals = originals(conn, events, &duplicates).await?;
-    Ok((0..events.len())
+    let stored = (0..events.len())
         .map(|i| match queued.get(&ids[i]) {
             Some(&deliveries_queued) => Stored {
                 event_id: ids[i],
@@ -93,7 +149,8 @@ pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result
                 duplicate: true,
             },
         })
-        .collect())
+        .collect();
+    Ok((stored, handed))
 }
 
 /// An event's idempotency key, "" for none.

@@ -2,7 +2,7 @@
 //! and separate `webhookd serve` processes (crash safety, graceful shutdown).
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use webhookd::proto::webhookd::v1 as pb;
 use webhookd::synthetic::repository_push;
 
 use crate::delivery::{attempts, delivery_log, publish, subscribe};
-use crate::helpers::{Spawned, TestApp, spawn_app_with};
+use crate::helpers::{Spawned, TestApp, serve_command, spawn_app_with};
 use crate::receiver::{Receiver, Reply};
 
 async fn publish_many(app: &TestApp, token: &str, count: u64) {
@@ -164,27 +164,7 @@ fn serve_process(app: &TestApp, flags: &[&str]) -> (Spawned, u16) {
 /// A `webhookd serve` process (batcher only) on `database_url`, which reaches `app`'s
 /// database.
 fn serve_process_at(app: &TestApp, database_url: &str, flags: &[&str]) -> (Spawned, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Spawned::new(
-        Command::new(env!("CARGO_BIN_EXE_webhookd"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--no-api",
-            ])
-            .args(["--database-url", database_url, "--allow-insecure-callbacks"])
-            .args(["--secret-key", app.args.secret_key.as_deref().unwrap()])
-            .args(flags)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit()),
-    );
-    (child, port)
+    serve_command(app, database_url, &[&["--no-api"], flags].concat())
 }
 
 fn signal(child: &Child, signal: nix::sys::signal::Signal) {

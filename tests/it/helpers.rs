@@ -397,7 +397,27 @@ impl Drop for Spawned {
     }
 }
 
-/// Asserts a Connect error answer: HTTP status, code, and a fragment of the message.
+/// A `webhookd serve` process with `flags` on `database_url` (which reaches `app`'s
+/// database) and `app`'s secret key, listening on the port returned.
+pub fn serve_command(app: &TestApp, database_url: &str, flags: &[&str]) -> (Spawned, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Spawned::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_webhookd"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database-url", database_url, "--allow-insecure-callbacks"])
+            .args(["--secret-key", app.args.secret_key.as_deref().unwrap()])
+            .args(flags)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit()),
+    );
+    (child, port)
+}
+
 /// Waits up to 2 s for `check` to hold.
 pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
@@ -410,6 +430,7 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check
     }
 }
 
+/// Asserts a Connect error answer: HTTP status, code, and a fragment of the message.
 pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str, fragment: &str) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["code"], code, "{body}");

@@ -11,6 +11,7 @@ mod cli;
 mod delivery;
 mod delivery_loop;
 mod grpcio;
+mod handoff;
 mod plans;
 mod protocols;
 mod protos;

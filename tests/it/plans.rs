@@ -175,6 +175,7 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
         ("record attempts", RECORD, true),
         ("release", RELEASE, true),
         ("publish", PUBLISH, false),
+        ("publish, handing to its batcher", PUBLISH, false),
     ] {
         let mut tx = conn.begin().await.unwrap();
         if queue {
@@ -216,7 +217,7 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
                 array(vec![""; n]),
             ],
             "release" => vec![array(&leased), literal(worker)],
-            _ => vec![
+            publish => vec![
                 array((0..BATCH).map(|_| Uuid::now_v7())),
                 array(vec!["acme"; BATCH]),
                 array((0..BATCH).map(|i| format!("repo{}", i % 100))),
@@ -228,6 +229,15 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
                     _ => format!("key-{i}"),
                 })),
                 literal("plan_test"),
+                match publish {
+                    "publish" => "NULL".into(),
+                    _ => literal(Uuid::new_v4()),
+                },
+                BATCH.to_string(),
+                "30".into(),
+                array(&webhooks[..10]),
+                array(vec![5; 10]),
+                "100".into(),
             ],
         };
         let explain = format!(
