@@ -35,6 +35,10 @@ use crate::store::events::Handoff;
 /// The most outcomes written in one statement.
 const RECORD_BATCH: usize = 1000;
 
+/// The batcher's own connections (see [`store::queue_pool`]): the claim loop, the recorder,
+/// the `--wake-on-publish` listener, and one to spare.
+const QUEUE_CONNECTIONS: u32 = 4;
+
 /// A claimed delivery with its webhook's target (`None`: see [`Dispatcher::open_targets`]).
 type Claimed = (ClaimedDelivery, Option<Arc<Target>>);
 
@@ -135,7 +139,7 @@ impl Skip {
 }
 
 impl Dispatcher {
-    /// A batcher over `pool`.
+    /// A batcher on `pool`'s database, with a pool of its own.
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
@@ -148,7 +152,7 @@ impl Dispatcher {
         let worker = Uuid::new_v4();
         Ok(Self {
             inner: Arc::new(Inner {
-                pool,
+                pool: store::queue_pool(&pool, QUEUE_CONNECTIONS),
                 client,
                 settings,
                 secrets,

@@ -16,7 +16,8 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 
-/// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`,
+/// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`, on
+/// a connection of [`super::queue_pool`],
 /// skipping the webhooks in `saturated` (those this batcher already has
 /// `--max-in-flight-per-webhook` attempts in flight for). Only rows that are claimed are
 /// locked; `FOR UPDATE SKIP LOCKED` lets concurrent batchers claim disjoint sets. A claim
@@ -37,7 +38,7 @@ pub async fn claim(
 ) -> Result<Claim> {
     use sqlx::Acquire as _;
     let mut tx = conn.begin().await?;
-    let snapshot_time = pin_index_plans(&mut tx).await?;
+    let snapshot_time = transaction_time(&mut tx).await?;
     let mut full_at = None;
     let deliveries: Vec<ClaimedDelivery> = sqlx::query_file!(
         "src/store/queue/claim.sql",
@@ -88,35 +89,12 @@ pub async fn claim(
     })
 }
 
-/// Pins the plans of the queue statements that follow in this transaction (the claim's and
-/// the recorder's, in `store/queue/`) to lookups by key. Returns the transaction's `now()`.
-///
-/// `deliveries` grows from nothing to 100,000 due rows and back within seconds, far faster
-/// than autovacuum refreshes its statistics; planned on statistics that say "empty", a
-/// claim of 1,000 rows took a bitmap scan of the whole backlog, a join filter over every
-/// webhook and an on-disk sort: 0.8 s instead of a few milliseconds (BENCHMARKS.md). The
-/// statements themselves name their rows by key (arrays of ids, correlated lookups), and
-/// with nested loops off the recorder's one join, of its input to the rows it updates, is
-/// hashed: as a nested loop, planned generically (an array of unknown length), it compared
-/// every input row with every updated row, 1,000,000 comparisons and 0.65 s for a batch of
-/// 1,000. `tests/it/plans.rs` checks each plan on a realistic table.
-///
-/// # Errors
-/// Database errors.
-pub async fn pin_index_plans(conn: &mut PgConnection) -> Result<DateTime<Utc>> {
-    // set_config(…, true) is SET LOCAL: it ends with the transaction.
-    let pinned = sqlx::query!(
-        r#"
-        SELECT set_config('enable_seqscan', 'off', true) AS "seqscan!",
-               set_config('enable_bitmapscan', 'off', true) AS "bitmapscan!",
-               set_config('enable_sort', 'off', true) AS "sort!",
-               set_config('enable_nestloop', 'off', true) AS "nestloop!",
-               now() AS "now!"
-        "#
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok(pinned.now)
+/// The transaction's `now()`.
+async fn transaction_time(conn: &mut PgConnection) -> Result<DateTime<Utc>> {
+    let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
+        .fetch_one(conn)
+        .await?;
+    Ok(now)
 }
 
 /// One attempt's outcome, to record.
@@ -130,10 +108,12 @@ pub struct Outcome {
     pub verdict: Verdict,
 }
 
-/// Records a batch of attempts and applies their verdicts in one transaction (one commit,
-/// however many attempts), each only if `worker` still holds that delivery's lease; a
-/// delivery whose lease was lost (expired and taken over, or the webhook was deleted) is
-/// skipped: its new holder's record is the one that counts. Returns how many were recorded.
+/// Records a batch of attempts and applies their verdicts in one statement (one commit,
+/// however many attempts; with a 410, one transaction that also disables the webhook), each
+/// only if `worker` still holds that delivery's lease; a delivery whose lease was lost
+/// (expired and taken over, or the webhook was deleted) is skipped: its new holder's record
+/// is the one that counts. Returns how many were recorded. `conn` is a connection of
+/// [`super::queue_pool`].
 pub async fn record_attempts(
     conn: &mut PgConnection,
     worker: Uuid,
@@ -143,57 +123,15 @@ pub async fn record_attempts(
     if outcomes.is_empty() {
         return Ok(0);
     }
-    let n = outcomes.len();
-    let (mut ids, mut states, mut retry_in, mut starts) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut durations, mut statuses, mut codes, mut bodies, mut errors) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for o in outcomes {
-        let (state, delay) = match &o.verdict {
-            Verdict::Delivered => (DeliveryState::Delivered, 0.0),
-            Verdict::RetryIn(secs) => (DeliveryState::Pending, *secs),
-            Verdict::Failed | Verdict::FailedAndDisable(_) => (DeliveryState::Failed, 0.0),
-        };
-        ids.push(o.delivery);
-        states.push(state.as_str());
-        retry_in.push(delay);
-        starts.push(o.attempt.start_time);
-        durations.push(o.attempt.duration_ms);
-        // Arrays cannot carry NULLs through the typed bindings: 0 and "" stand for "none".
-        statuses.push(o.attempt.http_status.unwrap_or(0));
-        codes.push(o.attempt.connect_code.clone().unwrap_or_default());
-        bodies.push(o.attempt.response_body.clone().unwrap_or_default());
-        errors.push(o.attempt.error.clone().unwrap_or_default());
+    let columns = Columns::of(outcomes);
+    let disabling = outcomes
+        .iter()
+        .any(|o| matches!(o.verdict, Verdict::FailedAndDisable(_)));
+    if !disabling {
+        return Ok(columns.record(conn, worker).await?.len());
     }
     let mut tx = conn.begin().await?;
-    pin_index_plans(&mut tx).await?;
-    let recorded = sqlx::query_file!(
-        "src/store/queue/record_attempts.sql",
-        worker,
-        &ids,
-        &states as &[&str],
-        &retry_in,
-        &starts,
-        &durations,
-        &statuses,
-        &codes,
-        &bodies,
-        &errors,
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|r| r.delivery_id)
-    .collect::<Vec<_>>();
+    let recorded = columns.record(&mut tx, worker).await?;
     for o in outcomes {
         if let Verdict::FailedAndDisable(reason) = &o.verdict
             && recorded.contains(&o.delivery)
@@ -203,6 +141,68 @@ pub async fn record_attempts(
     }
     tx.commit().await?;
     Ok(recorded.len())
+}
+
+/// Outcomes as the recorder's statement takes them: one array per column. Arrays cannot
+/// carry NULLs through the typed bindings: 0 and "" stand for "none".
+struct Columns<'a> {
+    ids: Vec<Uuid>,
+    states: Vec<&'static str>,
+    retry_in: Vec<f64>,
+    starts: Vec<DateTime<Utc>>,
+    durations: Vec<i32>,
+    statuses: Vec<i32>,
+    codes: Vec<&'a str>,
+    bodies: Vec<&'a [u8]>,
+    errors: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(outcomes: &'a [Outcome]) -> Self {
+        let verdict = |o: &Outcome| match &o.verdict {
+            Verdict::Delivered => (DeliveryState::Delivered, 0.0),
+            Verdict::RetryIn(secs) => (DeliveryState::Pending, *secs),
+            Verdict::Failed | Verdict::FailedAndDisable(_) => (DeliveryState::Failed, 0.0),
+        };
+        let attempts = || outcomes.iter().map(|o| &o.attempt);
+        Self {
+            ids: outcomes.iter().map(|o| o.delivery).collect(),
+            states: outcomes.iter().map(|o| verdict(o).0.as_str()).collect(),
+            retry_in: outcomes.iter().map(|o| verdict(o).1).collect(),
+            starts: attempts().map(|a| a.start_time).collect(),
+            durations: attempts().map(|a| a.duration_ms).collect(),
+            statuses: attempts().map(|a| a.http_status.unwrap_or(0)).collect(),
+            codes: attempts()
+                .map(|a| a.connect_code.as_deref().unwrap_or(""))
+                .collect(),
+            bodies: attempts()
+                .map(|a| a.response_body.as_deref().unwrap_or(&[]))
+                .collect(),
+            errors: attempts()
+                .map(|a| a.error.as_deref().unwrap_or(""))
+                .collect(),
+        }
+    }
+
+    /// Runs `record_attempts.sql`; the ids of the deliveries recorded.
+    async fn record(&self, conn: &mut PgConnection, worker: Uuid) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query_file!(
+            "src/store/queue/record_attempts.sql",
+            worker,
+            &self.ids,
+            &self.states as &[&str],
+            &self.retry_in,
+            &self.starts,
+            &self.durations,
+            &self.statuses,
+            &self.codes as &[&str],
+            &self.bodies as &[&[u8]],
+            &self.errors as &[&str],
+        )
+        .fetch_all(conn)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.delivery_id).collect())
+    }
 }
 
 /// Disables the webhook a delivery belongs to (its listener answered 410 Gone). Its

@@ -36,6 +36,59 @@ pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<
     Ok(pool)
 }
 
+/// The settings of the batcher's sessions ([`queue_pool`]), under which the queue statements
+/// in `store/queue/` run.
+///
+/// * Plans pinned to lookups by key. `deliveries` grows from nothing to 100,000 due rows and
+///   back within seconds, far faster than autovacuum refreshes its statistics; planned on
+///   statistics that say "empty", a claim of 1,000 rows took a bitmap scan of the whole
+///   backlog, a join filter over every webhook and an on-disk sort: 0.8 s instead of a few
+///   milliseconds (BENCHMARKS.md). The statements themselves name their rows by key (arrays
+///   of ids, correlated lookups), and with nested loops off the recorder's one join, of its
+///   input to the rows it updates, is hashed: as a nested loop, planned generically (an
+///   array of unknown length), it compared every input row with every updated row,
+///   1,000,000 comparisons and 0.65 s for a batch of 1,000. `tests/it/plans.rs` checks
+///   each plan on realistic tables.
+/// * Commits that do not wait for the WAL flush. What the batcher commits is a claim or an
+///   attempt's record; if the database crashes before the flush (within about three times
+///   `wal_writer_delay`, 0.6 s by default), those deliveries are attempted again once their
+///   leases expire, under the same `webhook-id`: a duplicate, never a loss. Events and their
+///   deliveries are published with durable commits, on the other pool.
+pub const QUEUE_SESSION: &[(&str, &str)] = &[
+    ("enable_seqscan", "off"),
+    ("enable_bitmapscan", "off"),
+    ("enable_sort", "off"),
+    ("enable_nestloop", "off"),
+    ("synchronous_commit", "off"),
+];
+
+/// A pool of at most `max_connections` for the batcher, on `pool`'s server, whose sessions
+/// run with [`QUEUE_SESSION`]; connected lazily. The batcher's claims and records go through
+/// it, so that they neither wait for nor starve the API's pool.
+pub fn queue_pool(pool: &PgPool, max_connections: u32) -> PgPool {
+    let options = (*pool.connect_options())
+        .clone()
+        .options(QUEUE_SESSION.iter().copied());
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options)
+}
+
+/// Applies [`QUEUE_SESSION`] to the rest of the transaction `conn` is in, as a connection
+/// of [`queue_pool`] has it (the plan tests explain the queue statements under it).
+///
+/// # Errors
+/// Database errors.
+pub async fn apply_queue_session(conn: &mut sqlx::PgConnection) -> Result<()> {
+    for (name, value) in QUEUE_SESSION {
+        sqlx::query_scalar!(r#"SELECT set_config($1, $2, true) AS "set!""#, name, value)
+            .fetch_one(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Takes a connection from the pool. Any failure to get one (the server is down, refuses
 /// connections, or the pool is exhausted) is `Unavailable`: the request may be retried.
 ///

@@ -1,11 +1,12 @@
 //! The plans of the statements on the publish, claim and record path (`src/store/queue/`),
 //! on realistic tables: 100,000 pending deliveries with 2,000 of them leased, and 20,000 with
-//! 5,500 leased, for 1,000 webhooks.
-//! Each statement runs under `EXPLAIN ANALYZE` exactly as the store sends it, under the
-//! planner settings the store runs it with, planned on statistics taken before the backlog
-//! existed and after, as a custom plan and as the generic plan a prepared statement turns
-//! into. A plan fails on a nested loop with a join filter, and on any scan that reads far
-//! more rows than the statement's batch (a scan of the backlog).
+//! 5,500 leased, for 1,000 webhooks. Each statement runs under `EXPLAIN ANALYZE` exactly as
+//! the store sends it, under the settings the batcher's sessions have
+//! (`store::QUEUE_SESSION`; the publish under none), planned on statistics taken before the
+//! backlog existed, before anything was leased and now, as a custom plan and as the generic
+//! plan a prepared statement turns into. A plan fails on a nested loop with a join filter,
+//! and on any scan that reads far more rows than the statement's batch (a scan of the
+//! backlog).
 
 use serde_json::Value;
 use sqlx::{Connection as _, PgConnection};
@@ -179,9 +180,7 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
     ] {
         let mut tx = conn.begin().await.unwrap();
         if queue {
-            webhookd::store::deliveries::pin_index_plans(&mut tx)
-                .await
-                .unwrap();
+            webhookd::store::apply_queue_session(&mut tx).await.unwrap();
         }
         sqlx::query("SELECT set_config('plan_cache_mode', $1, true)")
             .bind(mode)

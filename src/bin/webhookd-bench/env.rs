@@ -438,6 +438,12 @@ impl Receiver {
         )
     }
 
+    /// When the first delivery arrived, if any has.
+    pub fn first_arrival(&self) -> Option<Instant> {
+        let seen = self.seen.lock().expect("receiver lock");
+        seen.first.values().map(|a| a.at).min()
+    }
+
     /// Distinct deliveries that arrived, to any path.
     pub fn distinct(&self) -> usize {
         self.seen.lock().expect("receiver lock").first.len()

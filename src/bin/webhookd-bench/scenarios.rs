@@ -250,6 +250,9 @@ pub async fn latency(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
         .wait_arrived(1, steady.acked.len(), Duration::from_secs(60))
         .await?;
     let latencies = steady.latencies(&bench, &receiver, 1).await?;
+    let from_send = steady
+        .latencies_since(&bench, &receiver, 1, Since::Sent)
+        .await?;
     if plan.quick {
         check_exact(&receiver, &steady.published, 1)?;
     }
@@ -261,13 +264,26 @@ pub async fn latency(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
         Row::new("2 latency", &case, "p95 ms", quantile(&latencies, 0.95)),
         Row::new("2 latency", &case, "p99 ms", quantile(&latencies, 0.99)),
         Row::new("2 latency", &case, "max ms", quantile(&latencies, 1.0)),
+        Row::new(
+            "2 latency",
+            &case,
+            "send -> receipt p50 ms",
+            quantile(&from_send, 0.5),
+        ),
+        Row::new(
+            "2 latency",
+            &case,
+            "send -> receipt p99 ms",
+            quantile(&from_send, 0.99),
+        ),
     ])
 }
 
 /// Single-event Publish calls at a steady rate, and when each was acknowledged.
 pub struct Steady {
-    /// Each event's id and the moment its Publish call was acknowledged.
-    pub acked: Vec<(String, Instant)>,
+    /// Each event's id, the moment its Publish call was sent and the moment it was
+    /// acknowledged.
+    pub acked: Vec<(String, Instant, Instant)>,
     /// The events as encoded when published (quick mode only), for [`check_exact`].
     pub published: Vec<Vec<u8>>,
 }
@@ -295,6 +311,7 @@ impl Steady {
             }
             let client = client.clone();
             inflight.spawn(async move {
+                let sent = Instant::now();
                 let response = client
                     .publish(pb::PublishRequest {
                         events: vec![pb::PublishEvent {
@@ -306,6 +323,7 @@ impl Steady {
                     .await?;
                 Ok::<_, anyhow::Error>((
                     response.into_owned().events[0].event_id.clone(),
+                    sent,
                     Instant::now(),
                 ))
             });
@@ -325,6 +343,21 @@ impl Steady {
         receiver: &Receiver,
         subscribers: usize,
     ) -> anyhow::Result<Vec<f64>> {
+        self.latencies_since(bench, receiver, subscribers, Since::Acked)
+            .await
+    }
+
+    /// Milliseconds from each publish's `since` to its delivery's first arrival at each of
+    /// subscribers `0..subscribers`, sorted. Every one of them must have arrived. (An
+    /// arrival before the acknowledgement, which a batcher that attempts a delivery as its
+    /// publish commits makes common, counts as 0 since the acknowledgement.)
+    pub async fn latencies_since(
+        &self,
+        bench: &Bench,
+        receiver: &Receiver,
+        subscribers: usize,
+        since: Since,
+    ) -> anyhow::Result<Vec<f64>> {
         let deliveries: Vec<(String, String)> =
             sqlx::query_as("SELECT event_id::text, id::text FROM deliveries")
                 .fetch_all(&bench.pool)
@@ -332,7 +365,13 @@ impl Steady {
         let acked: HashMap<&str, Instant> = self
             .acked
             .iter()
-            .map(|(event, at)| (event.as_str(), *at))
+            .map(|(event, sent, acked)| {
+                let at = match since {
+                    Since::Sent => sent,
+                    Since::Acked => acked,
+                };
+                (event.as_str(), *at)
+            })
             .collect();
         let mut latencies: Vec<f64> = {
             let seen = receiver.seen.lock().expect("receiver lock");
@@ -355,6 +394,15 @@ impl Steady {
         latencies.sort_by(f64::total_cmp);
         Ok(latencies)
     }
+}
+
+/// Where a latency is measured from.
+#[derive(Debug, Clone, Copy)]
+pub enum Since {
+    /// The Publish call was sent.
+    Sent,
+    /// Its answer arrived.
+    Acked,
 }
 
 /// The `q` quantile of non-empty `sorted` (nearest rank).
