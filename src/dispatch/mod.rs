@@ -2,6 +2,9 @@
 //! attempt. `run_once` is one batch, start to finish (tests call it directly); `run` is the
 //! pipeline `serve` runs: woken by its poll interval (and, with `--wake-on-publish`, by
 //! LISTEN/NOTIFY), it claims while it has room, and a recorder writes outcomes in bulk.
+//! While it runs with `--wake-on-publish`, publishes of this process [`Dispatcher::reserve`]
+//! room in it, lease that many of their deliveries to it as they insert them, and hand them
+//! over once committed ([`Reservation::deliver`]): attempted like claimed ones, unclaimed.
 //!
 //! Invariants: no transaction is open during an HTTP attempt (the claim commits first);
 //! an outcome is recorded only while this batcher still holds the lease; at most
@@ -329,16 +332,21 @@ impl Dispatcher {
         if permits.is_empty() {
             return None;
         }
+        // Only the webhooks whose room is smaller than the whole handoff constrain it: few
+        // (each has over `cap - batch` attempts in flight), so the statement's lookup of
+        // them stays small.
         let cap = settings.max_in_flight_per_webhook;
         let (busy, busy_room): (Vec<Uuid>, Vec<i32>) = lock(&inner.in_flight)
             .iter()
-            .map(|(&webhook, &n)| (webhook, cap.saturating_sub(n) as i32))
+            .map(|(&webhook, &n)| (webhook, cap.saturating_sub(n)))
+            .filter(|&(_, room)| (room as usize) < permits.len())
+            .map(|(webhook, room)| (webhook, saturating_i32(room)))
             .unzip();
         let handoff = Handoff {
             worker: inner.worker,
             lease_secs: settings.lease().as_secs_f64(),
             limit: permits.len() as i64,
-            room: cap as i32,
+            room: saturating_i32(cap),
             busy,
             busy_room,
         };
@@ -486,6 +494,11 @@ impl Dispatcher {
             verdict,
         })
     }
+}
+
+/// `n` as an SQL integer.
+fn saturating_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// Locks `mutex`; a panic elsewhere while it was held leaves nothing half-done in these.

@@ -7,6 +7,10 @@
 //! transaction, so it commits before it returns); a group holds at most [`MAX_BATCH`]
 //! events; and a group that fails is written again call by call, so that one call's
 //! failure is never another's.
+//!
+//! In a process that also runs the batcher (with `--wake-on-publish`), each group first
+//! reserves room in it, and the statement leases that many of the new deliveries to it; once
+//! the callers are answered, the batcher attempts them without claiming them.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -88,33 +92,7 @@ impl Writer {
             self.commit(group).await;
         }
     }
-}
 
-/// The next group: `held`, or the next call to arrive, and every call already waiting that
-/// fits beside it. Empty once the queue is closed and drained.
-async fn take_group(queue: &Mutex<mpsc::Receiver<Call>>, held: &mut Option<Call>) -> Vec<Call> {
-    let mut queue = queue.lock().await;
-    let first = match held.take() {
-        Some(call) => call,
-        None => match queue.recv().await {
-            Some(call) => call,
-            None => return Vec::new(),
-        },
-    };
-    let mut events = first.events.len();
-    let mut group = vec![first];
-    while let Ok(call) = queue.try_recv() {
-        if events + call.events.len() > MAX_BATCH {
-            *held = Some(call);
-            break;
-        }
-        events += call.events.len();
-        group.push(call);
-    }
-    group
-}
-
-impl Writer {
     /// Writes a group in one statement and answers each call with its share, then hands
     /// what the statement leased to the batcher; if that fails for another reason than the
     /// database being unavailable, writes each call on its own and answers it with its own
@@ -174,4 +152,28 @@ impl Writer {
         let handoff = reservation.map(Reservation::handoff);
         store::events::insert_handing(&mut conn, events, handoff).await
     }
+}
+
+/// The next group: `held`, or the next call to arrive, and every call already waiting that
+/// fits beside it. Empty once the queue is closed and drained.
+async fn take_group(queue: &Mutex<mpsc::Receiver<Call>>, held: &mut Option<Call>) -> Vec<Call> {
+    let mut queue = queue.lock().await;
+    let first = match held.take() {
+        Some(call) => call,
+        None => match queue.recv().await {
+            Some(call) => call,
+            None => return Vec::new(),
+        },
+    };
+    let mut events = first.events.len();
+    let mut group = vec![first];
+    while let Ok(call) = queue.try_recv() {
+        if events + call.events.len() > MAX_BATCH {
+            *held = Some(call);
+            break;
+        }
+        events += call.events.len();
+        group.push(call);
+    }
+    group
 }

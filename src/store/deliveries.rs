@@ -17,13 +17,12 @@ use crate::domain::{
 use crate::error::{Error, Result};
 
 /// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`, on
-/// a connection of [`super::queue_pool`],
-/// skipping the webhooks in `saturated` (those this batcher already has
-/// `--max-in-flight-per-webhook` attempts in flight for). Only rows that are claimed are
-/// locked; `FOR UPDATE SKIP LOCKED` lets concurrent batchers claim disjoint sets. A claim
-/// moves `next_attempt_time` to the lease's end, so a leased delivery is simply not due
-/// until its lease expires. Each claimed webhook's callback URL and secrets are read once,
-/// by a second statement in the same transaction.
+/// a connection of [`super::queue_pool`], skipping the webhooks in `saturated` (those this
+/// batcher already has `--max-in-flight-per-webhook` attempts in flight for). Only rows that
+/// are claimed are locked; `FOR UPDATE SKIP LOCKED` lets concurrent batchers claim disjoint
+/// sets. A claim moves `next_attempt_time` to the lease's end, so a leased delivery is simply
+/// not due until its lease expires. Each claimed webhook's callback URL and secrets are read
+/// once, by a second statement in the same transaction.
 ///
 /// With `from`, the scan starts at deliveries due at that time instead of at the oldest:
 /// a batcher that knows the earlier ones are all claimed or belong to `saturated` webhooks
@@ -66,7 +65,7 @@ pub async fn claim(
     let mut webhooks: Vec<Uuid> = deliveries.iter().map(|d| d.webhook_id.0).collect();
     webhooks.sort_unstable();
     webhooks.dedup();
-    let targets = sqlx::query_file!("src/store/queue/claim_targets.sql", &webhooks,)
+    let targets = sqlx::query_file!("src/store/queue/claim_targets.sql", &webhooks)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()

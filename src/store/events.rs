@@ -70,7 +70,8 @@ pub async fn insert_handing(
         let e = &events[i];
         e.idempotency_key.as_deref().map(|k| (e.owner.as_str(), k))
     });
-    let rows = sqlx::query_file!(
+    let rows = sqlx::query_file_as!(
+        PublishRow,
         "src/store/queue/publish.sql",
         &order.iter().map(|&i| ids[i]).collect::<Vec<_>>(),
         &order
@@ -101,34 +102,7 @@ pub async fn insert_handing(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let payloads: HashMap<Uuid, &[u8]> = ids
-        .iter()
-        .zip(events)
-        .map(|(id, e)| (*id, e.payload.as_slice()))
-        .collect();
-    let mut queued: HashMap<Uuid, i64> = HashMap::with_capacity(rows.len());
-    let mut handed = Leased::default();
-    for row in rows {
-        match (row.event_id, row.delivery_id, row.webhook_id) {
-            (Some(event), Some(delivery), Some(webhook)) => {
-                handed.deliveries.push(ClaimedDelivery {
-                    id: delivery,
-                    webhook_id: WebhookId(webhook),
-                    attempt_count: 0,
-                    payload: payloads.get(&event).copied().unwrap_or_default().to_vec(),
-                });
-            }
-            (Some(event), _, _) => *queued.entry(event).or_default() += row.queued.unwrap_or(0),
-            (None, None, Some(webhook)) => {
-                let target = ClaimTarget {
-                    callback_url: row.callback_url.unwrap_or_default(),
-                    sealed_secrets: row.sealed_secrets.unwrap_or_default(),
-                };
-                handed.targets.insert(WebhookId(webhook), target);
-            }
-            _ => {}
-        }
-    }
+    let (queued, handed) = PublishRow::split(rows, &ids, events);
     let duplicates: Vec<usize> = (0..events.len())
         .filter(|&i| !queued.contains_key(&ids[i]))
         .collect();
@@ -151,6 +125,59 @@ pub async fn insert_handing(
         })
         .collect();
     Ok((stored, handed))
+}
+
+/// One row of `publish.sql`'s answer; which columns are set says what it is.
+struct PublishRow {
+    event_id: Option<Uuid>,
+    queued: Option<i64>,
+    delivery_id: Option<Uuid>,
+    webhook_id: Option<Uuid>,
+    callback_url: Option<String>,
+    sealed_secrets: Option<Vec<Vec<u8>>>,
+}
+
+impl PublishRow {
+    /// The deliveries queued per stored event (0 for one with none), and what was handed
+    /// to the batcher; `ids[i]` is `events[i]`'s id.
+    fn split(
+        rows: Vec<Self>,
+        ids: &[Uuid],
+        events: &[OutboundEvent],
+    ) -> (HashMap<Uuid, i64>, Leased) {
+        let payloads: HashMap<Uuid, &[u8]> = ids
+            .iter()
+            .zip(events)
+            .map(|(id, e)| (*id, e.payload.as_slice()))
+            .collect();
+        let mut queued: HashMap<Uuid, i64> = HashMap::with_capacity(rows.len());
+        let mut handed = Leased::default();
+        for row in rows {
+            match (row.event_id, row.delivery_id, row.webhook_id) {
+                (Some(event), Some(delivery), Some(webhook)) => {
+                    handed.deliveries.push(ClaimedDelivery {
+                        id: delivery,
+                        webhook_id: WebhookId(webhook),
+                        attempt_count: 0,
+                        payload: payloads.get(&event).copied().unwrap_or_default().to_vec(),
+                    });
+                }
+                (Some(event), _, _) => {
+                    *queued.entry(event).or_default() += row.queued.unwrap_or(0);
+                }
+                (None, None, Some(webhook)) => {
+                    let target = ClaimTarget {
+                        callback_url: row.callback_url.unwrap_or_default(),
+                        sealed_secrets: row.sealed_secrets.unwrap_or_default(),
+                    };
+                    handed.targets.insert(WebhookId(webhook), target);
+                }
+                // The wake-up's row.
+                _ => {}
+            }
+        }
+        (queued, handed)
+    }
 }
 
 /// An event's idempotency key, "" for none.

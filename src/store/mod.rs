@@ -28,9 +28,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 /// # Errors
 /// `Unavailable` when the database cannot be reached.
 pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<PgPool> {
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+    let pool = pool_options(max_connections)
         .connect_with(options.options([("jit", "off")]))
         .await?;
     Ok(pool)
@@ -69,10 +67,19 @@ pub fn queue_pool(pool: &PgPool, max_connections: u32) -> PgPool {
     let options = (*pool.connect_options())
         .clone()
         .options(QUEUE_SESSION.iter().copied());
+    // No ping before each use: it is a round trip per acquire (one per record at a low
+    // rate). A connection that died since its last use fails its next claim or record
+    // instead, which is retried (a record after the lease: a duplicate, never a loss).
+    pool_options(max_connections)
+        .test_before_acquire(false)
+        .connect_lazy_with(options)
+}
+
+/// How the pools hand out connections: within 5 s, or `Unavailable`.
+fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options)
 }
 
 /// Applies [`QUEUE_SESSION`] to the rest of the transaction `conn` is in, as a connection

@@ -28,6 +28,16 @@ pub const FAST: &[&str] = &[
     "16",
 ];
 
+/// The profile of the latency scenarios: woken by each publish, batches of up to 100.
+pub const LATENCY: &[&str] = &[
+    "--wake-on-publish",
+    "--drain",
+    "--batch-size",
+    "100",
+    "--poll-interval",
+    "1s",
+];
+
 /// How big a run is.
 pub struct Plan {
     /// Small counts that check correctness, not speed.
@@ -235,14 +245,7 @@ pub async fn latency(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let bench = Bench::new(server).await?;
     let receiver = Receiver::start(plan.quick, None).await?;
     bench.subscribe("petapis", &receiver, 1, 0).await?;
-    let serve = bench.serve(&[
-        "--wake-on-publish",
-        "--drain",
-        "--batch-size",
-        "100",
-        "--poll-interval",
-        "1s",
-    ])?;
+    let serve = bench.serve(LATENCY)?;
     serve.ready().await?;
     let (rate, seconds) = (500u64, plan.n(30, 2));
     let steady = Steady::publish(&serve, &bench.token, rate, seconds, 0, plan.quick).await?;

@@ -30,8 +30,10 @@ WITH input AS (
     SELECT w.id, w.callback_url, k.owner_name, k.repository_name, k.event, k.events,
            COALESCE(r.room, $13::int) AS room
     FROM (
+        -- From the routing arrays, not from `input`: read once, `input` (with the payloads)
+        -- is not materialized.
         SELECT owner_name, repository_name, event, count(*) AS events
-        FROM input
+        FROM UNNEST($2::text[], $3::text[], $4::int[]) AS r(owner_name, repository_name, event)
         GROUP BY owner_name, repository_name, event
     ) AS k
     CROSS JOIN LATERAL (
@@ -67,7 +69,7 @@ FROM stored
 UNION ALL
 SELECT event_id, count(*), NULL, NULL, NULL, NULL FROM queued GROUP BY event_id
 UNION ALL
-SELECT event_id, 0, id, webhook_id, NULL, NULL FROM queued WHERE handed
+SELECT event_id, 0, id, webhook_id, NULL, NULL FROM queued WHERE $8::uuid IS NOT NULL AND handed
 UNION ALL
 SELECT NULL, 0, NULL, t.id, t.callback_url,
        ARRAY(
@@ -76,7 +78,7 @@ SELECT NULL, 0, NULL, t.id, t.callback_url,
            ORDER BY s.create_time DESC
        )
 FROM targets t
-WHERE t.handed
+WHERE $8::uuid IS NOT NULL AND t.handed
 UNION ALL
 SELECT NULL, 0, NULL, NULL, NULL, NULL
 FROM (SELECT pg_notify($7, '') FROM queued WHERE NOT handed LIMIT 1) AS woke
