@@ -25,7 +25,8 @@ use crate::domain::Leased;
 use crate::error::{Error, Result};
 use crate::store;
 
-/// How many groups are written at once; each holds a database connection while it is.
+/// How many groups are written at once; each writer has a connection of its own (see
+/// [`store::publish_pool`]).
 const WRITERS: usize = 2;
 
 /// One call's events and where its answer goes.
@@ -41,13 +42,15 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writers on `pool`, on `tasks`; they stop once every clone of the
-    /// returned handle is dropped and what was queued is written. With `batcher` (this
-    /// process's), each group leases what that batcher has room for to it as it queues
-    /// it, and hands it over once committed: the first attempt needs no claim.
+    /// Starts the writers on `pool`'s database (with a pool of their own), on `tasks`; they
+    /// stop once every clone of the returned handle is dropped and what was queued is
+    /// written. With `batcher` (this process's), each group leases what that batcher has
+    /// room for to it as it queues it, and hands it over once committed: the first attempt
+    /// needs no claim.
     pub fn start(pool: PgPool, batcher: Option<Dispatcher>, tasks: &TaskTracker) -> Self {
         let (calls, queue) = mpsc::channel(MAX_BATCH);
         let queue = Arc::new(Mutex::new(queue));
+        let pool = store::publish_pool(&pool, WRITERS as u32);
         for _ in 0..WRITERS {
             let writer = Writer {
                 pool: pool.clone(),
