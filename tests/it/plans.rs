@@ -2,11 +2,11 @@
 //! on realistic tables: 100,000 pending deliveries with 2,000 of them leased, and 20,000 with
 //! 5,500 leased, for 1,000 webhooks. Each statement runs under `EXPLAIN ANALYZE` exactly as
 //! the store sends it, under the settings the batcher's sessions have
-//! (`store::QUEUE_SESSION`; the publish under none), planned on statistics taken before the
-//! backlog existed, before anything was leased and now, as a custom plan and as the generic
-//! plan a prepared statement turns into. A plan fails on a nested loop with a join filter,
-//! and on any scan that reads far more rows than the statement's batch (a scan of the
-//! backlog).
+//! (`store::QUEUE_SESSION`; the publish's `store::PUBLISH_SESSION` only sets the plan cache
+//! mode, tested both ways), planned on statistics taken before the backlog existed, before
+//! anything was leased and now, as a custom plan and as the generic plan a prepared statement
+//! turns into. A plan fails on a nested loop with a join filter, and on any scan that reads
+//! far more rows than the statement's batch (a scan of the backlog).
 
 use serde_json::Value;
 use sqlx::{Connection as _, PgConnection};
