@@ -62,36 +62,22 @@ pub async fn insert_handing(
     handoff: Option<&Handoff>,
 ) -> Result<(Vec<Stored>, Leased)> {
     let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
-    // Keyed events in (owner, key) order, so that concurrent publishes that repeat keys
-    // wait for each other's keys in one order and never deadlock (a stable sort: the first
-    // of a repeated key in this batch stays the original).
-    let mut order: Vec<usize> = (0..events.len()).collect();
-    order.sort_by_key(|&i| {
-        let e = &events[i];
-        e.idempotency_key.as_deref().map(|k| (e.owner.as_str(), k))
-    });
     let rows = sqlx::query_file_as!(
         PublishRow,
         "src/store/queue/publish.sql",
-        &order.iter().map(|&i| ids[i]).collect::<Vec<_>>(),
-        &order
+        &ids,
+        &events.iter().map(|e| e.owner.as_str()).collect::<Vec<_>>() as &[&str],
+        &events
             .iter()
-            .map(|&i| events[i].owner.as_str())
+            .map(|e| e.repository.as_str())
             .collect::<Vec<_>>() as &[&str],
-        &order
+        &events.iter().map(|e| e.event.number()).collect::<Vec<_>>(),
+        &events
             .iter()
-            .map(|&i| events[i].repository.as_str())
-            .collect::<Vec<_>>() as &[&str],
-        &order
-            .iter()
-            .map(|&i| events[i].event.number())
-            .collect::<Vec<_>>(),
-        &order
-            .iter()
-            .map(|&i| events[i].payload.as_slice())
+            .map(|e| e.payload.as_slice())
             .collect::<Vec<_>>() as &[&[u8]],
         // Arrays cannot carry NULLs through the typed bindings: "" stands for "no key".
-        &order.iter().map(|&i| key(&events[i])).collect::<Vec<_>>() as &[&str],
+        &events.iter().map(key).collect::<Vec<_>>() as &[&str],
         NOTIFY_CHANNEL,
         handoff.map(|h| h.worker),
         handoff.map_or(0, |h| h.limit),
