@@ -14,7 +14,17 @@ use webhookd::signing::SigningSecret;
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9000".to_owned());
-    let secrets: Vec<SigningSecret> = args.filter_map(|s| SigningSecret::parse(&s)).collect();
+    // A secret that does not parse is an error, not a listener that verifies nothing.
+    let secrets = args
+        .map(|s| {
+            SigningSecret::parse(&s).ok_or_else(|| {
+                anyhow::anyhow!("{s:?} is not a signing secret (whsec_ followed by base64)")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if secrets.is_empty() {
+        eprintln!("no secret given: signatures are not checked");
+    }
 
     let app = VerifyingListener::new(secrets, |received| {
         // `webhook_id` is stable across retries: remember it to drop duplicates.
@@ -24,6 +34,8 @@ async fn main() -> anyhow::Result<()> {
             .as_option()
             .and_then(|p| p.payload.as_ref());
         println!("delivery {:?}: {push:?}", received.webhook_id);
+        // An `Err` here answers 503: webhookd retries the delivery later.
+        Ok(())
     })
     .into_router();
 

@@ -30,6 +30,9 @@ pub enum Error {
     /// A quota is used up.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The request is valid but the resource is not in a state that allows it.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The database cannot be reached; the request may be retried.
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -48,6 +51,7 @@ impl Error {
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::AlreadyExists(_) => ErrorCode::AlreadyExists,
             Error::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+            Error::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
         }

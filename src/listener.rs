@@ -2,6 +2,9 @@
 //! Standard Webhooks signatures and hands each event to a callback. `webhookd listen` runs it
 //! with a callback that prints one line of JSON per event; `examples/listener.rs` shows how
 //! to write your own in a few lines with the same pieces.
+//!
+//! The callback decides whether the delivery is taken: an `Err` is answered `unavailable`
+//! (HTTP 503), so webhookd retries it later with the same `webhook-id`.
 
 use std::sync::Arc;
 
@@ -29,10 +32,11 @@ pub struct VerifyingListener<F> {
 
 impl<F> VerifyingListener<F>
 where
-    F: Fn(ReceivedEvent) + Send + Sync + 'static,
+    F: Fn(ReceivedEvent) -> anyhow::Result<()> + Send + Sync + 'static,
 {
     /// A listener that accepts deliveries signed by any of `secrets` (none: no check) and
-    /// calls `on_event` for each.
+    /// calls `on_event` for each; a delivery is acknowledged only when `on_event` returns
+    /// `Ok`.
     pub fn new(secrets: Vec<SigningSecret>, on_event: F) -> Self {
         Self { secrets, on_event }
     }
@@ -46,7 +50,7 @@ where
 
 impl<F> EventService for VerifyingListener<F>
 where
-    F: Fn(ReceivedEvent) + Send + Sync + 'static,
+    F: Fn(ReceivedEvent) -> anyhow::Result<()> + Send + Sync + 'static,
 {
     async fn event(
         &self,
@@ -66,7 +70,10 @@ where
         (self.on_event)(ReceivedEvent {
             webhook_id,
             event: request.to_owned_message(),
-        });
+        })
+        .map_err(|e| {
+            ConnectError::unavailable(format!("the listener could not take the event: {e:#}"))
+        })?;
         Response::ok(EventResponse::default())
     }
 }

@@ -175,10 +175,13 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let verifying = !secrets.is_empty();
+    // A line that cannot be written (stdout closed, disk full) is not acknowledged: the
+    // delivery is answered 503 and webhookd retries it.
     let router = VerifyingListener::new(secrets, |event| {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", json_line(&event));
-        let _ = out.flush();
+        writeln!(out, "{}", json_line(&event))?;
+        out.flush()?;
+        Ok(())
     })
     .into_router();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

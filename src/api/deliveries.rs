@@ -12,6 +12,7 @@ use crate::domain::{AttemptRecord, Delivery, DeliveryState, PageCursor};
 use crate::error::{Error, Result};
 use crate::proto::webhookd::v1 as pb;
 use crate::store;
+use crate::store::deliveries::Redelivery;
 
 /// The largest (and default) ListDeliveries page.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -93,9 +94,17 @@ impl DeliveryApi {
         let scope = authenticate(api, ctx).await?;
         let mut conn = store::acquire(&api.pool).await?;
         let id = authorize_delivery(&mut conn, &scope, &req.delivery_id).await?;
-        let delivery = store::deliveries::redeliver(&mut conn, id)
-            .await?
-            .ok_or_else(delivery_not_found)?;
+        let delivery = match store::deliveries::redeliver(&mut conn, id).await? {
+            Redelivery::Queued(delivery) => delivery,
+            Redelivery::NotFound => return Err(delivery_not_found()),
+            Redelivery::WebhookDisabled(reason) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "delivery {id} cannot be redelivered: its webhook is disabled ({}); \
+                     nothing was queued",
+                    reason.as_deref().unwrap_or("no reason recorded")
+                )));
+            }
+        };
         store::events::notify_batchers(&mut conn).await?;
         tracing::info!(delivery_id = %id, "redelivery queued");
         Ok(pb::RedeliverResponse {

@@ -477,7 +477,7 @@ impl Dispatcher {
         target: Option<Arc<Target>>,
     ) -> Option<Outcome> {
         let settings = &self.inner.settings;
-        let (id, attempt_count) = (delivery.id, delivery.attempt_count);
+        let (id, scheduled) = (delivery.id, delivery.scheduled_attempts);
         let (attempt, outcome) = attempt::send(
             &self.inner.client,
             delivery,
@@ -486,7 +486,7 @@ impl Dispatcher {
             settings.allow_insecure_callbacks,
         )
         .await;
-        let verdict = settings.retry_schedule.verdict(attempt_count + 1, &outcome);
+        let verdict = settings.retry_schedule.verdict(scheduled + 1, &outcome);
         tracing::debug!(status = ?attempt.http_status, error = ?attempt.error, ?verdict, "attempted");
         Some(Outcome {
             delivery: id,

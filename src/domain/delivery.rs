@@ -107,6 +107,9 @@ pub struct ClaimedDelivery {
     pub webhook_id: WebhookId,
     /// Attempts made before this one.
     pub attempt_count: i32,
+    /// Attempts made since its retry schedule last started (at its queueing, or at its
+    /// last redelivery): where it stands in the schedule.
+    pub scheduled_attempts: i32,
     /// The encoded `EventRequest`.
     pub payload: Vec<u8>,
 }

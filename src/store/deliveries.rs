@@ -58,6 +58,7 @@ pub async fn claim(
             id: r.id,
             webhook_id: WebhookId(r.webhook_id),
             attempt_count: r.attempt_count,
+            scheduled_attempts: r.scheduled_attempts,
             payload: r.payload?,
         })
     })
@@ -356,25 +357,56 @@ async fn fetch(conn: &mut PgConnection, delivery: Uuid) -> Result<Option<Deliver
     row.map(Delivery::try_from).transpose()
 }
 
-/// Queues a delivery again, due now, whatever its state. An attempt already in flight
-/// keeps its lease (and is recorded); the delivery is due again when that lease ends.
-pub async fn redeliver(conn: &mut PgConnection, delivery: Uuid) -> Result<Option<Delivery>> {
-    let updated = sqlx::query_scalar!(
+/// What [`redeliver`] did.
+#[derive(Debug)]
+pub enum Redelivery {
+    /// Queued again; the delivery as it now stands.
+    Queued(Delivery),
+    /// Its webhook is disabled (for this reason), so it would never be claimed: nothing
+    /// changed.
+    WebhookDisabled(Option<String>),
+    /// No such delivery.
+    NotFound,
+}
+
+/// Queues a delivery again, due now, whatever its state, with the whole retry schedule
+/// ahead of it (its attempt numbers go on). An attempt already in flight keeps its lease
+/// (and is recorded); the delivery is due again when that lease ends. Refused, changing
+/// nothing, when its webhook is disabled.
+pub async fn redeliver(conn: &mut PgConnection, delivery: Uuid) -> Result<Redelivery> {
+    let found = sqlx::query!(
         r#"
-        UPDATE deliveries
-        SET state = 'pending',
-            next_attempt_time = CASE WHEN lease_owner IS NOT NULL AND lease_expire_time > now()
-                                     THEN next_attempt_time ELSE now() END
-        WHERE id = $1
-        RETURNING id
+        WITH target AS (
+            SELECT d.id, w.state AS webhook_state, w.disabled_reason
+            FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+            WHERE d.id = $1
+            FOR UPDATE OF d
+        ), queued AS (
+            UPDATE deliveries d
+            SET state = 'pending',
+                schedule_start = d.attempt_count,
+                next_attempt_time = CASE WHEN d.lease_owner IS NOT NULL AND d.lease_expire_time > now()
+                                         THEN d.next_attempt_time ELSE now() END
+            FROM target t
+            WHERE d.id = t.id AND t.webhook_state = 'active'
+            RETURNING d.id
+        )
+        SELECT t.webhook_state, t.disabled_reason
+        FROM target t
         "#,
         delivery,
     )
     .fetch_optional(&mut *conn)
     .await?;
-    match updated {
-        Some(_) => fetch(conn, delivery).await,
-        None => Ok(None),
+    match found {
+        None => Ok(Redelivery::NotFound),
+        Some(r) if r.webhook_state != "active" => {
+            Ok(Redelivery::WebhookDisabled(r.disabled_reason))
+        }
+        Some(_) => match fetch(conn, delivery).await? {
+            Some(queued) => Ok(Redelivery::Queued(queued)),
+            None => Ok(Redelivery::NotFound),
+        },
     }
 }
 

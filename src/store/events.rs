@@ -145,6 +145,7 @@ impl PublishRow {
                         id: delivery,
                         webhook_id: WebhookId(webhook),
                         attempt_count: 0,
+                        scheduled_attempts: 0,
                         payload: payloads.get(&event).copied().unwrap_or_default().to_vec(),
                     });
                 }

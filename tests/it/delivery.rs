@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use buffa::Message as _;
+use connectrpc::ErrorCode;
 use webhookd::proto::buf::alpha::webhook::v1alpha1::EventRequest;
 use webhookd::proto::webhookd::v1 as pb;
 use webhookd::signing::{SigningSecret, verify};
 use webhookd::synthetic::repository_push;
 
-use crate::helpers::{TestApp, eventually, python, run, spawn_app_with, tempdir};
+use crate::helpers::{TestApp, eventually, python, run, spawn_app_with, tempdir, wait_until};
 use crate::receiver::{Receiver, Reply};
 
 /// Flags for tests that drive the batcher themselves with `run_once`.
@@ -255,28 +256,39 @@ async fn a_listener_failing_twice_gets_three_attempts_and_one_delivery() {
     );
 }
 
+/// Runs `n` claims of one delivery each, letting its 10 ms retry delay pass before each.
+async fn attempt_one_by_one(app: &TestApp, n: usize) {
+    let dispatcher = app.dispatcher();
+    for i in 0..n {
+        wait_until(
+            &format!("claim {} of {n}", i + 1),
+            Duration::from_secs(5),
+            || async { dispatcher.run_once().await.unwrap() == 1 },
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
-async fn retries_run_out_into_failed_and_redeliver_queues_it_again() {
+async fn retries_run_out_into_failed_and_redeliver_gives_the_whole_schedule_again() {
     let (app, token, receiver, hook) = subscribed(MANUAL).await;
-    receiver.script([
+    let failures = [
         Reply::Status(500),
         Reply::Status(429),
         Reply::Status(404),
         Reply::Status(302),
-    ]);
+    ];
+    receiver.script(failures.clone());
     publish(
         &app,
         &token,
         vec![(repository_push("acme", "petapis", 1), "")],
     )
     .await;
-    let dispatcher = app.dispatcher();
-    for _ in 0..4 {
-        assert_eq!(dispatcher.run_once().await.unwrap(), 1);
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    attempt_one_by_one(&app, 4).await;
+    tokio::time::sleep(Duration::from_millis(30)).await; // longer than any retry delay
     assert_eq!(
-        dispatcher.run_once().await.unwrap(),
+        app.dispatcher().run_once().await.unwrap(),
         0,
         "schedule exhausted"
     );
@@ -287,24 +299,84 @@ async fn retries_run_out_into_failed_and_redeliver_queues_it_again() {
         "FAILED after 1 + 3 retries"
     );
 
-    let request = pb::RedeliverRequest {
-        delivery_id: delivery.delivery_id.clone(),
-        ..Default::default()
+    // Redelivered, it gets 1 + 3 attempts again, numbered on from 5, under the same id.
+    let redeliver = || async {
+        let request = pb::RedeliverRequest {
+            delivery_id: delivery.delivery_id.clone(),
+            ..Default::default()
+        };
+        app.deliveries(&token).redeliver(request).await
     };
-    let again = app
-        .deliveries(&token)
-        .redeliver(request)
-        .await
-        .unwrap()
-        .into_owned();
+    let again = redeliver().await.unwrap().into_owned();
     assert_eq!(
         again.delivery.as_option().unwrap().state.to_i32(),
         1,
         "PENDING"
     );
-    assert_eq!(dispatcher.run_once().await.unwrap(), 1);
-    let (delivery, tries) = attempts(&app, &token, &delivery.delivery_id).await;
-    assert_eq!((delivery.state.to_i32(), tries.len()), (2, 5));
+    receiver.script(failures);
+    attempt_one_by_one(&app, 4).await;
+    let (failed, tries) = attempts(&app, &token, &delivery.delivery_id).await;
+    assert_eq!((failed.state.to_i32(), tries.len()), (3, 8), "FAILED again");
+    let numbers: Vec<i32> =
+        sqlx::query_scalar("SELECT number FROM delivery_attempts ORDER BY number")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(numbers, (1..=8).collect::<Vec<_>>());
+    let captured = receiver.captured();
+    assert_eq!(captured.len(), 8);
+    assert!(
+        captured
+            .iter()
+            .all(|r| r.header("webhook-id") == delivery.delivery_id)
+    );
+
+    // Once more, and the listener takes it.
+    redeliver().await.unwrap();
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 1);
+    let (delivered, tries) = attempts(&app, &token, &delivery.delivery_id).await;
+    assert_eq!((delivered.state.to_i32(), tries.len()), (2, 9));
+}
+
+#[tokio::test]
+async fn redelivering_to_a_disabled_webhook_is_refused_and_changes_nothing() {
+    let (app, token, receiver, hook) = subscribed(MANUAL).await;
+    receiver.script([Reply::Status(410)]);
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "")],
+    )
+    .await;
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 1);
+    let delivery = delivery_log(&app, &token, &hook).await.remove(0);
+    assert_eq!(
+        delivery.state.to_i32(),
+        3,
+        "FAILED: the listener answered 410"
+    );
+
+    let request = pb::RedeliverRequest {
+        delivery_id: delivery.delivery_id.clone(),
+        ..Default::default()
+    };
+    let refused = app.deliveries(&token).redeliver(request).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::FailedPrecondition);
+    assert!(
+        refused
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("webhook is disabled")
+            && refused
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("410"),
+        "{refused:?}"
+    );
+    let (unchanged, _) = attempts(&app, &token, &delivery.delivery_id).await;
+    assert_eq!(unchanged, delivery, "nothing was queued");
 }
 
 #[tokio::test]

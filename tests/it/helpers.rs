@@ -420,14 +420,37 @@ pub fn serve_command(app: &TestApp, database_url: &str, flags: &[&str]) -> (Spaw
 
 /// Waits up to 2 s for `check` to hold.
 pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    wait_until(what, Duration::from_secs(2), check).await;
+}
+
+/// Waits up to `timeout` for `check` to hold, polling every 20 ms; panics naming `what`.
+pub async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    timeout: Duration,
+    check: impl Fn() -> F,
+) {
+    let deadline = std::time::Instant::now() + timeout;
     while !check().await {
         assert!(
             std::time::Instant::now() < deadline,
-            "not within 2 s: {what}"
+            "not within {timeout:?}: {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until something accepts connections on `port` (a process starting up).
+pub async fn wait_for_port(port: u16) {
+    wait_until(
+        &format!("something listening on 127.0.0.1:{port}"),
+        Duration::from_secs(30),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
 }
 
 /// Asserts a Connect error answer: HTTP status, code, and a fragment of the message.

@@ -2,7 +2,6 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use buffa::MessageField;
 use connectrpc::ErrorCode;
@@ -10,7 +9,7 @@ use webhookd::proto::webhookd::v1 as pb;
 use webhookd::synthetic::repository_push;
 
 use crate::delivery::publish;
-use crate::helpers::{Spawned, run, spawn_app_with};
+use crate::helpers::{Spawned, run, spawn_app_with, wait_for_port};
 
 fn batch(
     events: Vec<webhookd::proto::buf::alpha::webhook::v1alpha1::EventRequest>,
@@ -166,30 +165,34 @@ async fn webhookd_publish_queues_synthetic_pushes_and_webhookd_listen_prints_ver
             .stdout(Stdio::piped())
             .stderr(Stdio::null()),
     );
-    let mut publish = Command::new(env!("CARGO_BIN_EXE_webhookd"));
-    publish.args([
-        "publish",
-        "--owner",
-        "acme",
-        "--repository",
-        "petapis",
-        "--count",
-        "3",
-    ]);
-    publish
-        .args(["--database-url", &app.database_url()])
-        .env("RUST_LOG", "warn");
-    let (code, out, err) = run(publish).await;
+    let publish = || {
+        let mut publish = Command::new(env!("CARGO_BIN_EXE_webhookd"));
+        publish.args([
+            "publish",
+            "--owner",
+            "acme",
+            "--repository",
+            "petapis",
+            "--count",
+            "3",
+        ]);
+        publish
+            .args(["--database-url", &app.database_url()])
+            .env("RUST_LOG", "warn");
+        publish
+    };
+    let (code, out, err) = run(publish()).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 3, "one event id per line: {out}");
     assert!(err.contains("3 deliveries queued"), "{err}");
 
-    tokio::time::sleep(Duration::from_millis(300)).await; // the listener is up
+    wait_for_port(port).await;
     assert_eq!(app.dispatcher().run_once().await.unwrap(), 3);
     let mut lines = BufReader::new(listen.stdout.take().unwrap()).lines();
-    let line = tokio::task::spawn_blocking(move || lines.next().unwrap().unwrap())
-        .await
-        .unwrap();
+    let (line, lines) =
+        tokio::task::spawn_blocking(move || (lines.next().unwrap().unwrap(), lines))
+            .await
+            .unwrap();
     let printed: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(printed["event"]["event"], "WEBHOOK_EVENT_REPOSITORY_PUSH");
     assert_eq!(
@@ -222,6 +225,23 @@ async fn webhookd_publish_queues_synthetic_pushes_and_webhookd_listen_prints_ver
     assert_eq!(forged.status(), 401);
     let body: serde_json::Value = forged.json().await.unwrap();
     assert_eq!(body["code"], "unauthenticated");
+
+    // With its stdout closed, the listener cannot print an event: it refuses the delivery
+    // (503), so webhookd keeps it for a retry instead of losing it.
+    drop(lines);
+    let (code, _, err) = run(publish()).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 3);
+    let refused: Vec<(String, Option<i32>)> =
+        sqlx::query_as("SELECT state, last_http_status FROM deliveries WHERE state <> 'delivered'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        refused,
+        vec![("pending".to_owned(), Some(503)); 3],
+        "deliveries the listener could not print are kept for a retry"
+    );
     listen.kill().unwrap();
     listen.wait().unwrap();
 }

@@ -20,9 +20,9 @@ WITH candidates AS (
         lease_expire_time = now() + make_interval(secs => $3),
         next_attempt_time = now() + make_interval(secs => $3)
     WHERE d.id = ANY (ARRAY(SELECT id FROM candidates))
-    RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count
+    RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.schedule_start
 )
-SELECT c.id, c.webhook_id, c.attempt_count,
+SELECT c.id, c.webhook_id, c.attempt_count, c.attempt_count - c.schedule_start AS "scheduled_attempts!",
        (SELECT e.payload FROM events e WHERE e.id = c.event_id) AS payload,
        (SELECT CASE WHEN count(*) = $2 THEN max(due) END FROM candidates) AS full_at
 FROM claimed c
