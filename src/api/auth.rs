@@ -1,9 +1,11 @@
-//! Bearer-token authentication for every WebhookService RPC.
+//! Bearer-token authentication for every RPC, and authorization of the resources a request
+//! names: a token sees only its owners' webhooks and deliveries, and learns nothing about
+//! the others (the same `not_found` as for what does not exist).
 
 use connectrpc::RequestContext;
 
 use super::ApiContext;
-use crate::domain::{ApiToken, TokenScope};
+use crate::domain::{ApiToken, DeliveryId, TokenScope, WebhookId};
 use crate::error::{Error, Result};
 use crate::store;
 
@@ -30,11 +32,10 @@ pub async fn authorize_webhook(
     conn: &mut sqlx::PgConnection,
     scope: &TokenScope,
     id: &str,
-) -> Result<crate::domain::WebhookId> {
-    let not_found = super::webhooks::webhook_not_found;
-    let id = crate::domain::WebhookId::parse(id).ok_or_else(not_found)?;
+) -> Result<WebhookId> {
+    let id = WebhookId::parse(id).ok_or_else(webhook_not_found)?;
     let owner = store::webhooks::owner_of(conn, id).await?;
-    visible(scope, owner, id, not_found)
+    visible(scope, owner, id, webhook_not_found)
 }
 
 /// Resolves a delivery id to a delivery of a webhook the token may see, like
@@ -46,10 +47,15 @@ pub async fn authorize_delivery(
     conn: &mut sqlx::PgConnection,
     scope: &TokenScope,
     id: &str,
-) -> Result<uuid::Uuid> {
-    let id = uuid::Uuid::try_parse(id).map_err(|_| delivery_not_found())?;
+) -> Result<DeliveryId> {
+    let id = DeliveryId::parse(id).ok_or_else(delivery_not_found)?;
     let owner = store::deliveries::owner_of(conn, id).await?;
     visible(scope, owner, id, delivery_not_found)
+}
+
+/// The one answer for a webhook that does not exist or that the token may not see.
+pub fn webhook_not_found() -> Error {
+    Error::NotFound("no such webhook (or it belongs to an owner this token does not cover)".into())
 }
 
 /// The one answer for a delivery that does not exist or that the token may not see.

@@ -25,13 +25,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::PgNotification;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{TokenHash, TokenScope, Webhook};
 use crate::error::Result;
 use crate::store;
+use crate::store::notifications::{Notice, Notifications};
 
 /// The most entries a cache keeps; past that it is emptied and refilled by use.
 const MAX_ENTRIES: usize = 10_000;
@@ -200,59 +201,44 @@ impl ApiCache {
     /// Keeps the caches honest until `shutdown`: listens for changes, drops what changed,
     /// and bypasses the caches whenever the LISTEN connection is down.
     pub async fn listen(self: Arc<Self>, pool: PgPool, shutdown: CancellationToken) {
+        const CHANNELS: &[&str] = &[
+            store::tokens::REVOKED_CHANNEL,
+            store::webhooks::CHANGED_CHANNEL,
+        ];
         if self.tokens.ttl.is_zero() && self.lists.ttl.is_zero() {
             return;
         }
+        let mut notifications = Notifications::new(pool, CHANNELS);
         loop {
-            let connected = async {
-                let mut listener = PgListener::connect_with(&pool).await?;
-                listener
-                    .listen_all([
-                        store::tokens::REVOKED_CHANNEL,
-                        store::webhooks::CHANGED_CHANNEL,
-                    ])
-                    .await?;
-                Ok::<_, sqlx::Error>(listener)
-            };
-            let mut listener = tokio::select! {
-                connected = connected => connected,
+            let notice = tokio::select! {
+                notice = notifications.next() => notice,
                 () = shutdown.cancelled() => return,
             };
-            if let Ok(listener) = &mut listener {
-                // Anything changed while nobody listened is gone from the caches too.
-                self.clear();
-                self.listening.store(true, Ordering::Release);
-                loop {
-                    let received = tokio::select! {
-                        received = listener.try_recv() => received,
-                        () = shutdown.cancelled() => return,
-                    };
-                    match received {
-                        Ok(Some(change))
-                            if change.channel() == store::webhooks::CHANGED_CHANNEL =>
-                        {
-                            for changed in change.payload().lines() {
-                                match changed.split_once('/') {
-                                    Some((owner, repository)) => {
-                                        self.forget_list(owner, repository)
-                                    }
-                                    None => self.clear(),
-                                }
-                            }
-                        }
-                        Ok(Some(_)) => self.tokens_changed(),
-                        Ok(None) | Err(_) => break,
-                    }
+            match notice {
+                Notice::Listening => {
+                    // Anything changed while nobody listened is gone from the caches too.
+                    self.clear();
+                    self.listening.store(true, Ordering::Release);
+                }
+                Notice::Notified(change) => self.apply(&change),
+                Notice::Lost => {
+                    // Read from the database until the connection is back.
+                    self.listening.store(false, Ordering::Release);
+                    self.clear();
                 }
             }
-            self.listening.store(false, Ordering::Release);
-            self.clear();
-            tracing::warn!(
-                "change listener down; tokens and webhooks are read from the database until it is back"
-            );
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = shutdown.cancelled() => return,
+        }
+    }
+
+    /// Drops what one announcement says changed.
+    fn apply(&self, change: &PgNotification) {
+        if change.channel() != store::webhooks::CHANGED_CHANNEL {
+            return self.tokens_changed();
+        }
+        for changed in change.payload().lines() {
+            match changed.split_once('/') {
+                Some((owner, repository)) => self.forget_list(owner, repository),
+                None => self.clear(),
             }
         }
     }

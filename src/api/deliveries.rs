@@ -52,7 +52,7 @@ impl DeliveryApi {
             paginate(page, size, &api.page_key, &listing, |d: &Delivery| {
                 PageCursor {
                     create_time: d.create_time,
-                    id: d.id,
+                    id: d.id.0,
                 }
             });
         Ok(pb::ListDeliveriesResponse {

@@ -56,7 +56,7 @@ impl SubscriptionApi {
         let sealed = api.secrets.seal(secret.expose().as_bytes());
         let expire = store::secrets::rotate(&mut conn, id, &sealed, ROTATION_OVERLAP_SECS)
             .await?
-            .ok_or_else(super::webhooks::webhook_not_found)?;
+            .ok_or_else(super::auth::webhook_not_found)?;
         tracing::info!(webhook_id = %id, "signing secret rotated");
         Ok(pb::RotateSigningSecretResponse {
             secret: secret.expose().to_owned(),

@@ -6,13 +6,13 @@ use buffa::{EnumValue, MessageField};
 use buffa_types::google::protobuf::Timestamp;
 use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
 
-use super::auth::authenticate;
+use super::auth::{authenticate, webhook_not_found};
 use super::{ApiContext, decode_page_token, paginate};
 use crate::domain::{
     CallbackUrl, NewWebhook, OwnerName, PageCursor, RepositoryName, Webhook, WebhookEvent,
     WebhookId,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::proto::buf::alpha::registry::v1alpha1 as pb;
 use crate::signing::SigningSecret;
 use crate::store;
@@ -126,11 +126,6 @@ impl WebhookApi {
         tracing::info!(webhook_id = %id, "webhook deleted");
         Ok(pb::DeleteWebhookResponse::default())
     }
-}
-
-/// The one answer for a webhook that does not exist or that the token may not see.
-pub fn webhook_not_found() -> Error {
-    Error::NotFound("no such webhook (or it belongs to an owner this token does not cover)".into())
 }
 
 fn to_proto(webhook: Webhook) -> pb::Webhook {

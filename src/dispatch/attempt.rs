@@ -1,17 +1,15 @@
-//! One HTTP attempt of a delivery: a signed Connect unary POST of the stored `EventRequest`.
-//! A listener's failure is an [`Outcome`], never an `Err`: it is recorded like any answer.
+//! Sending one attempt's request (built by [`super::request`]) with the guarded client, and
+//! recording the answer. A listener's failure is recorded like any answer, never an `Err`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::retry::Outcome;
-use crate::domain::{AttemptRecord, ClaimTarget, ClaimedDelivery, is_internal_ip};
-use crate::secret_box::SecretBox;
-use crate::signing::{SigningSecret, signature_header};
+use super::request::Request;
+use crate::domain::{AttemptRecord, is_internal_ip};
 
 /// How much of a response body is kept in the attempt record.
 pub const MAX_RECORDED_BODY: usize = 4096;
@@ -61,130 +59,70 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// A claimed webhook's target, ready for its attempts: the callback URL parsed and the
-/// secrets opened once per claim rather than once per delivery.
-#[derive(Debug)]
-pub struct Target {
-    /// The callback URL, or why it does not parse (recorded on each attempt).
-    url: Result<reqwest::Url, String>,
-    secrets: Vec<SigningSecret>,
-}
-
-impl Target {
-    /// Parses the URL and opens the secrets of a claimed webhook.
-    ///
-    /// # Errors
-    /// When a secret cannot be opened with this server's key, or is malformed.
-    pub fn open(stored: &ClaimTarget, secret_box: &SecretBox) -> anyhow::Result<Self> {
-        let secrets = stored
-            .sealed_secrets
-            .iter()
-            .map(|sealed| {
-                let text = String::from_utf8(secret_box.open(sealed)?)?;
-                SigningSecret::parse(&text)
-                    .ok_or_else(|| anyhow::anyhow!("stored signing secret is malformed"))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let url = reqwest::Url::parse(&stored.callback_url)
-            .map_err(|e| format!("invalid callback URL: {e}"));
-        Ok(Self { url, secrets })
-    }
-}
-
-/// Sends one attempt and describes what happened.
+/// Sends one attempt's request, started at `start_time`, and records what happened; also
+/// returns the listener's `Retry-After`, if it sent one. A listener's failure (an error
+/// status, a timeout, a refused connection) is in the record, never an `Err`.
 pub async fn send(
     client: &reqwest::Client,
-    delivery: ClaimedDelivery,
-    target: &Target,
-    timeout: Duration,
+    request: Request,
     allow_internal: bool,
-) -> (AttemptRecord, Outcome) {
-    let start_time = Utc::now();
+    start_time: DateTime<Utc>,
+) -> (AttemptRecord, Option<Duration>) {
     let started = Instant::now();
     let mut record = AttemptRecord {
         start_time,
         ..AttemptRecord::default()
     };
-    let result = post(
-        client,
-        delivery,
-        target,
-        timeout,
-        allow_internal,
-        &mut record,
-    )
-    .await;
-    record.duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-    let outcome = match result {
-        Ok(outcome) => outcome,
+    let retry_after = match post(client, request, allow_internal, &mut record).await {
+        Ok(retry_after) => retry_after,
         Err(error) => {
             record.error = Some(error);
-            Outcome::Failure { retry_after: None }
+            None
         }
     };
-    (record, outcome)
+    record.duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+    (record, retry_after)
 }
 
+/// POSTs `request` and reads the answer into `record`; the answer's `Retry-After`.
 async fn post(
     client: &reqwest::Client,
-    delivery: ClaimedDelivery,
-    target: &Target,
-    timeout: Duration,
+    request: Request,
     allow_internal: bool,
     record: &mut AttemptRecord,
-) -> Result<Outcome, String> {
-    let url = target.url.clone()?;
+) -> Result<Option<Duration>, String> {
     if !allow_internal
-        && let Some(ip) = literal_ip(&url)
+        && let Some(ip) = literal_ip(&request.url)
         && is_internal_ip(ip)
     {
         return Err(format!(
             "{ip} is an internal address; refused (start the server with --allow-insecure-callbacks to allow it)"
         ));
     }
-    let id = delivery.id.to_string();
-    let timestamp = record.start_time.timestamp();
     let response = client
-        .post(url)
-        .header("content-type", "application/proto")
-        .header("connect-protocol-version", "1")
-        .header("connect-timeout-ms", timeout.as_millis().to_string())
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header(
-            "webhook-signature",
-            signature_header(&target.secrets, &id, timestamp, &delivery.payload),
-        )
-        .body(delivery.payload)
+        .post(request.url)
+        .headers(request.headers)
+        .body(request.body)
         .send()
         .await
         .map_err(describe)?;
     let status = response.status();
     record.http_status = Some(i32::from(status.as_u16()));
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let is_json = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
+    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
+    let retry_after = header("retry-after").and_then(parse_retry_after);
+    let is_json = header("content-type").is_some_and(|t| t.starts_with("application/json"));
     let body = read_prefix(response).await;
     if !status.is_success() && is_json {
-        record.connect_code = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned));
+        record.connect_code = connect_code(&body);
     }
     record.response_body = Some(body);
-    Ok(if status.is_success() {
-        Outcome::Success
-    } else if status == reqwest::StatusCode::GONE {
-        Outcome::Gone
-    } else {
-        Outcome::Failure { retry_after }
-    })
+    Ok(retry_after)
+}
+
+/// The `code` of a Connect error body.
+fn connect_code(body: &[u8]) -> Option<String> {
+    let error: serde_json::Value = serde_json::from_slice(body).ok()?;
+    error.get("code")?.as_str().map(str::to_owned)
 }
 
 /// The IP of a URL whose host is an address literal.

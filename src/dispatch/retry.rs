@@ -1,10 +1,11 @@
-//! The retry policy: pure functions from an attempt's outcome to what happens next.
+//! The retry policy: a pure function from how an attempt ended (its HTTP status, if an
+//! answer arrived, and the listener's `Retry-After`) to what happens to the delivery.
 
 use std::time::Duration;
 
 use rand::Rng as _;
 
-use crate::domain::Verdict;
+use crate::store::queue::Outcome;
 
 /// The default delays before each retry; the first attempt is immediate, so a delivery is
 /// attempted up to 11 times over about 31 hours.
@@ -14,20 +15,6 @@ pub const DEFAULT_SCHEDULE: &str = "5s,30s,2m,10m,30m,1h,2h,4h,8h,16h";
 const JITTER: f64 = 0.2;
 /// A listener's `Retry-After` can lengthen a delay up to this, never shorten it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-/// How an attempt ended, as far as retrying is concerned.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// A 2xx answer.
-    Success,
-    /// 410 Gone: the listener wants no more deliveries.
-    Gone,
-    /// Anything else: a network error, a timeout, 408, 429, 5xx, any other status.
-    Failure {
-        /// The listener's `Retry-After`, if it sent one.
-        retry_after: Option<Duration>,
-    },
-}
 
 /// The delays before each retry (`--retry-schedule`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,23 +43,31 @@ impl RetrySchedule {
         self.0.len()
     }
 
-    /// What follows attempt number `attempt` (1-based) ending in `outcome`.
-    pub fn verdict(&self, attempt: i32, outcome: &Outcome) -> Verdict {
-        match outcome {
-            Outcome::Success => Verdict::Delivered,
-            Outcome::Gone => Verdict::FailedAndDisable("the listener answered 410 Gone".into()),
-            Outcome::Failure { retry_after } => {
+    /// What follows attempt number `attempt` of the schedule (1-based) that got `status`
+    /// (`None`: no answer, a network error or a timeout) and `retry_after`. 2xx is
+    /// delivered; 410 Gone fails the delivery and disables the webhook; anything else is
+    /// retried while the schedule lasts.
+    pub fn outcome(
+        &self,
+        attempt: i32,
+        status: Option<i32>,
+        retry_after: Option<Duration>,
+    ) -> Outcome {
+        match status {
+            Some(200..=299) => Outcome::Delivered,
+            Some(410) => Outcome::FailedAndDisable("the listener answered 410 Gone".into()),
+            _ => {
                 let index = usize::try_from(attempt)
                     .unwrap_or(usize::MAX)
                     .saturating_sub(1);
                 match self.0.get(index) {
-                    None => Verdict::Failed,
+                    None => Outcome::Failed,
                     Some(base) => {
                         let jittered = base.as_secs_f64()
                             * rand::rng().random_range(1.0 - JITTER..=1.0 + JITTER);
                         let hinted =
                             retry_after.map_or(0.0, |r| r.min(MAX_RETRY_AFTER).as_secs_f64());
-                        Verdict::RetryIn(jittered.max(hinted))
+                        Outcome::RetryIn(jittered.max(hinted))
                     }
                 }
             }
@@ -91,10 +86,9 @@ impl std::str::FromStr for RetrySchedule {
 mod tests {
     use super::*;
 
-    fn failure(retry_after: Option<u64>) -> Outcome {
-        Outcome::Failure {
-            retry_after: retry_after.map(Duration::from_secs),
-        }
+    /// A 503 with this `Retry-After`, in seconds.
+    fn failure(schedule: &RetrySchedule, attempt: i32, retry_after: Option<u64>) -> Outcome {
+        schedule.outcome(attempt, Some(503), retry_after.map(Duration::from_secs))
     }
 
     #[test]
@@ -102,7 +96,7 @@ mod tests {
         let schedule = RetrySchedule::parse(DEFAULT_SCHEDULE).expect("default parses");
         assert_eq!(schedule.retries(), 10);
         for (attempt, base) in [(1, 5.0), (2, 30.0), (3, 120.0), (10, 16.0 * 3600.0)] {
-            let Verdict::RetryIn(secs) = schedule.verdict(attempt, &failure(None)) else {
+            let Outcome::RetryIn(secs) = failure(&schedule, attempt, None) else {
                 panic!("retry")
             };
             assert!(
@@ -110,26 +104,36 @@ mod tests {
                 "{attempt}: {secs}"
             );
         }
-        assert_eq!(schedule.verdict(11, &failure(None)), Verdict::Failed);
-        assert_eq!(schedule.verdict(1, &Outcome::Success), Verdict::Delivered);
+        assert_eq!(failure(&schedule, 11, None), Outcome::Failed);
         assert!(matches!(
-            schedule.verdict(1, &Outcome::Gone),
-            Verdict::FailedAndDisable(_)
+            schedule.outcome(1, None, None),
+            Outcome::RetryIn(_)
         ));
+        assert_eq!(schedule.outcome(1, Some(204), None), Outcome::Delivered);
+        assert!(matches!(
+            schedule.outcome(1, Some(410), None),
+            Outcome::FailedAndDisable(_)
+        ));
+        for status in [302, 404, 408, 429, 500] {
+            assert!(matches!(
+                schedule.outcome(1, Some(status), None),
+                Outcome::RetryIn(_)
+            ));
+        }
     }
 
     #[test]
     fn retry_after_lengthens_within_bounds_but_never_shortens() {
         let schedule = RetrySchedule::parse("10s,10s").expect("parses");
-        let Verdict::RetryIn(secs) = schedule.verdict(1, &failure(Some(120))) else {
+        let Outcome::RetryIn(secs) = failure(&schedule, 1, Some(120)) else {
             panic!("retry")
         };
         assert_eq!(secs, 120.0);
-        let Verdict::RetryIn(secs) = schedule.verdict(1, &failure(Some(1))) else {
+        let Outcome::RetryIn(secs) = failure(&schedule, 1, Some(1)) else {
             panic!("retry")
         };
         assert!(secs >= 8.0);
-        let Verdict::RetryIn(secs) = schedule.verdict(1, &failure(Some(86_400))) else {
+        let Outcome::RetryIn(secs) = failure(&schedule, 1, Some(86_400)) else {
             panic!("retry")
         };
         assert_eq!(secs, 3600.0);

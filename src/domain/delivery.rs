@@ -1,9 +1,7 @@
 //! Deliveries (one event on its way to one webhook) and their attempts.
 
+use super::{DeliveryId, EventId, WebhookId};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
-
-use super::WebhookId;
 
 /// Where a delivery stands. Stored as text; the numbers are `webhookd.v1.DeliveryState`'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,11 +59,11 @@ impl DeliveryState {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// Its id, sent as `webhook-id`.
-    pub id: Uuid,
+    pub id: DeliveryId,
     /// The webhook delivered to.
     pub webhook_id: WebhookId,
     /// The event delivered.
-    pub event_id: Uuid,
+    pub event_id: EventId,
     /// Where it stands.
     pub state: DeliveryState,
     /// Attempts made.
@@ -97,64 +95,13 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
-/// A delivery claimed by a batcher; where it goes and how it is signed is in the claim's
-/// [`ClaimTarget`] for its webhook.
-#[derive(Debug, Clone)]
-pub struct ClaimedDelivery {
-    /// The delivery's id.
-    pub id: Uuid,
-    /// The webhook delivered to.
-    pub webhook_id: WebhookId,
-    /// Attempts made before this one.
-    pub attempt_count: i32,
-    /// Attempts made since its retry schedule last started (at its queueing, or at its
-    /// last redelivery): where it stands in the schedule.
-    pub scheduled_attempts: i32,
-    /// The encoded `EventRequest`.
-    pub payload: Vec<u8>,
-}
-
-/// Where the deliveries of one webhook in a claim go, read once per claim (not per
-/// delivery: a claim of 1,000 deliveries to one webhook reads it once).
-#[derive(Debug, Clone)]
-pub struct ClaimTarget {
-    /// Where to POST.
-    pub callback_url: String,
-    /// The sealed secrets that sign: the current one and any still in their overlap.
-    pub sealed_secrets: Vec<Vec<u8>>,
-}
-
-/// Deliveries leased to a batcher (by a claim, or by the publish that queued them), with the
-/// target of each webhook among them.
-#[derive(Debug, Clone, Default)]
-pub struct Leased {
-    /// The deliveries.
-    pub deliveries: Vec<ClaimedDelivery>,
-    /// One entry per webhook in `deliveries`.
-    pub targets: std::collections::HashMap<WebhookId, ClaimTarget>,
-}
-
-/// What one claim took.
-#[derive(Debug, Clone, Default)]
-pub struct Claim {
-    /// The deliveries and their targets.
-    pub leased: Leased,
-    /// The database's `now()` for the claim: deliveries due by then were candidates.
-    pub snapshot_time: DateTime<Utc>,
-    /// When the claim took as many as it asked for, the due time of the last one: its
-    /// scan, in due order, stopped there. `None` when the scan reached `snapshot_time`.
-    pub full_at: Option<DateTime<Utc>>,
-}
-
-/// What happens to a delivery after an attempt.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    /// Done.
-    Delivered,
-    /// Try again after this many seconds.
-    RetryIn(f64),
-    /// Give up: the schedule ran out.
-    Failed,
-    /// Give up and disable the webhook (410 Gone), for this reason.
-    FailedAndDisable(String),
+impl AttemptRecord {
+    /// An attempt that started at `start_time` and sent nothing, for `error`.
+    pub fn failed(start_time: DateTime<Utc>, error: String) -> Self {
+        Self {
+            start_time,
+            error: Some(error),
+            ..Self::default()
+        }
+    }
 }

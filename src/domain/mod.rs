@@ -4,17 +4,17 @@
 mod callback_url;
 mod delivery;
 mod event;
+mod ids;
 mod names;
 mod page;
 mod token;
 mod webhook;
 
 pub use callback_url::{CallbackUrl, EVENT_PATH_SUFFIX, MAX_CALLBACK_URL_BYTES, is_internal_ip};
-pub use delivery::{
-    AttemptRecord, Claim, ClaimTarget, ClaimedDelivery, Delivery, DeliveryState, Leased, Verdict,
-};
+pub use delivery::{AttemptRecord, Delivery, DeliveryState};
 pub use event::{MAX_IDEMPOTENCY_KEY_BYTES, OutboundEvent};
+pub use ids::{DeliveryId, EventId, WebhookId, uuids};
 pub use names::{MAX_NAME_CHARS, OwnerName, RepositoryName};
 pub use page::{PageCursor, PageKey};
 pub use token::{ApiToken, TokenHash, TokenScope};
-pub use webhook::{NewWebhook, Webhook, WebhookEvent, WebhookId};
+pub use webhook::{NewWebhook, Webhook, WebhookEvent};

@@ -1,12 +1,8 @@
 //! A webhook subscription: one repository event delivered to one callback URL.
 
-use std::fmt;
-
-use chrono::{DateTime, Utc};
-use uuid::Uuid;
-
-use super::{CallbackUrl, OwnerName, RepositoryName};
+use super::{CallbackUrl, OwnerName, RepositoryName, WebhookId};
 use crate::error::{Error, Result};
+use chrono::{DateTime, Utc};
 
 /// The events a webhook can subscribe to; the numbers are those of the BSR's `WebhookEvent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,28 +31,6 @@ impl WebhookEvent {
         match self {
             WebhookEvent::RepositoryPush => 1,
         }
-    }
-}
-
-/// The id of a webhook subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct WebhookId(pub Uuid);
-
-impl WebhookId {
-    /// A new, random id.
-    pub fn generate() -> Self {
-        Self(Uuid::new_v4())
-    }
-
-    /// Parses the textual form; `None` when it is not a UUID.
-    pub fn parse(value: &str) -> Option<Self> {
-        Uuid::try_parse(value).ok().map(Self)
-    }
-}
-
-impl fmt::Display for WebhookId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
     }
 }
 

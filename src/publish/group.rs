@@ -21,9 +21,9 @@ use tokio_util::task::TaskTracker;
 
 use super::{MAX_BATCH, OutboundEvent, Stored};
 use crate::dispatch::{Dispatcher, Reservation};
-use crate::domain::Leased;
 use crate::error::{Error, Result};
 use crate::store;
+use crate::store::queue::Leased;
 
 /// How many groups are written at once; each writer has a connection of its own (see
 /// [`store::publish_pool`]).

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{ClaimTarget, ClaimedDelivery, Leased, OutboundEvent, WebhookId};
+use super::queue::{ClaimTarget, ClaimedDelivery, Leased};
+use crate::domain::{DeliveryId, EventId, OutboundEvent, WebhookId, uuids};
 use crate::error::Result;
 
 /// The channel `--wake-on-publish` batchers listen on.
@@ -17,7 +18,7 @@ pub const NOTIFY_CHANNEL: &str = "webhookd_deliveries";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
     /// The event's id: new, or the original one for a repeated idempotency key.
-    pub event_id: Uuid,
+    pub event_id: EventId,
     /// Deliveries queued for it now.
     pub deliveries_queued: i64,
     /// The idempotency key had been used before; nothing new was stored.
@@ -38,7 +39,7 @@ pub struct Handoff {
     /// The room of a webhook with nothing in flight.
     pub room: i32,
     /// Webhooks with attempts in flight...
-    pub busy: Vec<Uuid>,
+    pub busy: Vec<WebhookId>,
     /// ...and the room each has left.
     pub busy_room: Vec<i32>,
 }
@@ -61,11 +62,12 @@ pub async fn insert_handing(
     events: &[OutboundEvent],
     handoff: Option<&Handoff>,
 ) -> Result<(Vec<Stored>, Leased)> {
-    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();
+    let busy = handoff.map(|h| uuids(&h.busy)).unwrap_or_default();
     let rows = sqlx::query_file_as!(
         PublishRow,
         "src/store/queue/publish.sql",
-        &ids,
+        &uuids(&ids),
         &events.iter().map(|e| e.owner.as_str()).collect::<Vec<_>>() as &[&str],
         &events
             .iter()
@@ -82,7 +84,7 @@ pub async fn insert_handing(
         handoff.map(|h| h.worker),
         handoff.map_or(0, |h| h.limit),
         handoff.map_or(0.0, |h| h.lease_secs),
-        handoff.map_or(&[][..], |h| &h.busy[..]),
+        &busy,
         handoff.map_or(&[][..], |h| &h.busy_room[..]),
         handoff.map_or(0, |h| h.room),
     )
@@ -104,7 +106,7 @@ pub async fn insert_handing(
                 event_id: originals
                     .get(&(events[i].owner.as_str(), key(&events[i])))
                     .copied()
-                    .unwrap_or_default(),
+                    .unwrap_or(EventId(Uuid::nil())),
                 deliveries_queued: 0,
                 duplicate: true,
             },
@@ -128,29 +130,33 @@ impl PublishRow {
     /// to the batcher; `ids[i]` is `events[i]`'s id.
     fn split(
         rows: Vec<Self>,
-        ids: &[Uuid],
+        ids: &[EventId],
         events: &[OutboundEvent],
-    ) -> (HashMap<Uuid, i64>, Leased) {
-        let payloads: HashMap<Uuid, &[u8]> = ids
+    ) -> (HashMap<EventId, i64>, Leased) {
+        let payloads: HashMap<EventId, &[u8]> = ids
             .iter()
             .zip(events)
             .map(|(id, e)| (*id, e.payload.as_slice()))
             .collect();
-        let mut queued: HashMap<Uuid, i64> = HashMap::with_capacity(rows.len());
+        let mut queued: HashMap<EventId, i64> = HashMap::with_capacity(rows.len());
         let mut handed = Leased::default();
         for row in rows {
             match (row.event_id, row.delivery_id, row.webhook_id) {
                 (Some(event), Some(delivery), Some(webhook)) => {
                     handed.deliveries.push(ClaimedDelivery {
-                        id: delivery,
+                        id: DeliveryId(delivery),
                         webhook_id: WebhookId(webhook),
                         attempt_count: 0,
                         scheduled_attempts: 0,
-                        payload: payloads.get(&event).copied().unwrap_or_default().to_vec(),
+                        payload: payloads
+                            .get(&EventId(event))
+                            .copied()
+                            .unwrap_or_default()
+                            .to_vec(),
                     });
                 }
                 (Some(event), _, _) => {
-                    *queued.entry(event).or_default() += row.queued.unwrap_or(0);
+                    *queued.entry(EventId(event)).or_default() += row.queued.unwrap_or(0);
                 }
                 (None, None, Some(webhook)) => {
                     let target = ClaimTarget {
@@ -177,7 +183,7 @@ async fn originals<'a>(
     conn: &mut PgConnection,
     events: &'a [OutboundEvent],
     duplicates: &[usize],
-) -> Result<HashMap<(&'a str, &'a str), Uuid>> {
+) -> Result<HashMap<(&'a str, &'a str), EventId>> {
     if duplicates.is_empty() {
         return Ok(HashMap::new());
     }
@@ -202,7 +208,7 @@ async fn originals<'a>(
         .into_iter()
         .filter_map(|r| {
             let i = usize::try_from(r.n - 1).ok()?;
-            Some(((*owners.get(i)?, *keys.get(i)?), r.id?))
+            Some(((*owners.get(i)?, *keys.get(i)?), EventId(r.id?)))
         })
         .collect())
 }

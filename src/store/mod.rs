@@ -5,6 +5,8 @@
 pub mod deliveries;
 pub mod events;
 pub mod keys;
+pub mod notifications;
+pub mod queue;
 pub mod secrets;
 pub mod tokens;
 pub mod webhooks;

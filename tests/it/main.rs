@@ -5,6 +5,7 @@
 mod helpers;
 
 mod bad_input;
+mod batcher;
 mod bench;
 mod buf_cli;
 mod cli;

@@ -39,6 +39,8 @@ pub enum Reply {
     Delay(Duration),
     /// Never answer.
     Hang,
+    /// Wait until [`Receiver::release`] lets it go, then answer 200.
+    Held,
     /// 200 with an endless body.
     Endless,
 }
@@ -47,12 +49,17 @@ struct State {
     captured: Vec<Captured>,
     script: VecDeque<Reply>,
     default: Reply,
+    /// Requests being answered now, and the most there ever were at once.
+    open: usize,
+    peak: usize,
 }
 
 #[derive(Clone)]
 pub struct Receiver {
     pub addr: std::net::SocketAddr,
     state: Arc<Mutex<State>>,
+    /// What [`Reply::Held`] requests wait for.
+    gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl Receiver {
@@ -61,12 +68,15 @@ impl Receiver {
             captured: vec![],
             script: VecDeque::new(),
             default: Reply::Status(200),
+            open: 0,
+            peak: 0,
         }));
-        let shared = state.clone();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (shared, held) = (state.clone(), gate.clone());
         let app = axum::Router::new().route(
             EVENT_PATH,
             axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                let shared = shared.clone();
+                let (shared, held) = (shared.clone(), held.clone());
                 async move {
                     let reply = {
                         let mut state = shared.lock().unwrap();
@@ -75,17 +85,34 @@ impl Receiver {
                             body,
                             at: Instant::now(),
                         });
+                        state.open += 1;
+                        state.peak = state.peak.max(state.open);
                         let default = state.default.clone();
                         state.script.pop_front().unwrap_or(default)
                     };
-                    answer(reply).await
+                    if let Reply::Held = reply {
+                        held.acquire().await.unwrap().forget();
+                    }
+                    let response = answer(reply).await;
+                    shared.lock().unwrap().open -= 1;
+                    response
                 }
             }),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { addr, state }
+        Self { addr, state, gate }
+    }
+
+    /// Lets `n` held requests be answered (see [`Reply::Held`]).
+    pub fn release(&self, n: usize) {
+        self.gate.add_permits(n);
+    }
+
+    /// The most requests this receiver was answering at once.
+    pub fn peak_concurrency(&self) -> usize {
+        self.state.lock().unwrap().peak
     }
 
     /// The callback URL to subscribe.
@@ -134,6 +161,7 @@ async fn answer(reply: Reply) -> axum::response::Response {
             tokio::time::sleep(pause).await;
             status_response(200, vec![])
         }
+        Reply::Held => status_response(200, vec![]),
         Reply::Hang => {
             std::future::pending::<()>().await;
             StatusCode::OK.into_response()

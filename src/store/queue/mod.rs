@@ -1,0 +1,319 @@
+//! The batcher's side of the queue: claim due deliveries with a lease, record attempts under
+//! that lease, give back what will not be attempted. The statements are the `.sql` files
+//! beside this one; `tests/it/plans.rs` checks their plans. Every function here expects a
+//! connection of [`super::queue_pool`].
+//!
+//! Invariant: no transaction is open while a delivery is attempted. A claim commits before
+//! the HTTP request; outcomes are recorded afterwards in short transactions that only touch
+//! deliveries whose lease the recorder still holds. A claimant that dies leaves leases that
+//! expire, after which any batcher may claim those deliveries again.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{AttemptRecord, DeliveryId, DeliveryState, WebhookId, uuids};
+use crate::error::Result;
+
+/// A delivery leased to a batcher; where it goes and how it is signed is in the
+/// [`ClaimTarget`] of its webhook.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// The delivery's id.
+    pub id: DeliveryId,
+    /// The webhook delivered to.
+    pub webhook_id: WebhookId,
+    /// Attempts made before this one.
+    pub attempt_count: i32,
+    /// Attempts made since its retry schedule last started (at its queueing, or at its
+    /// last redelivery): where it stands in the schedule.
+    pub scheduled_attempts: i32,
+    /// The encoded `EventRequest`.
+    pub payload: Vec<u8>,
+}
+
+/// Where the deliveries of one webhook in a claim go, read once per claim (not per
+/// delivery: a claim of 1,000 deliveries to one webhook reads it once).
+#[derive(Debug, Clone)]
+pub struct ClaimTarget {
+    /// Where to POST.
+    pub callback_url: String,
+    /// The sealed secrets that sign: the current one and any still in their overlap.
+    pub sealed_secrets: Vec<Vec<u8>>,
+}
+
+/// Deliveries leased to a batcher (by a claim, or by the publish that queued them), with the
+/// target of each webhook among them.
+#[derive(Debug, Clone, Default)]
+pub struct Leased {
+    /// The deliveries.
+    pub deliveries: Vec<ClaimedDelivery>,
+    /// One entry per webhook in `deliveries`.
+    pub targets: HashMap<WebhookId, ClaimTarget>,
+}
+
+/// What one claim took.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    /// The deliveries and their targets.
+    pub leased: Leased,
+    /// The database's `now()` for the claim: deliveries due by then were candidates.
+    pub snapshot_time: DateTime<Utc>,
+    /// When the claim took as many as it asked for, the due time of the last one: its
+    /// scan, in due order, stopped there. `None` when the scan reached `snapshot_time`.
+    pub full_at: Option<DateTime<Utc>>,
+}
+
+/// What happens to a delivery after an attempt: the one decision the retry policy makes,
+/// and what the recorder applies.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Done: the listener answered 2xx.
+    Delivered,
+    /// Try again after this many seconds.
+    RetryIn(f64),
+    /// Give up: the schedule ran out.
+    Failed,
+    /// Give up and disable the webhook (410 Gone), for this reason.
+    FailedAndDisable(String),
+}
+
+/// One attempt of one delivery, to record.
+#[derive(Debug, Clone)]
+pub struct Attempted {
+    /// The delivery attempted.
+    pub delivery: DeliveryId,
+    /// What the attempt did.
+    pub record: AttemptRecord,
+    /// What happens next.
+    pub outcome: Outcome,
+}
+
+/// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`,
+/// skipping the webhooks in `saturated` (those this batcher already has
+/// `--max-in-flight-per-webhook` attempts in flight for). Only rows that are claimed are
+/// locked; `FOR UPDATE SKIP LOCKED` lets concurrent batchers claim disjoint sets. A claim
+/// moves `next_attempt_time` to the lease's end, so a leased delivery is simply not due until
+/// its lease expires. Each claimed webhook's callback URL and secrets are read once, by a
+/// second statement in the same transaction.
+///
+/// With `from`, the scan starts at deliveries due at that time instead of at the oldest:
+/// a batcher that knows the earlier ones are all claimed or belong to `saturated` webhooks
+/// does not walk them again (see `dispatch`).
+pub async fn claim(
+    conn: &mut PgConnection,
+    worker: Uuid,
+    limit: i64,
+    lease_secs: f64,
+    saturated: &[WebhookId],
+    from: Option<DateTime<Utc>>,
+) -> Result<Claim> {
+    use sqlx::Acquire as _;
+    let mut tx = conn.begin().await?;
+    let snapshot_time = transaction_time(&mut tx).await?;
+    let mut full_at = None;
+    let deliveries: Vec<ClaimedDelivery> = sqlx::query_file!(
+        "src/store/queue/claim.sql",
+        worker,
+        limit,
+        lease_secs,
+        &uuids(saturated),
+        from,
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .filter_map(|r| {
+        full_at = r.full_at;
+        // An event row can only be missing if it was deleted by hand; such a delivery
+        // stays leased, and is retried when its lease expires, as before.
+        Some(ClaimedDelivery {
+            id: DeliveryId(r.id),
+            webhook_id: WebhookId(r.webhook_id),
+            attempt_count: r.attempt_count,
+            scheduled_attempts: r.scheduled_attempts,
+            payload: r.payload?,
+        })
+    })
+    .collect();
+    let targets = claim_targets(&mut tx, &deliveries).await?;
+    tx.commit().await?;
+    Ok(Claim {
+        leased: Leased {
+            deliveries,
+            targets,
+        },
+        snapshot_time,
+        full_at,
+    })
+}
+
+/// The targets of the webhooks of `deliveries`, one lookup each.
+async fn claim_targets(
+    conn: &mut PgConnection,
+    deliveries: &[ClaimedDelivery],
+) -> Result<HashMap<WebhookId, ClaimTarget>> {
+    let mut webhooks: Vec<Uuid> = deliveries.iter().map(|d| d.webhook_id.0).collect();
+    webhooks.sort_unstable();
+    webhooks.dedup();
+    let targets = sqlx::query_file!("src/store/queue/claim_targets.sql", &webhooks)
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let target = ClaimTarget {
+                callback_url: r.callback_url,
+                sealed_secrets: r.sealed_secrets,
+            };
+            (WebhookId(r.id), target)
+        })
+        .collect();
+    Ok(targets)
+}
+
+/// The transaction's `now()`.
+async fn transaction_time(conn: &mut PgConnection) -> Result<DateTime<Utc>> {
+    let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
+        .fetch_one(conn)
+        .await?;
+    Ok(now)
+}
+
+/// Records a batch of attempts and applies their outcomes in one statement (one commit,
+/// however many attempts; with a 410, one transaction that also disables the webhook), each
+/// only if `worker` still holds that delivery's lease; a delivery whose lease was lost
+/// (expired and taken over, or the webhook was deleted) is skipped: its new holder's record
+/// is the one that counts. Returns how many were recorded.
+pub async fn record_attempts(
+    conn: &mut PgConnection,
+    worker: Uuid,
+    attempted: &[Attempted],
+) -> Result<usize> {
+    use sqlx::Acquire as _;
+    if attempted.is_empty() {
+        return Ok(0);
+    }
+    let columns = Columns::of(attempted);
+    let disabling = attempted
+        .iter()
+        .any(|a| matches!(a.outcome, Outcome::FailedAndDisable(_)));
+    if !disabling {
+        return Ok(columns.record(conn, worker).await?.len());
+    }
+    let mut tx = conn.begin().await?;
+    let recorded = columns.record(&mut tx, worker).await?;
+    for a in attempted {
+        if let Outcome::FailedAndDisable(reason) = &a.outcome
+            && recorded.contains(&a.delivery.0)
+        {
+            disable_webhook_of(&mut tx, a.delivery, reason).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(recorded.len())
+}
+
+/// Attempts as the recorder's statement takes them: one array per column. Arrays cannot
+/// carry NULLs through the typed bindings: 0 and "" stand for "none".
+struct Columns<'a> {
+    ids: Vec<Uuid>,
+    states: Vec<&'static str>,
+    retry_in: Vec<f64>,
+    starts: Vec<DateTime<Utc>>,
+    durations: Vec<i32>,
+    statuses: Vec<i32>,
+    codes: Vec<&'a str>,
+    bodies: Vec<&'a [u8]>,
+    errors: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(attempted: &'a [Attempted]) -> Self {
+        let next = |a: &Attempted| match &a.outcome {
+            Outcome::Delivered => (DeliveryState::Delivered, 0.0),
+            Outcome::RetryIn(secs) => (DeliveryState::Pending, *secs),
+            Outcome::Failed | Outcome::FailedAndDisable(_) => (DeliveryState::Failed, 0.0),
+        };
+        let records = || attempted.iter().map(|a| &a.record);
+        Self {
+            ids: attempted.iter().map(|a| a.delivery.0).collect(),
+            states: attempted.iter().map(|a| next(a).0.as_str()).collect(),
+            retry_in: attempted.iter().map(|a| next(a).1).collect(),
+            starts: records().map(|r| r.start_time).collect(),
+            durations: records().map(|r| r.duration_ms).collect(),
+            statuses: records().map(|r| r.http_status.unwrap_or(0)).collect(),
+            codes: records()
+                .map(|r| r.connect_code.as_deref().unwrap_or(""))
+                .collect(),
+            bodies: records()
+                .map(|r| r.response_body.as_deref().unwrap_or(&[]))
+                .collect(),
+            errors: records()
+                .map(|r| r.error.as_deref().unwrap_or(""))
+                .collect(),
+        }
+    }
+
+    /// Runs `record_attempts.sql`; the ids of the deliveries recorded.
+    async fn record(&self, conn: &mut PgConnection, worker: Uuid) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query_file!(
+            "src/store/queue/record_attempts.sql",
+            worker,
+            &self.ids,
+            &self.states as &[&str],
+            &self.retry_in,
+            &self.starts,
+            &self.durations,
+            &self.statuses,
+            &self.codes as &[&str],
+            &self.bodies as &[&[u8]],
+            &self.errors as &[&str],
+        )
+        .fetch_all(conn)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.delivery_id).collect())
+    }
+}
+
+/// Disables the webhook a delivery belongs to (its listener answered 410 Gone). Its
+/// `update_time` changes, so the change is announced to the ListWebhooks caches, here in the
+/// transaction itself: disabling is rare, unlike creating.
+async fn disable_webhook_of(
+    conn: &mut PgConnection,
+    delivery: DeliveryId,
+    reason: &str,
+) -> Result<()> {
+    sqlx::query!(
+        r#"
+        WITH disabled AS (
+            UPDATE webhooks
+            SET state = 'disabled', disabled_reason = $2, disabled_time = now(), update_time = now()
+            WHERE id = (SELECT webhook_id FROM deliveries WHERE id = $1)
+            RETURNING owner_name, repository_name
+        )
+        SELECT count(*) AS "announced!"
+        FROM disabled d, LATERAL (SELECT pg_notify($3, d.owner_name || '/' || d.repository_name)) AS n
+        "#,
+        delivery.0,
+        reason,
+        super::webhooks::CHANGED_CHANNEL,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives back deliveries `worker` claimed but did not attempt (shutdown), so that another
+/// batcher can take them at once instead of after the lease.
+pub async fn release(
+    conn: &mut PgConnection,
+    worker: Uuid,
+    deliveries: &[DeliveryId],
+) -> Result<u64> {
+    let done = sqlx::query_file!("src/store/queue/release.sql", &uuids(deliveries), worker)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
