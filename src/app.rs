@@ -46,26 +46,8 @@ pub async fn run(
     let router = if args.no_api {
         api::probes_router(pool)
     } else {
-        let page_key = {
-            let mut conn = store::acquire(&pool).await?;
-            PageKey::new(store::keys::get_or_create(&mut conn, "page_token").await?)
-        };
-        let settings = ApiSettings {
-            allow_insecure_callbacks: args.allow_insecure_callbacks,
-            max_webhooks_per_repository: args.max_webhooks_per_repository,
-        };
-        let (cache, changes) = ApiCache::new(args.token_cache_ttl, args.list_cache_ttl);
-        tasks.spawn(cache.clone().listen(pool.clone(), stop.clone()));
-        tasks.spawn(api::announce_changes(changes, pool.clone()));
         let publisher = GroupCommit::start(pool.clone(), batcher, &tasks);
-        api::router(ApiContext {
-            pool,
-            publisher,
-            settings,
-            page_key,
-            secrets,
-            cache,
-        })?
+        api_router(args, pool, publisher, secrets, &tasks, &stop).await?
     };
     tracing::info!(addr = %listener.local_addr()?, api = !args.no_api, batcher = !args.no_dispatch, "serving");
     let server =
@@ -86,6 +68,36 @@ pub async fn run(
         tracing::warn!("in-flight work did not finish within --shutdown-timeout");
     }
     Ok(())
+}
+
+/// The API's router, and its caches' background tasks on `tasks` (until `stop`).
+async fn api_router(
+    args: &ServeArgs,
+    pool: PgPool,
+    publisher: GroupCommit,
+    secrets: SecretBox,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) -> anyhow::Result<axum::Router> {
+    let page_key = {
+        let mut conn = store::acquire(&pool).await?;
+        PageKey::new(store::keys::get_or_create(&mut conn, "page_token").await?)
+    };
+    let settings = ApiSettings {
+        allow_insecure_callbacks: args.allow_insecure_callbacks,
+        max_webhooks_per_repository: args.max_webhooks_per_repository,
+    };
+    let (cache, changes) = ApiCache::new(args.token_cache_ttl, args.list_cache_ttl);
+    tasks.spawn(cache.clone().listen(pool.clone(), stop.clone()));
+    tasks.spawn(api::announce_changes(changes, pool.clone()));
+    api::router(ApiContext {
+        pool,
+        publisher,
+        settings,
+        page_key,
+        secrets,
+        cache,
+    })
 }
 
 /// The key that encrypts signing secrets: `--secret-key`, else `<data-dir>/secret.key`.

@@ -6,6 +6,7 @@ use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
 
 use super::ApiContext;
 use super::auth::authenticate;
+use crate::domain::TokenScope;
 use crate::error::{Error, Result};
 use crate::proto::webhookd::v1 as pb;
 use crate::publish::{MAX_BATCH, OutboundEvent};
@@ -21,32 +22,7 @@ impl PublishApi {
     ) -> Result<pb::PublishResponse> {
         let api = &self.0;
         let scope = authenticate(api, ctx).await?;
-        if req.events.is_empty() || req.events.len() > MAX_BATCH {
-            return Err(Error::InvalidArgument(format!(
-                "events holds {} events; send 1 to {MAX_BATCH}",
-                req.events.len()
-            )));
-        }
-        let mut events = Vec::with_capacity(req.events.len());
-        for (index, item) in req.events.iter().enumerate() {
-            let at = |e: Error| match e {
-                Error::InvalidArgument(why) => {
-                    Error::InvalidArgument(format!("events[{index}]: {why}"))
-                }
-                Error::PermissionDenied(why) => {
-                    Error::PermissionDenied(format!("events[{index}]: {why}"))
-                }
-                other => other,
-            };
-            let request = item
-                .event
-                .as_option()
-                .ok_or_else(|| at(Error::InvalidArgument("event is required".into())))?;
-            let event =
-                OutboundEvent::from_request(request, Some(&item.idempotency_key)).map_err(at)?;
-            scope.require(&event.owner).map_err(at)?;
-            events.push(event);
-        }
+        let events = validate(req, &scope)?;
         let stored = api.publisher.publish(events).await?;
         let queued: i64 = stored.iter().map(|s| s.deliveries_queued).sum();
         tracing::debug!(events = stored.len(), deliveries = queued, "published");
@@ -64,6 +40,43 @@ impl PublishApi {
             ..Default::default()
         })
     }
+}
+
+/// The request's events, each validated and within the token's owners; the first that is
+/// not fails the whole request, its error naming its index.
+fn validate(req: &pb::PublishRequest, scope: &TokenScope) -> Result<Vec<OutboundEvent>> {
+    if req.events.is_empty() || req.events.len() > MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "events holds {} events; send 1 to {MAX_BATCH}",
+            req.events.len()
+        )));
+    }
+    let at = |index: usize| {
+        move |e: Error| match e {
+            Error::InvalidArgument(why) => {
+                Error::InvalidArgument(format!("events[{index}]: {why}"))
+            }
+            Error::PermissionDenied(why) => {
+                Error::PermissionDenied(format!("events[{index}]: {why}"))
+            }
+            other => other,
+        }
+    };
+    req.events
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let request = item
+                .event
+                .as_option()
+                .ok_or_else(|| Error::InvalidArgument("event is required".into()))
+                .map_err(at(index))?;
+            let event = OutboundEvent::from_request(request, Some(&item.idempotency_key))
+                .map_err(at(index))?;
+            scope.require(&event.owner).map_err(at(index))?;
+            Ok(event)
+        })
+        .collect()
 }
 
 impl pb::PublishService for PublishApi {

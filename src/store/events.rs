@@ -63,33 +63,7 @@ pub async fn insert_handing(
     handoff: Option<&Handoff>,
 ) -> Result<(Vec<Stored>, Leased)> {
     let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();
-    let busy = handoff.map(|h| uuids(&h.busy)).unwrap_or_default();
-    let rows = sqlx::query_file_as!(
-        PublishRow,
-        "src/store/queue/publish.sql",
-        &uuids(&ids),
-        &events.iter().map(|e| e.owner.as_str()).collect::<Vec<_>>() as &[&str],
-        &events
-            .iter()
-            .map(|e| e.repository.as_str())
-            .collect::<Vec<_>>() as &[&str],
-        &events.iter().map(|e| e.event.number()).collect::<Vec<_>>(),
-        &events
-            .iter()
-            .map(|e| e.payload.as_slice())
-            .collect::<Vec<_>>() as &[&[u8]],
-        // Arrays cannot carry NULLs through the typed bindings: "" stands for "no key".
-        &events.iter().map(key).collect::<Vec<_>>() as &[&str],
-        NOTIFY_CHANNEL,
-        handoff.map(|h| h.worker),
-        handoff.map_or(0, |h| h.limit),
-        handoff.map_or(0.0, |h| h.lease_secs),
-        &busy,
-        handoff.map_or(&[][..], |h| &h.busy_room[..]),
-        handoff.map_or(0, |h| h.room),
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = publish_rows(conn, &ids, events, handoff).await?;
     let (queued, handed) = PublishRow::split(rows, &ids, events);
     let duplicates: Vec<usize> = (0..events.len())
         .filter(|&i| !queued.contains_key(&ids[i]))
@@ -102,17 +76,58 @@ pub async fn insert_handing(
                 deliveries_queued,
                 duplicate: false,
             },
-            None => Stored {
-                event_id: originals
-                    .get(&(events[i].owner.as_str(), key(&events[i])))
-                    .copied()
-                    .unwrap_or(EventId(Uuid::nil())),
-                deliveries_queued: 0,
-                duplicate: true,
-            },
+            None => Stored::duplicate(&originals, &events[i]),
         })
         .collect();
     Ok((stored, handed))
+}
+
+impl Stored {
+    /// What storing `event`, whose idempotency key was used before, did: nothing, under
+    /// the id of the event first stored with that key (found in `originals`).
+    fn duplicate(originals: &HashMap<(&str, &str), EventId>, event: &OutboundEvent) -> Self {
+        let original = originals.get(&(event.owner.as_str(), key(event)));
+        Stored {
+            event_id: original.copied().unwrap_or(EventId(Uuid::nil())),
+            deliveries_queued: 0,
+            duplicate: true,
+        }
+    }
+}
+
+/// Runs `publish.sql` for `events`, stored under `ids`.
+async fn publish_rows(
+    conn: &mut PgConnection,
+    ids: &[EventId],
+    events: &[OutboundEvent],
+    handoff: Option<&Handoff>,
+) -> Result<Vec<PublishRow>> {
+    let column = |value: fn(&OutboundEvent) -> &str| events.iter().map(value).collect::<Vec<_>>();
+    let busy = handoff.map(|h| uuids(&h.busy)).unwrap_or_default();
+    let rows = sqlx::query_file_as!(
+        PublishRow,
+        "src/store/queue/publish.sql",
+        &uuids(ids),
+        &column(|e| e.owner.as_str()) as &[&str],
+        &column(|e| e.repository.as_str()) as &[&str],
+        &events.iter().map(|e| e.event.number()).collect::<Vec<_>>(),
+        &events
+            .iter()
+            .map(|e| e.payload.as_slice())
+            .collect::<Vec<_>>() as &[&[u8]],
+        // Arrays cannot carry NULLs through the typed bindings: "" stands for "no key".
+        &column(key) as &[&str],
+        NOTIFY_CHANNEL,
+        handoff.map(|h| h.worker),
+        handoff.map_or(0, |h| h.limit),
+        handoff.map_or(0.0, |h| h.lease_secs),
+        &busy,
+        handoff.map_or(&[][..], |h| &h.busy_room[..]),
+        handoff.map_or(0, |h| h.room),
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
 }
 
 /// One row of `publish.sql`'s answer; which columns are set says what it is.

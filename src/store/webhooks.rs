@@ -1,5 +1,6 @@
 //! Webhook subscriptions: create (with the per-repository cap), list a page, delete.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -65,10 +66,38 @@ pub async fn insert(
     max_per_repository: i64,
     sealed_secret: &[u8],
 ) -> Result<Webhook> {
-    let (owner, repository) = (new.owner.as_str(), new.repository.as_str());
     let id = WebhookId::generate();
+    let Some(created) = insert_row(conn, id, new, max_per_repository, sealed_secret).await? else {
+        return Err(at_cap(conn, new, max_per_repository).await?);
+    };
+    Ok(Webhook {
+        id,
+        owner: new.owner.as_str().to_owned(),
+        repository: new.repository.as_str().to_owned(),
+        event: new.event.number(),
+        callback_url: new.callback_url.as_str().to_owned(),
+        create_time: created.create_time,
+        update_time: created.update_time,
+    })
+}
+
+/// When a webhook was created and last changed.
+struct Times {
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+/// [`insert`]'s statement; `None` when the repository has no slot left.
+async fn insert_row(
+    conn: &mut PgConnection,
+    id: WebhookId,
+    new: &NewWebhook,
+    max_per_repository: i64,
+    sealed_secret: &[u8],
+) -> Result<Option<Times>> {
     let cap = i32::try_from(max_per_repository).unwrap_or(i32::MAX);
-    let row = sqlx::query!(
+    sqlx::query_as!(
+        Times,
         r#"
         WITH slot AS (
             INSERT INTO repository_webhook_counts AS c (owner_name, repository_name, webhooks)
@@ -87,14 +116,14 @@ pub async fn insert(
         SELECT create_time, update_time FROM created
         "#,
         id.0,
-        owner,
-        repository,
+        new.owner.as_str(),
+        new.repository.as_str(),
         new.event.number(),
         new.callback_url.as_str(),
         cap,
         sealed_secret,
     )
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await
     .map_err(|e| {
         if is_unique_violation(&e, "webhooks_subscription_key") {
@@ -102,27 +131,25 @@ pub async fn insert(
         } else {
             e.into()
         }
-    })?;
-    let Some(row) = row else {
-        // At the cap. A duplicate is still the more useful answer.
-        return Err(if exists(conn, new).await? {
-            already_exists(new)
-        } else {
-            Error::ResourceExhausted(format!(
-                "{owner}/{repository} already has {max_per_repository} webhooks, the most allowed \
-                 (--max-webhooks-per-repository); delete one first"
-            ))
-        });
-    };
-    Ok(Webhook {
-        id,
-        owner: owner.to_owned(),
-        repository: repository.to_owned(),
-        event: new.event.number(),
-        callback_url: new.callback_url.as_str().to_owned(),
-        create_time: row.create_time,
-        update_time: row.update_time,
     })
+}
+
+/// Why a create found its repository at the cap: a duplicate is still the more useful
+/// answer.
+async fn at_cap(
+    conn: &mut PgConnection,
+    new: &NewWebhook,
+    max_per_repository: i64,
+) -> Result<Error> {
+    if exists(conn, new).await? {
+        return Ok(already_exists(new));
+    }
+    Ok(Error::ResourceExhausted(format!(
+        "{}/{} already has {max_per_repository} webhooks, the most allowed \
+         (--max-webhooks-per-repository); delete one first",
+        new.owner.as_str(),
+        new.repository.as_str()
+    )))
 }
 
 fn already_exists(new: &NewWebhook) -> Error {
