@@ -8,10 +8,18 @@
 //! - [`config`]: the command line (every command and flag).
 //! - [`app`]: wiring; `run(args, pool, listener, shutdown)` serves until told to stop.
 //! - [`api`]: thin Connect/gRPC/gRPC-Web handlers and the health probes.
-//! - [`domain`]: validated values (names, callback URLs, tokens, page tokens).
-//! - [`store`]: every SQL statement.
+//! - [`domain`]: validated values (typed ids, names, callback URLs, tokens, page tokens,
+//!   events, deliveries as the log shows them).
+//! - [`store`]: every SQL statement; [`store::queue`] is the batcher's side of the queue
+//!   (claim, record, release), [`store::notifications`] LISTEN with reconnection.
 //! - [`publish`]: events into the transactional outbox (the Publish RPC and Rust producers).
-//! - [`dispatch`]: the batcher: claim with a lease, attempt (signed), record, retry.
+//! - [`dispatch`]: the batcher: claim with a lease, attempt, record, retry. Its pipeline is
+//!   [`dispatch::Batcher`] (one `step` is what `serve` does on each wake-up); an attempt's
+//!   HTTP request is built in [`dispatch::request`], one file per delivery format.
+//!
+//! Dependencies point one way, with no cycles: `app` wires `api`, `publish` and `dispatch`;
+//! `api` uses `publish`, `store` and `domain`; `publish` hands deliveries to `dispatch` and
+//! stores through `store`; `dispatch` uses `store` and `domain`; `store` uses `domain`.
 //! - [`signing`], [`listener`]: Standard Webhooks signatures, and the listener side.
 //! - [`secret_box`]: encryption at rest of signing secrets.
 //! - [`synthetic`]: realistic repository-push events for trying things out.

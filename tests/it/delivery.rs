@@ -229,12 +229,8 @@ async fn a_listener_failing_twice_gets_three_attempts_and_one_delivery() {
         vec![(repository_push("acme", "petapis", 1), "")],
     )
     .await;
-    let dispatcher = app.dispatcher();
-    for _ in 0..3 {
-        assert_eq!(dispatcher.run_once().await.unwrap(), 1);
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    assert_eq!(dispatcher.run_once().await.unwrap(), 0);
+    attempt_one_by_one(&app, 3).await;
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 0, "delivered");
     let got = receiver.captured();
     assert_eq!(got.len(), 3);
     assert!(
@@ -286,7 +282,6 @@ async fn retries_run_out_into_failed_and_redeliver_gives_the_whole_schedule_agai
     )
     .await;
     attempt_one_by_one(&app, 4).await;
-    tokio::time::sleep(Duration::from_millis(30)).await; // longer than any retry delay
     assert_eq!(
         app.dispatcher().run_once().await.unwrap(),
         0,
@@ -399,8 +394,7 @@ async fn a_listener_that_never_answers_times_out_and_is_retried() {
         started.elapsed() < Duration::from_secs(5),
         "the batch is not stuck"
     );
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    assert_eq!(dispatcher.run_once().await.unwrap(), 1, "retried");
+    attempt_one_by_one(&app, 1).await; // the retry, once due
     let delivery = delivery_log(&app, &token, &hook).await.remove(0);
     let (delivery, tries) = attempts(&app, &token, &delivery.delivery_id).await;
     assert!(tries[0].error.contains("timed out"), "{:?}", tries[0].error);
@@ -416,7 +410,7 @@ async fn a_listener_that_never_answers_times_out_and_is_retried() {
 #[tokio::test]
 async fn gone_disables_the_subscription() {
     let (app, token, receiver, hook) = subscribed(MANUAL).await;
-    app.cache_listeners(1).await;
+    app.list_cached(&token, "acme", "petapis").await;
     let updated = |v: serde_json::Value| v["webhooks"][0]["updateTime"].clone();
     let before = updated(app.list(&token, "acme", "petapis", "").await);
     receiver.script([Reply::Status(410)]);

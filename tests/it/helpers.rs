@@ -124,15 +124,69 @@ fn start(
 
 impl TestApp {
     /// Waits until `n` servers' cache listeners (token revocations and webhook changes) on
-    /// this database are connected, so that their caches are in use; returns their
-    /// backends' pids.
+    /// this database are connected; returns their backends' pids. That a cache is in use
+    /// is shown by [`Self::token_cached`] and [`Self::list_cached`], not assumed from this.
     pub async fn cache_listeners(&self, n: usize) -> Vec<i32> {
-        let pids = self
-            .listening(webhookd::store::tokens::REVOKED_CHANNEL, n, &[])
-            .await;
-        // The caches are used from right after LISTEN returns.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        pids
+        self.listening(webhookd::store::tokens::REVOKED_CHANNEL, n, &[])
+            .await
+    }
+
+    /// Waits until this app's token cache holds `token`, shown the only way that cannot be
+    /// mistaken: a revocation made behind webhookd's back (in SQL, announced to nobody) is
+    /// not seen. Each try revokes `token` so, asks, and restores it; it ends with `token`
+    /// cached and valid.
+    pub async fn token_cached(&self, token: &str) {
+        let hash = ApiToken::from_authorization(Some(&format!("Bearer {token}")))
+            .unwrap()
+            .hash();
+        let revoke = |revoked: bool| {
+            sqlx::query(
+                "UPDATE api_tokens SET revoke_time = CASE WHEN $2 THEN now() END
+                 WHERE token_hash = $1",
+            )
+            .bind(hash.0.to_vec())
+            .bind(revoked)
+            .execute(&self.pool)
+        };
+        let list = r#"{"ownerName":"acme","repositoryName":"petapis"}"#;
+        wait_until(
+            "the token cache serves the token",
+            Duration::from_secs(10),
+            || async {
+                let (status, answer) = self.json("ListWebhooks", Some(token), list).await;
+                assert_eq!(status, 200, "{answer}");
+                revoke(true).await.unwrap();
+                let cached = self.json("ListWebhooks", Some(token), list).await.0 == 200;
+                revoke(false).await.unwrap();
+                cached
+            },
+        )
+        .await;
+    }
+
+    /// Waits until this app's ListWebhooks cache serves `owner/repository`'s first page:
+    /// a change made behind webhookd's back (moving every webhook's `update_time` by a
+    /// microsecond, announced to nobody) is not seen.
+    pub async fn list_cached(&self, token: &str, owner: &str, repository: &str) {
+        let nudge = || {
+            sqlx::query(
+                "UPDATE webhooks SET update_time = update_time + interval '1 microsecond'
+                 WHERE owner_name = $1 AND repository_name = $2",
+            )
+            .bind(owner)
+            .bind(repository)
+            .execute(&self.pool)
+        };
+        wait_until(
+            "the list cache serves the page",
+            Duration::from_secs(10),
+            || async {
+                let before = self.list(token, owner, repository, "").await;
+                nudge().await.unwrap();
+                self.list(token, owner, repository, "").await == before
+            },
+        )
+        .await;
     }
 
     /// Waits until `n` sessions other than `except` LISTEN on `channel` on this database;
@@ -423,19 +477,14 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check
     wait_until(what, Duration::from_secs(2), check).await;
 }
 
-/// Waits up to `timeout` for `check` to hold, polling every 20 ms; panics naming `what`.
+/// Waits up to `timeout` for `check` to hold; panics naming `what`.
 pub async fn wait_until<F: std::future::Future<Output = bool>>(
     what: &str,
     timeout: Duration,
-    check: impl Fn() -> F,
+    check: impl FnMut() -> F,
 ) {
-    let deadline = std::time::Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not within {timeout:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let Err(e) = crate::wait::until(what, timeout, check).await {
+        panic!("{e}");
     }
 }
 

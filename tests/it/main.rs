@@ -3,6 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod wait;
+// The benchmark harness, run here in quick mode (tests/it/bench.rs).
+#[path = "../../benches/webhookd-bench/harness/mod.rs"]
+mod harness;
 
 mod bad_input;
 mod batcher;

@@ -4,7 +4,9 @@ use buffa::Message as _;
 use serde_json::{Value, json};
 use webhookd::proto::buf::alpha::registry::v1alpha1 as pb;
 
-use crate::helpers::{EVENT_PATH, TestApp, assert_error, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{
+    EVENT_PATH, TestApp, assert_error, eventually, spawn_app, spawn_app_with, wait_until,
+};
 
 /// RFC 3339 in UTC with a `Z`, as canonical ProtoJSON writes timestamps.
 fn assert_canonical_timestamp(value: &Value) {
@@ -339,13 +341,12 @@ async fn every_rpc_requires_a_valid_bearer_token() {
     assert_eq!(app.webhook_count().await, 1);
 }
 
-/// An app, an acme token its cache holds (it has served one ListWebhooks), and that request.
+/// An app, an acme token its cache is shown to hold, and a ListWebhooks request.
 async fn cached_token() -> (TestApp, String, String) {
     let app = spawn_app().await;
     let token = app.token(&["acme"]).await;
     let list = json!({"ownerName": "acme", "repositoryName": "petapis"}).to_string();
-    app.cache_listeners(1).await;
-    assert_eq!(app.json("ListWebhooks", Some(&token), &list).await.0, 200);
+    app.token_cached(&token).await;
     (app, token, list)
 }
 
@@ -392,9 +393,17 @@ async fn a_lost_revocation_listener_empties_the_token_cache() {
         .execute(&app.pool)
         .await
         .unwrap();
-    // webhookd reconnects after a second; from then on the cache is in use again, and
-    // must be empty.
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // Unless the cache was emptied when its connection went, it would serve the token
+    // (cached, for --token-cache-ttl, 60 s). It reconnects a second later, and listens
+    // again: the token stays refused.
+    wait_until(
+        "the revoked token is refused",
+        std::time::Duration::from_secs(5),
+        || async { app.json("ListWebhooks", Some(&token), &list).await.0 == 401 },
+    )
+    .await;
+    app.listening(webhookd::store::tokens::REVOKED_CHANNEL, 1, &[listener])
+        .await;
     let (status, answer) = app.json("ListWebhooks", Some(&token), &list).await;
     assert_error(status, &answer, 401, "unauthenticated", "revoked");
 }
@@ -404,7 +413,11 @@ async fn every_process_lists_what_another_created_or_deleted() {
     let a = spawn_app().await;
     let b = a.another_process().await;
     let token = a.token(&["acme"]).await;
-    a.cache_listeners(2).await;
+    // Both caches are shown to be in use (on another repository's page), so that what
+    // follows cannot pass by reading the database.
+    a.create(&token, "acme", "other", &a.callback("o")).await;
+    a.list_cached(&token, "acme", "other").await;
+    b.list_cached(&token, "acme", "other").await;
     let count = |v: &Value| v["webhooks"].as_array().map_or(0, Vec::len);
     // b remembers an empty first page; a creates; b must list the new webhook soon (its
     // cache would otherwise serve the empty page for --list-cache-ttl, 60 s).

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::env::{Bench, Receiver, Serve, Server};
-use crate::report::Row;
-use crate::scenarios::{
-    FAST, LATENCY, Plan, Since, Steady, check_exact, publish, publish_with, quantile,
-};
+use super::env::{Bench, Serve, Server};
+use super::report::Row;
+use super::scenarios::{FAST, LATENCY, Plan, check_exact, publish, publish_with};
+use super::steady::{Since, Steady, quantile};
+use crate::receiver::Receiver;
 
 const SCENARIO: &str = "9 one per call";
 /// Concurrent single-event publishers.
@@ -99,7 +99,7 @@ pub async fn one_per_call(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Ro
 /// A fresh database with one subscription on a receiver (that keeps bodies in quick mode).
 async fn setup(server: &Server, plan: &Plan) -> anyhow::Result<(Bench, Receiver)> {
     let bench = Bench::new(server).await?;
-    let receiver = Receiver::start(plan.quick, None).await?;
+    let receiver = Receiver::counting(plan.quick, None).await?;
     bench.subscribe("petapis", &receiver, 1, 0).await?;
     Ok((bench, receiver))
 }

@@ -1,16 +1,11 @@
-//! What a benchmark run stands on: a database, `webhookd serve` processes, receivers that
-//! answer like an EventService, and clients.
+//! What a benchmark run stands on: a database, `webhookd serve` processes and clients (the
+//! receivers are the tests' own, `tests/it/receiver.rs`).
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use axum::body::Bytes;
-use axum::http::HeaderMap;
 use connectrpc::client::{ClientConfig, HttpClient};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
@@ -23,71 +18,7 @@ use webhookd::secret_box::SecretBox;
 use webhookd::signing::SigningSecret;
 use webhookd::store;
 
-/// The `webhookd` binary the harness starts as `serve`: the one beside the harness. Under
-/// `cargo run` (which sets `CARGO` and `CARGO_MANIFEST_DIR`) it is built first, in the
-/// harness's own profile, so that `cargo run --release --bin webhookd-bench -- <scenario>`
-/// works on a fresh clone and never measures a `serve` older than the code.
-pub fn serve_binary() -> anyhow::Result<PathBuf> {
-    let beside = std::env::current_exe()?.with_file_name("webhookd");
-    let (Some(cargo), Some(manifest)) = (
-        std::env::var_os("CARGO"),
-        std::env::var_os("CARGO_MANIFEST_DIR"),
-    ) else {
-        anyhow::ensure!(
-            beside.exists(),
-            "{} not found: webhookd-bench starts the webhookd binary beside it; build both \
-             with `cargo build --release --bins`, or run the harness with \
-             `cargo run --release --bin webhookd-bench -- <scenario>`, which builds it",
-            beside.display()
-        );
-        return Ok(beside);
-    };
-    let mut build = Command::new(cargo);
-    // Without what `cargo run` set for the harness itself: build scripts that watch those
-    // variables (ring's watches CARGO_MANIFEST_DIR and OUT_DIR) would otherwise rebuild
-    // half the tree, here and again in the next plain `cargo build`.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || [
-                "OUT_DIR",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-            ]
-            .contains(&&*name)
-        {
-            build.env_remove(&*name);
-        }
-    }
-    build
-        .args(["build", "--bin", "webhookd", "--message-format", "json"])
-        .arg("--manifest-path")
-        .arg(Path::new(&manifest).join("Cargo.toml"))
-        .stderr(Stdio::inherit());
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    let output = build
-        .output()
-        .context("running cargo build --bin webhookd")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "cargo build --bin webhookd failed ({})",
-        output.status
-    );
-    // cargo names what it built in its JSON messages: run exactly that.
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find_map(|m| {
-            (m["reason"] == "compiler-artifact" && m["target"]["name"] == "webhookd")
-                .then(|| m["executable"].as_str().map(PathBuf::from))
-                .flatten()
-        })
-        .context("cargo build --bin webhookd named no executable")
-}
+use crate::receiver::Receiver;
 
 /// The PostgreSQL server runs use (`DATABASE_URL`, or the embedded one with durable
 /// defaults) and the `webhookd` binary they start.
@@ -217,7 +148,7 @@ impl Bench {
                 owner: OwnerName::parse("acme")?,
                 repository: RepositoryName::parse(repository)?,
                 event: WebhookEvent::RepositoryPush,
-                callback_url: CallbackUrl::parse(&receiver.url(i), true)?,
+                callback_url: CallbackUrl::parse(&receiver.subscriber_url(i), true)?,
             };
             let sealed = secrets.seal(SigningSecret::generate().expose().as_bytes());
             store::webhooks::insert(&mut conn, &new, 100_000, &sealed).await?;
@@ -265,18 +196,10 @@ impl Bench {
 
     /// Waits until `total` deliveries are recorded as delivered.
     pub async fn wait_delivered(&self, total: i64, timeout: Duration) -> anyhow::Result<Instant> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.delivered().await? >= total {
-                return Ok(Instant::now());
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "only {} of {total} delivered in {timeout:?}",
-                self.delivered().await?
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{total} deliveries recorded as delivered");
+        let delivered = || async { self.delivered().await.is_ok_and(|n| n >= total) };
+        crate::wait::until(&what, timeout, delivered).await?;
+        Ok(Instant::now())
     }
 
     pub async fn drop_database(self) -> anyhow::Result<()> {
@@ -306,17 +229,14 @@ impl Serve {
 
     pub async fn ready(&self) -> anyhow::Result<()> {
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http
-            .get(format!("{}/readyz", self.base()))
-            .send()
-            .await
-            .map(|r| r.status() != 200)
-            .unwrap_or(true)
-        {
-            anyhow::ensure!(Instant::now() < deadline, "serve did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let readyz = format!("{}/readyz", self.base());
+        let ready = || async {
+            http.get(&readyz)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        };
+        crate::wait::until("serve is ready", Duration::from_secs(30), ready).await?;
         Ok(())
     }
 
@@ -364,133 +284,5 @@ impl Drop for Serve {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
-    }
-}
-
-/// A delivery's first arrival at a receiver.
-pub struct Arrival {
-    pub at: Instant,
-    /// The subscriber whose path it reached: `n` of `/<n>/…` (see [`Receiver::url`]).
-    pub subscriber: Option<usize>,
-    /// Its body, when the receiver keeps bodies (quick mode, to check them).
-    pub body: Option<Bytes>,
-}
-
-/// What a receiver saw: each delivery (by its `webhook-id`) on its first arrival, and how
-/// many distinct deliveries reached each subscriber.
-#[derive(Default)]
-pub struct Seen {
-    pub first: HashMap<String, Arrival>,
-    pub per_subscriber: HashMap<usize, usize>,
-}
-
-/// An in-process listener answering like an EventService. Path `/<n>/…/Event` lets one
-/// receiver stand for many subscriptions; paths in `hang` never answer.
-#[derive(Clone)]
-pub struct Receiver {
-    pub port: u16,
-    pub seen: Arc<Mutex<Seen>>,
-}
-
-impl Receiver {
-    pub async fn start(keep_bodies: bool, hang_prefix: Option<String>) -> anyhow::Result<Self> {
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let shared = seen.clone();
-        let handler = move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
-            let shared = shared.clone();
-            let hang = hang_prefix
-                .as_deref()
-                .is_some_and(|p| uri.path().starts_with(p));
-            async move {
-                if hang {
-                    std::future::pending::<()>().await;
-                }
-                let id = headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let subscriber = uri.path().split('/').nth(1).and_then(|n| n.parse().ok());
-                let mut seen = shared.lock().expect("receiver lock");
-                if let Entry::Vacant(slot) = seen.first.entry(id) {
-                    slot.insert(Arrival {
-                        at: Instant::now(),
-                        subscriber,
-                        body: keep_bodies.then_some(body),
-                    });
-                    if let Some(n) = subscriber {
-                        *seen.per_subscriber.entry(n).or_default() += 1;
-                    }
-                }
-                ([("content-type", "application/proto")], Bytes::new())
-            }
-        };
-        let app = axum::Router::new().fallback(axum::routing::post(handler));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { port, seen })
-    }
-
-    pub fn url(&self, n: usize) -> String {
-        format!(
-            "http://127.0.0.1:{}/{n}{}",
-            self.port,
-            webhookd::domain::EVENT_PATH_SUFFIX
-        )
-    }
-
-    /// When the first delivery arrived, if any has.
-    pub fn first_arrival(&self) -> Option<Instant> {
-        let seen = self.seen.lock().expect("receiver lock");
-        seen.first.values().map(|a| a.at).min()
-    }
-
-    /// Distinct deliveries that arrived, to any path.
-    pub fn distinct(&self) -> usize {
-        self.seen.lock().expect("receiver lock").first.len()
-    }
-
-    /// Distinct deliveries that reached subscribers `0..subscribers`.
-    pub fn arrived(&self, subscribers: usize) -> usize {
-        let seen = self.seen.lock().expect("receiver lock");
-        (0..subscribers)
-            .filter_map(|n| seen.per_subscriber.get(&n))
-            .sum()
-    }
-
-    /// Waits until `n` distinct deliveries have arrived, to any path.
-    pub async fn wait_distinct(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
-        self.wait(n, timeout, Self::distinct).await
-    }
-
-    /// Waits until `n` distinct deliveries have reached subscribers `0..subscribers`.
-    pub async fn wait_arrived(
-        &self,
-        subscribers: usize,
-        n: usize,
-        timeout: Duration,
-    ) -> anyhow::Result<()> {
-        self.wait(n, timeout, |r| r.arrived(subscribers)).await
-    }
-
-    async fn wait(
-        &self,
-        n: usize,
-        timeout: Duration,
-        count: impl Fn(&Self) -> usize,
-    ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let seen = count(self);
-            if seen >= n {
-                return Ok(());
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "receiver saw {seen} of {n} in {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 }

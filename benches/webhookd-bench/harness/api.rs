@@ -3,15 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use crate::env::{Bench, Receiver, Serve, Server};
-use crate::report::Row;
-use crate::scenarios::Plan;
+use super::env::{Bench, Serve, Server};
+use super::report::Row;
+use super::scenarios::Plan;
+use crate::receiver::Receiver;
 
 /// Scenario 5: CreateWebhook and ListWebhooks, Connect binary and JSON, 32 clients, with
 /// 10,000 subscriptions in the database.
 pub async fn api(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let bench = Bench::new(server).await?;
-    let receiver = Receiver::start(false, None).await?;
+    let receiver = Receiver::counting(false, None).await?;
     let repos = plan.n(1000, 10) as usize;
     for r in 0..repos {
         bench
@@ -84,7 +85,7 @@ async fn hammer(
             token.to_owned(),
             method.to_owned(),
         );
-        let receiver_port = receiver.port;
+        let receiver_port = receiver.addr.port();
         tasks.spawn(async move {
             let mut latencies = vec![];
             let mut i = 0usize;

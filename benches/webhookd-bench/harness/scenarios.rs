@@ -11,8 +11,10 @@ use buffa::{Message as _, MessageField};
 use webhookd::proto::webhookd::v1 as pb;
 use webhookd::synthetic::repository_push;
 
-use crate::env::{Bench, Receiver, Serve, Server};
-use crate::report::Row;
+use super::env::{Bench, Serve, Server};
+use super::report::Row;
+use super::steady::{Since, Steady, quantile};
+use crate::receiver::Receiver;
 
 /// The fast profile of scenario 1.
 pub const FAST: &[&str] = &[
@@ -108,7 +110,7 @@ pub fn check_exact(
     published: &[Vec<u8>],
     subscribers: usize,
 ) -> anyhow::Result<()> {
-    let seen = receiver.seen.lock().expect("receiver lock");
+    let seen = receiver.seen();
     // +1 for each (subscriber, event) owed, -1 for each that arrived.
     let mut owed: HashMap<(usize, &[u8]), i64> = HashMap::new();
     for n in 0..subscribers {
@@ -149,7 +151,7 @@ pub async fn throughput_run(
     processes: usize,
 ) -> anyhow::Result<(f64, u64, f64)> {
     let bench = Bench::new(server).await?;
-    let receiver = Receiver::start(plan.quick, None).await?;
+    let receiver = Receiver::counting(plan.quick, None).await?;
     bench.subscribe("petapis", &receiver, subs, 0).await?;
     let flags = [FAST, &["--max-in-flight-per-webhook", "100000"]].concat();
     let serves: Vec<Serve> = (0..processes)
@@ -243,7 +245,7 @@ pub async fn resources(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>>
 /// the listener's receipt.
 pub async fn latency(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let bench = Bench::new(server).await?;
-    let receiver = Receiver::start(plan.quick, None).await?;
+    let receiver = Receiver::counting(plan.quick, None).await?;
     bench.subscribe("petapis", &receiver, 1, 0).await?;
     let serve = bench.serve(LATENCY)?;
     serve.ready().await?;
@@ -282,141 +284,10 @@ pub async fn latency(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
-/// Single-event Publish calls at a steady rate, and when each was acknowledged.
-pub struct Steady {
-    /// Each event's id, the moment its Publish call was sent and the moment it was
-    /// acknowledged.
-    pub acked: Vec<(String, Instant, Instant)>,
-    /// The events as encoded when published (quick mode only), for [`check_exact`].
-    pub published: Vec<Vec<u8>>,
-}
-
-impl Steady {
-    /// Publishes `rate` single-event calls a second for `seconds`, numbering the synthetic
-    /// pushes from `first`.
-    pub async fn publish(
-        serve: &Serve,
-        token: &str,
-        rate: u64,
-        seconds: u64,
-        first: u64,
-        keep: bool,
-    ) -> anyhow::Result<Self> {
-        let client = serve.publisher(token);
-        let mut published = vec![];
-        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-        let mut inflight = tokio::task::JoinSet::new();
-        for i in first..first + rate * seconds {
-            tick.tick().await;
-            let event = repository_push("acme", "petapis", i);
-            if keep {
-                published.push(event.encode_to_vec());
-            }
-            let client = client.clone();
-            inflight.spawn(async move {
-                let sent = Instant::now();
-                let response = client
-                    .publish(pb::PublishRequest {
-                        events: vec![pb::PublishEvent {
-                            event: MessageField::some(event),
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    })
-                    .await?;
-                Ok::<_, anyhow::Error>((
-                    response.into_owned().events[0].event_id.clone(),
-                    sent,
-                    Instant::now(),
-                ))
-            });
-        }
-        let mut acked = Vec::new();
-        while let Some(done) = inflight.join_next().await {
-            acked.push(done??);
-        }
-        Ok(Self { acked, published })
-    }
-
-    /// Milliseconds from each acknowledged publish to its delivery's first arrival at each
-    /// of subscribers `0..subscribers`, sorted. Every one of them must have arrived.
-    pub async fn latencies(
-        &self,
-        bench: &Bench,
-        receiver: &Receiver,
-        subscribers: usize,
-    ) -> anyhow::Result<Vec<f64>> {
-        self.latencies_since(bench, receiver, subscribers, Since::Acked)
-            .await
-    }
-
-    /// Milliseconds from each publish's `since` to its delivery's first arrival at each of
-    /// subscribers `0..subscribers`, sorted. Every one of them must have arrived. (An
-    /// arrival before the acknowledgement, which a batcher that attempts a delivery as its
-    /// publish commits makes common, counts as 0 since the acknowledgement.)
-    pub async fn latencies_since(
-        &self,
-        bench: &Bench,
-        receiver: &Receiver,
-        subscribers: usize,
-        since: Since,
-    ) -> anyhow::Result<Vec<f64>> {
-        let deliveries: Vec<(String, String)> =
-            sqlx::query_as("SELECT event_id::text, id::text FROM deliveries")
-                .fetch_all(&bench.pool)
-                .await?;
-        let acked: HashMap<&str, Instant> = self
-            .acked
-            .iter()
-            .map(|(event, sent, acked)| {
-                let at = match since {
-                    Since::Sent => sent,
-                    Since::Acked => acked,
-                };
-                (event.as_str(), *at)
-            })
-            .collect();
-        let mut latencies: Vec<f64> = {
-            let seen = receiver.seen.lock().expect("receiver lock");
-            deliveries
-                .iter()
-                .filter_map(|(event, id)| {
-                    let sent = acked.get(event.as_str())?;
-                    let arrival = seen.first.get(id)?;
-                    arrival.subscriber.filter(|n| *n < subscribers)?;
-                    Some(arrival.at.saturating_duration_since(*sent).as_secs_f64() * 1000.0)
-                })
-                .collect()
-        };
-        let owed = self.acked.len() * subscribers;
-        anyhow::ensure!(
-            latencies.len() == owed,
-            "matched {} of {owed} deliveries to their publish",
-            latencies.len()
-        );
-        latencies.sort_by(f64::total_cmp);
-        Ok(latencies)
-    }
-}
-
-/// Where a latency is measured from.
-#[derive(Debug, Clone, Copy)]
-pub enum Since {
-    /// The Publish call was sent.
-    Sent,
-    /// Its answer arrived.
-    Acked,
-}
-
-/// The `q` quantile of non-empty `sorted` (nearest rank).
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
 /// Scenario 3: the defaults against a backlog: at most `batch` per poll, drained at that rate.
 pub async fn cadence(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let bench = Bench::new(server).await?;
-    let receiver = Receiver::start(false, None).await?;
+    let receiver = Receiver::counting(false, None).await?;
     bench.subscribe("petapis", &receiver, 1, 0).await?;
     let (poll, batch, windows) = if plan.quick {
         (1u64, 5u64, 3u64)
@@ -475,7 +346,7 @@ pub async fn ingest(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
         (1000, 2, plan.n(200_000, 4000)),
     ] {
         let bench = Bench::new(server).await?;
-        let receiver = Receiver::start(false, None).await?;
+        let receiver = Receiver::counting(false, None).await?;
         bench.subscribe("petapis", &receiver, 1, 0).await?;
         let serve = bench.serve(&["--no-dispatch"])?;
         serve.ready().await?;
@@ -526,7 +397,7 @@ pub async fn slow_subscriber(server: &Server, plan: &Plan) -> anyhow::Result<Vec
     for hanging in [false, true] {
         let bench = Bench::new(server).await?;
         // Subscriber 9 is the one that hangs; 0..9 are the nine.
-        let receiver = Receiver::start(plan.quick, hanging.then(|| "/9/".to_owned())).await?;
+        let receiver = Receiver::counting(plan.quick, hanging.then(|| "/9/".to_owned())).await?;
         bench.subscribe("petapis", &receiver, 10, 0).await?;
         let serve = bench.serve(
             &[
@@ -606,11 +477,11 @@ pub async fn run(name: &str, server: &Server, plan: &Plan) -> anyhow::Result<Vec
         "latency" => latency(server, plan).await,
         "cadence" => cadence(server, plan).await,
         "ingest" => ingest(server, plan).await,
-        "api" => crate::api::api(server, plan).await,
+        "api" => super::api::api(server, plan).await,
         "slow-subscriber" => slow_subscriber(server, plan).await,
         "scale-out" => scale_out(server, plan).await,
         "resources" => resources(server, plan).await,
-        "one-per-call" => crate::one_per_call::one_per_call(server, plan).await,
+        "one-per-call" => super::one_per_call::one_per_call(server, plan).await,
         other => anyhow::bail!("unknown scenario {other:?}"),
     }
 }
