@@ -8,9 +8,9 @@
 //! insert them, and hand them over once committed ([`Reservation::deliver`]): attempted
 //! like claimed ones, unclaimed.
 //!
-//! The parts: [`batcher`] (the pipeline: room, attempts, recorder), [`request`] (the HTTP
-//! request of an attempt, per delivery format), [`attempt`] (sending it), [`retry`] (what
-//! follows), `skip` (where a claim's scan starts).
+//! The parts: `batcher.rs` (the pipeline: room, attempts, recorder), [`request`] (the HTTP
+//! request of an attempt, one file per delivery format), [`attempt`] (sending it),
+//! [`retry`] (what follows), `skip.rs` (where a claim's scan starts).
 //!
 //! Invariants: no transaction is open during an HTTP attempt (the claim commits first);
 //! an outcome is recorded only while this batcher still holds the lease; at most
