@@ -493,6 +493,13 @@ async fn while_a_listener_hangs_at_its_cap_a_publish_that_commits_late_is_still_
     healthy.wait_for(20, Duration::from_secs(10)).await;
     tx.commit().await.unwrap();
     healthy.wait_for(21, Duration::from_secs(10)).await;
+    // Received is not yet recorded: wait for the record, not for time.
+    crate::helpers::wait_until(
+        "the healthy listener's 21 recorded",
+        Duration::from_secs(10),
+        || async { states(&app).await.get("delivered") == Some(&21) },
+    )
+    .await;
     // Nothing of the hanging listener's is lost either: still pending, some of it leased.
     let states = states(&app).await;
     assert_eq!(
