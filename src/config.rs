@@ -116,6 +116,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WEBHOOKD_DELIVERY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub delivery_timeout: Duration,
 
+    /// Send deliveries through this HTTP proxy (`http://host:port`). Proxy variables
+    /// (`HTTPS_PROXY`, `ALL_PROXY`, ...) are ignored: only this flag sets one. Callback hosts
+    /// are still resolved and checked against the internal-address rule first.
+    #[arg(long, env = "WEBHOOKD_DELIVERY_PROXY", value_parser = parse_proxy)]
+    pub delivery_proxy: Option<String>,
+
     /// Delays before each retry of a failed delivery, comma-separated; the first attempt is
     /// immediate. Each delay gets +/-20% jitter.
     #[arg(long, env = "WEBHOOKD_RETRY_SCHEDULE", default_value = DEFAULT_SCHEDULE)]
@@ -145,9 +151,25 @@ impl ServeArgs {
             delivery_timeout: self.delivery_timeout,
             retry_schedule: self.retry_schedule.clone(),
             allow_insecure_callbacks: self.allow_insecure_callbacks,
+            // Checked by `parse_proxy` already.
+            delivery_proxy: self
+                .delivery_proxy
+                .as_deref()
+                .and_then(|p| url::Url::parse(p).ok()),
             shutdown_timeout: self.shutdown_timeout,
         }
     }
+}
+
+/// An `http` or `https` proxy URL with a host.
+fn parse_proxy(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!(
+            "{text:?} is not an http:// or https:// proxy URL with a host"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// `webhookd token ...`.

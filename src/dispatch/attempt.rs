@@ -14,47 +14,108 @@ use crate::domain::{AttemptRecord, is_internal_ip};
 /// How much of a response body is kept in the attempt record.
 pub const MAX_RECORDED_BODY: usize = 4096;
 
-/// Builds the delivery HTTP client: no redirects, a whole-attempt timeout, and (unless
-/// insecure mode) a resolver that refuses internal addresses after DNS resolution.
+/// Builds the delivery HTTP client: no redirects, a whole-attempt timeout, (unless insecure
+/// mode) a resolver that refuses internal addresses after DNS resolution, and no proxy but
+/// `proxy`: proxy variables in the environment are ignored, since through a proxy the
+/// resolver would only ever see the proxy's address (see [`Guard`]).
 ///
 /// # Errors
-/// When the TLS stack cannot be set up.
-pub fn client(timeout: Duration, allow_internal: bool) -> anyhow::Result<reqwest::Client> {
+/// When the TLS stack cannot be set up, or the proxy URL is unusable.
+pub fn client(
+    timeout: Duration,
+    allow_internal: bool,
+    proxy: Option<&url::Url>,
+) -> anyhow::Result<reqwest::Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Ok(reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .user_agent(concat!("webhookd/", env!("CARGO_PKG_VERSION")))
-        .dns_resolver(Arc::new(GuardedResolver { allow_internal }))
-        .build()?)
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_internal,
+            proxy_host: proxy.and_then(|p| p.host_str()).map(str::to_owned),
+        }));
+    let builder = match proxy {
+        Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
+        None => builder.no_proxy(),
+    };
+    Ok(builder.build()?)
+}
+
+/// How an attempt is kept off internal addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Guard {
+    /// Insecure mode (`--allow-insecure-callbacks`): no check at all.
+    pub allow_internal: bool,
+    /// Deliveries go through `--delivery-proxy`: the client's resolver sees only the
+    /// proxy, so the callback's host is resolved and checked here first.
+    pub proxied: bool,
+}
+
+impl Guard {
+    /// Why `url` must not be attempted, if it must not: its host is an internal address,
+    /// or (through a proxy) resolves only to such addresses, or not at all.
+    async fn refuses(self, url: &reqwest::Url) -> Option<String> {
+        if self.allow_internal {
+            return None;
+        }
+        if let Some(ip) = literal_ip(url) {
+            return is_internal_ip(ip).then(|| {
+                format!(
+                    "{ip} is an internal address; refused (start the server with --allow-insecure-callbacks to allow it)"
+                )
+            });
+        }
+        if !self.proxied {
+            return None; // GuardedResolver checks at connection time.
+        }
+        let host = url.host_str()?;
+        match resolve_external(host).await {
+            Ok(_) => None,
+            Err(why) => Some(format!(
+                "{why} (checked before handing it to --delivery-proxy)"
+            )),
+        }
+    }
+}
+
+/// The external addresses `host` resolves to; an error when there are none.
+async fn resolve_external(host: &str) -> Result<Vec<SocketAddr>, String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|e| format!("{host} does not resolve: {e}"))?
+        .filter(|a| !is_internal_ip(a.ip()))
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!(
+            "{host} resolves only to loopback, private or otherwise internal addresses; refused \
+             (start the server with --allow-insecure-callbacks to allow it)"
+        ));
+    }
+    Ok(addrs)
 }
 
 /// Resolves names, then drops internal addresses unless insecure mode allows them, so that
-/// a public-looking name cannot point webhookd at the inside of its own network.
+/// a public-looking name cannot point webhookd at the inside of its own network. The
+/// operator's `--delivery-proxy` is trusted wherever it is.
 struct GuardedResolver {
     allow_internal: bool,
+    proxy_host: Option<String>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let allow_internal = self.allow_internal;
+        let allow_internal =
+            self.allow_internal || self.proxy_host.as_deref() == Some(name.as_str());
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| allow_internal || !is_internal_ip(a.ip()))
-                .collect();
-            if allowed.is_empty() {
-                return Err(format!(
-                    "{host} resolves only to loopback, private or otherwise internal addresses; refused \
-                     (start the server with --allow-insecure-callbacks to allow it)"
-                )
-                .into());
-            }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            let host = name.as_str();
+            let addrs: Vec<SocketAddr> = if allow_internal {
+                tokio::net::lookup_host((host, 0)).await?.collect()
+            } else {
+                resolve_external(host).await?
+            };
+            Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
 }
@@ -65,7 +126,7 @@ impl Resolve for GuardedResolver {
 pub async fn send(
     client: &reqwest::Client,
     request: Request,
-    allow_internal: bool,
+    guard: Guard,
     start_time: DateTime<Utc>,
 ) -> (AttemptRecord, Option<Duration>) {
     let started = Instant::now();
@@ -73,7 +134,7 @@ pub async fn send(
         start_time,
         ..AttemptRecord::default()
     };
-    let retry_after = match post(client, request, allow_internal, &mut record).await {
+    let retry_after = match post(client, request, guard, &mut record).await {
         Ok(retry_after) => retry_after,
         Err(error) => {
             record.error = Some(error);
@@ -88,16 +149,11 @@ pub async fn send(
 async fn post(
     client: &reqwest::Client,
     request: Request,
-    allow_internal: bool,
+    guard: Guard,
     record: &mut AttemptRecord,
 ) -> Result<Option<Duration>, String> {
-    if !allow_internal
-        && let Some(ip) = literal_ip(&request.url)
-        && is_internal_ip(ip)
-    {
-        return Err(format!(
-            "{ip} is an internal address; refused (start the server with --allow-insecure-callbacks to allow it)"
-        ));
+    if let Some(why) = guard.refuses(&request.url).await {
+        return Err(why);
     }
     let response = client
         .post(request.url)

@@ -73,6 +73,8 @@ pub struct DispatchSettings {
     pub retry_schedule: RetrySchedule,
     /// Allow internal callback addresses (`--allow-insecure-callbacks`).
     pub allow_insecure_callbacks: bool,
+    /// The proxy deliveries go through, if any (`--delivery-proxy`).
+    pub delivery_proxy: Option<url::Url>,
     /// How long in-flight attempts may finish after shutdown starts (`--shutdown-timeout`).
     pub shutdown_timeout: Duration,
 }
@@ -119,7 +121,11 @@ impl Dispatcher {
         settings: DispatchSettings,
         secrets: SecretBox,
     ) -> anyhow::Result<Self> {
-        let client = attempt::client(settings.delivery_timeout, settings.allow_insecure_callbacks)?;
+        let client = attempt::client(
+            settings.delivery_timeout,
+            settings.allow_insecure_callbacks,
+            settings.delivery_proxy.as_ref(),
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool: store::queue_pool(&pool, QUEUE_CONNECTIONS),
@@ -281,8 +287,11 @@ impl Dispatcher {
         let start_time = chrono::Utc::now();
         let sent = match request::build(delivery, &target, start_time, settings.delivery_timeout) {
             Ok(request) => {
-                let allow_internal = settings.allow_insecure_callbacks;
-                attempt::send(&self.inner.client, request, allow_internal, start_time).await
+                let guard = attempt::Guard {
+                    allow_internal: settings.allow_insecure_callbacks,
+                    proxied: settings.delivery_proxy.is_some(),
+                };
+                attempt::send(&self.inner.client, request, guard, start_time).await
             }
             Err(error) => (
                 crate::domain::AttemptRecord::failed(start_time, error),

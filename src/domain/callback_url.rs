@@ -79,8 +79,9 @@ impl fmt::Display for CallbackUrl {
     }
 }
 
-/// Refuses hosts that name this machine or a private network, unless insecure mode is on.
-/// Domain names other than `localhost` are resolved only at delivery time.
+/// Refuses hosts that are not public (see [`is_internal_ip`]) or name this machine, unless
+/// insecure mode is on. Domain names other than `localhost` are resolved only at delivery
+/// time, where the same rule applies to every address they resolve to.
 fn check_host(url: &Url, allow_insecure: bool) -> Result<()> {
     let internal = match url.host() {
         None => {
@@ -97,49 +98,80 @@ fn check_host(url: &Url, allow_insecure: bool) -> Result<()> {
     };
     if internal && !allow_insecure {
         return Err(Error::InvalidArgument(
-            "callback_url host is loopback or private (start the server with \
-             --allow-insecure-callbacks to allow it)"
+            "callback_url host is loopback or private, or otherwise not a public unicast \
+             address (start the server with --allow-insecure-callbacks to allow it)"
                 .into(),
         ));
     }
     Ok(())
 }
 
-/// True for addresses that are not on the public internet: loopback, private, link-local,
-/// carrier-grade NAT, unspecified, broadcast, documentation, multicast and unique-local.
+/// True for every address that is not global unicast: webhookd delivers only to the public
+/// internet unless insecure mode is on. An allow-list, not a list of what is internal:
+///
+/// * IPv6: only `2000::/3` (global unicast), less its special-purpose blocks
+///   (`2001::/23`: Teredo, benchmarking, ORCHID and other protocol assignments;
+///   `2001:db8::/32` and `3fff::/20`: documentation; `2002::/16`: 6to4, which carries an
+///   IPv4 address). Everything outside `2000::/3` is refused: loopback, unspecified,
+///   IPv4-compatible (`::/96`), NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`), unique-local,
+///   site-local, link-local, multicast. An IPv4-mapped address (`::ffff:0:0/96`) is judged
+///   as the IPv4 address it maps.
+/// * IPv4: everything but the IANA special-purpose blocks: `0/8`, `10/8`, `100.64/10`,
+///   `127/8`, `169.254/16`, `172.16/12`, `192.0.0/24`, `192.0.2/24`, `192.88.99/24`
+///   (6to4 relays), `192.168/16`, `198.18/15`, `198.51.100/24`, `203.0.113/24`, `224/4`
+///   (multicast) and `240/4` (reserved, and broadcast).
 pub fn is_internal_ip(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => is_internal_v4(v4),
+        IpAddr::V4(v4) => !is_global_v4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_internal_v4(v4),
-            None => is_internal_v6(v6),
+            Some(v4) => !is_global_v4(v4),
+            None => !is_global_v6(v6),
         },
     }
 }
 
-fn is_internal_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_documentation()
-        || ip.is_multicast()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b))
-        || (a == 198 && (18..20).contains(&b))
-        || a >= 240
+/// The IPv4 special-purpose blocks, as (network, prefix length).
+const SPECIAL_V4: &[([u8; 4], u32)] = &[
+    ([0, 0, 0, 0], 8),
+    ([10, 0, 0, 0], 8),
+    ([100, 64, 0, 0], 10),
+    ([127, 0, 0, 0], 8),
+    ([169, 254, 0, 0], 16),
+    ([172, 16, 0, 0], 12),
+    ([192, 0, 0, 0], 24),
+    ([192, 0, 2, 0], 24),
+    ([192, 88, 99, 0], 24),
+    ([192, 168, 0, 0], 16),
+    ([198, 18, 0, 0], 15),
+    ([198, 51, 100, 0], 24),
+    ([203, 0, 113, 0], 24),
+    ([224, 0, 0, 0], 4),
+    ([240, 0, 0, 0], 4),
+];
+
+/// The special-purpose blocks inside IPv6 global unicast, as (first segments, prefix length).
+const SPECIAL_V6: &[([u16; 2], u32)] = &[
+    ([0x2001, 0x0000], 23),
+    ([0x2001, 0x0db8], 32),
+    ([0x2002, 0x0000], 16),
+    ([0x3fff, 0x0000], 20),
+];
+
+fn is_global_v4(ip: Ipv4Addr) -> bool {
+    let bits = u32::from(ip);
+    !SPECIAL_V4
+        .iter()
+        .any(|&(net, len)| bits >> (32 - len) == u32::from(Ipv4Addr::from(net)) >> (32 - len))
 }
 
-fn is_internal_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00
-        || (first & 0xffc0) == 0xfe80
-        || first == 0x2001 && ip.segments()[1] == 0x0db8
+fn is_global_v6(ip: Ipv6Addr) -> bool {
+    let [a, b, ..] = ip.segments();
+    let head = (u32::from(a) << 16) | u32::from(b);
+    let global_unicast = a & 0xe000 == 0x2000;
+    global_unicast
+        && !SPECIAL_V6.iter().any(|&([x, y], len)| {
+            head >> (32 - len) == ((u32::from(x) << 16) | u32::from(y)) >> (32 - len)
+        })
 }
 
 #[cfg(test)]
@@ -225,25 +257,85 @@ mod tests {
         assert!(CallbackUrl::parse(url, true).is_ok());
     }
 
+    /// Every form of address that is not global unicast, including those that carry an
+    /// internal IPv4 address inside an IPv6 one.
+    pub const INTERNAL: &[&str] = &[
+        "127.0.0.1",
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "0.1.2.3",
+        "192.0.0.8",
+        "192.0.2.1",
+        "192.88.99.1",
+        "198.18.0.1",
+        "198.19.255.255",
+        "198.51.100.1",
+        "203.0.113.1",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::",
+        "::1",
+        "::127.0.0.1",
+        "::a00:1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::a00:1",
+        "2002:7f00:1::1",
+        "2002:a9fe:a9fe::1",
+        "2001::1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+        "2001:db8::1",
+        "3fff::1",
+        "fec0::1",
+        "fc00::1",
+        "fd00::1",
+        "fe80::1",
+        "ff02::1",
+        "100::1",
+    ];
+
     #[test]
-    fn classifies_internal_addresses() {
-        for ip in [
-            "127.0.0.1",
-            "10.0.0.1",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-        ] {
+    fn only_global_unicast_addresses_are_external() {
+        for ip in INTERNAL {
             assert!(is_internal_ip(ip.parse().expect("ip")), "{ip}");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "192.0.1.1",
+            "198.20.0.1",
+            "223.255.255.255",
+            "::ffff:8.8.8.8",
+            "2606:4700::1111",
+            "2001:4860:4860::8888",
+            "2a00:1450::1",
+        ] {
             assert!(!is_internal_ip(ip.parse().expect("ip")), "{ip}");
+        }
+    }
+
+    #[test]
+    fn a_callback_on_any_internal_address_is_refused_at_create_time() {
+        for ip in INTERNAL {
+            let host = if ip.contains(':') {
+                format!("[{ip}]")
+            } else {
+                (*ip).to_owned()
+            };
+            let url = format!("https://{host}{EVENT_PATH_SUFFIX}");
+            let err = CallbackUrl::parse(&url, false).expect_err(&url).to_string();
+            assert!(err.contains("loopback or private"), "{url}: {err}");
+            assert!(
+                CallbackUrl::parse(&url, true).is_ok(),
+                "{url} in insecure mode"
+            );
         }
     }
 }
