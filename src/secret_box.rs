@@ -45,7 +45,8 @@ impl SecretBox {
     /// The key in `path`, created (random, mode 0600) if the file does not exist.
     ///
     /// # Errors
-    /// When the file cannot be read or written, or holds no valid key.
+    /// When the file cannot be read or written, holds no valid key, or is readable or
+    /// writable by anyone but its owner (the message says how to fix it).
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
@@ -67,11 +68,34 @@ impl SecretBox {
                 Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
             }
         }
+        refuse_loose_permissions(path)?;
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::from_base64(&text).with_context(|| format!("in {}", path.display()))
     }
+}
 
+/// An error when the key file at `path` is open to its group or to others: anyone who can
+/// read it can read every signing secret in the database.
+fn refuse_loose_permissions(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{} is open to other users (mode {:o}): it holds the key to every signing secret; \
+             run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+impl SecretBox {
     /// Nonce followed by ciphertext and tag.
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
@@ -112,5 +136,34 @@ mod tests {
         assert_eq!(a.open(&sealed).expect("same key"), b"whsec_abc");
         assert!(SecretBox::new([2; 32]).open(&sealed).is_err());
         assert_ne!(a.seal(b"whsec_abc"), sealed, "fresh nonce each time");
+    }
+
+    #[test]
+    fn a_key_file_open_to_other_users_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("webhookd-key-{}", std::process::id()));
+        let path = dir.join("secret.key");
+        let created = SecretBox::load_or_create(&path).expect("created");
+        let sealed = created.seal(b"x");
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        for loose in [0o644, 0o640, 0o606, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).expect("chmod");
+            let err = SecretBox::load_or_create(&path)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(
+                err.contains("open to other users") && err.contains("chmod 600"),
+                "{err}"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        let reopened = SecretBox::load_or_create(&path).expect("owner-only is fine");
+        assert_eq!(reopened.open(&sealed).expect("same key"), b"x");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -124,7 +124,8 @@ pub fn verify(
     let timestamp: i64 = header("webhook-timestamp")?
         .parse()
         .map_err(|_| SignatureError::StaleTimestamp)?;
-    if (now - timestamp).abs() > DEFAULT_TOLERANCE_SECS {
+    // `abs_diff`: a difference of extreme timestamps does not fit an i64.
+    if now.abs_diff(timestamp) > DEFAULT_TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::StaleTimestamp);
     }
     let offered: Vec<Vec<u8>> = header("webhook-signature")?
@@ -187,9 +188,21 @@ mod tests {
             Err(SignatureError::NoMatch)
         );
         assert_eq!(
-            verify(&[old], &headers, body, 1000 + 301),
+            verify(std::slice::from_ref(&old), &headers, body, 1000 + 301),
             Err(SignatureError::StaleTimestamp)
         );
+        for extreme in [i64::MIN, i64::MAX] {
+            let mut skewed = headers.clone();
+            skewed.insert(
+                "webhook-timestamp",
+                extreme.to_string().parse().expect("header"),
+            );
+            assert_eq!(
+                verify(std::slice::from_ref(&old), &skewed, body, 1000),
+                Err(SignatureError::StaleTimestamp),
+                "{extreme}"
+            );
+        }
         headers.remove("webhook-id");
         assert_eq!(
             verify(&[new], &headers, body, 1000),
