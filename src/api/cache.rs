@@ -15,8 +15,10 @@
 //! a lookup that raced an invalidation from storing what it read before it. Entries also
 //! expire after their TTL (`--token-cache-ttl`, `--list-cache-ttl`): that bounds a change
 //! made behind webhookd's back in SQL, and a create or delete whose process died between
-//! its commit and its announcement. `0s` turns a cache off. Unknown tokens are never
-//! cached, so a new token works at once.
+//! its commit and its announcement. `0s` turns a cache off. Tokens the database does not
+//! know are remembered apart, whether or not LISTEN is up (a random token that was never
+//! made never will be, so a new token still works at once), and at most
+//! [`MAX_TOKEN_LOOKUPS`] lookups go to the database at once.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -33,11 +35,19 @@ use crate::domain::{TokenHash, TokenScope, Webhook};
 use crate::error::Result;
 use crate::store;
 use crate::store::notifications::{Notice, Notifications};
+use crate::store::tokens::Lookup;
 
 /// The most entries a cache keeps; past that it is emptied and refilled by use.
 const MAX_ENTRIES: usize = 10_000;
 /// The longest first page kept (the default per-repository cap is 20).
 const MAX_CACHED_PAGE: usize = 100;
+/// How long a token the database does not know is refused from memory. Such a token can
+/// never become valid (tokens are 256 random bits), so this only bounds the memory a
+/// flood of repeated bad tokens takes.
+const UNKNOWN_TTL: Duration = Duration::from_secs(60);
+/// The most token lookups that go to the database at once: a flood of random tokens takes
+/// no more of the API's pool than this.
+const MAX_TOKEN_LOOKUPS: usize = 4;
 
 /// The caches of one `serve` process.
 pub struct ApiCache {
@@ -47,6 +57,11 @@ pub struct ApiCache {
     /// read before it.
     generation: AtomicU64,
     tokens: Expiring<TokenHash, TokenScope>,
+    /// Tokens the database does not know. Served whether or not LISTEN is up: nothing
+    /// announced can make them known.
+    unknown: Expiring<TokenHash, ()>,
+    /// Room for [`MAX_TOKEN_LOOKUPS`].
+    lookups: tokio::sync::Semaphore,
     lists: Expiring<(String, String), Arc<Vec<Webhook>>>,
     /// To [`announce_changes`]: changed repositories, as `owner/repository`.
     announcements: mpsc::Sender<String>,
@@ -88,6 +103,8 @@ impl ApiCache {
             listening: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             tokens: Expiring::new(token_ttl),
+            unknown: Expiring::new(UNKNOWN_TTL),
+            lookups: tokio::sync::Semaphore::new(MAX_TOKEN_LOOKUPS),
             lists: Expiring::new(list_ttl),
             announcements,
         });
@@ -117,7 +134,9 @@ impl ApiCache {
     }
 
     /// The live token's scope: from the cache when it can be trusted, else from the
-    /// database (and then remembered).
+    /// database (and then remembered). A token the database does not know is remembered
+    /// too, and refused without asking it again; at most [`MAX_TOKEN_LOOKUPS`] lookups ask
+    /// the database at once.
     ///
     /// # Errors
     /// `Unavailable` when the database cannot be asked.
@@ -126,13 +145,38 @@ impl ApiCache {
         if enabled && let Some(scope) = self.tokens.get(&hash) {
             return Ok(Some(scope));
         }
-        let generation = self.generation.load(Ordering::Acquire);
-        let mut conn = store::acquire(pool).await?;
-        let scope = store::tokens::find_scope(&mut conn, hash).await?;
-        if enabled && let Some(scope) = &scope {
-            self.store(&self.tokens, generation, hash, scope.clone());
+        if self.unknown.get(&hash).is_some() {
+            return Ok(None);
         }
-        Ok(scope)
+        let generation = self.generation.load(Ordering::Acquire);
+        let lookup = {
+            let _room = self.lookups.acquire().await.map_err(|_| {
+                crate::error::Error::Internal(anyhow::anyhow!("the token lookups are closed"))
+            })?;
+            let mut conn = store::acquire(pool).await?;
+            store::tokens::find(&mut conn, hash).await?
+        };
+        match lookup {
+            Lookup::Live(scope) => {
+                if enabled {
+                    self.store(&self.tokens, generation, hash, scope.clone());
+                }
+                Ok(Some(scope))
+            }
+            Lookup::Revoked => Ok(None),
+            Lookup::Unknown => {
+                self.remember_unknown(hash);
+                Ok(None)
+            }
+        }
+    }
+
+    fn remember_unknown(&self, hash: TokenHash) {
+        let mut entries = self.unknown.lock();
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(hash, ((), Instant::now()));
     }
 
     /// The first `limit` webhooks of a repository, in ListWebhooks order: from the cache

@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 
 /// Every token starts with this, so that secret scanners and people can recognise one.
 const TOKEN_PREFIX: &str = "whd_";
+/// What follows the prefix: 32 random bytes in unpadded URL-safe base64.
+const TOKEN_CHARS: usize = 43;
 
 /// A plaintext API token, as given to its holder. Never logged, never stored.
 pub struct ApiToken(String);
@@ -41,7 +43,24 @@ impl ApiToken {
             .ok_or_else(|| {
                 Error::Unauthenticated("the Authorization header must be 'Bearer <token>'".into())
             })?;
+        if !Self::well_formed(token) {
+            return Err(Error::Unauthenticated(format!(
+                "the token is malformed: webhookd tokens are '{TOKEN_PREFIX}' and {TOKEN_CHARS} \
+                 characters of A-Z, a-z, 0-9, '_' and '-', as 'webhookd token create' prints them"
+            )));
+        }
         Ok(Self(token.to_owned()))
+    }
+
+    /// Whether `token` has the form [`Self::generate`] gives: only such a token can exist,
+    /// so any other is refused without looking it up.
+    fn well_formed(token: &str) -> bool {
+        token.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
+            rest.len() == TOKEN_CHARS
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
     }
 
     /// The hash under which the token is stored.
@@ -99,11 +118,28 @@ mod tests {
     }
 
     #[test]
-    fn reads_bearer_tokens_only() {
-        let t = ApiToken::from_authorization(Some("bearer abc")).expect("bearer");
-        assert_eq!(t.expose(), "abc");
+    fn reads_well_formed_bearer_tokens_only() {
+        let made = ApiToken::generate();
+        let header = format!("bearer {}", made.expose());
+        let read = ApiToken::from_authorization(Some(&header)).expect("bearer");
+        assert_eq!(read.expose(), made.expose());
         for bad in [None, Some("Basic abc"), Some("Bearer "), Some("abc")] {
             assert!(ApiToken::from_authorization(bad).is_err(), "{bad:?}");
+        }
+        let body = &made.expose()[TOKEN_PREFIX.len()..];
+        for malformed in [
+            "abc".to_owned(),
+            format!("whx_{body}"),
+            format!("whd_{}", &body[1..]),
+            format!("whd_{body}A"),
+            format!("whd_{}!", &body[1..]),
+            format!("whd_{}é", &body[2..]),
+        ] {
+            let err = ApiToken::from_authorization(Some(&format!("Bearer {malformed}")))
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(err.contains("malformed"), "{malformed}: {err}");
         }
     }
 }

@@ -38,22 +38,37 @@ pub async fn insert(conn: &mut PgConnection, hash: TokenHash, scope: &TokenScope
     Ok(id)
 }
 
-/// The scope of the live (not revoked) token with this hash, if there is one.
-pub async fn find_scope(conn: &mut PgConnection, hash: TokenHash) -> Result<Option<TokenScope>> {
+/// What the database knows of a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// A live token, and what it may do.
+    Live(TokenScope),
+    /// A token that was revoked.
+    Revoked,
+    /// No such token: it was never made (a random token is never made later).
+    Unknown,
+}
+
+/// Looks a token up by its hash.
+pub async fn find(conn: &mut PgConnection, hash: TokenHash) -> Result<Lookup> {
     let row = sqlx::query!(
         r#"
-        SELECT owners, all_owners
+        SELECT owners, all_owners, revoke_time IS NOT NULL AS "revoked!"
         FROM api_tokens
-        WHERE token_hash = $1 AND revoke_time IS NULL
+        WHERE token_hash = $1
         "#,
         &hash.0[..],
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|r| TokenScope {
-        owners: r.owners,
-        all_owners: r.all_owners,
-    }))
+    Ok(match row {
+        None => Lookup::Unknown,
+        Some(r) if r.revoked => Lookup::Revoked,
+        Some(r) => Lookup::Live(TokenScope {
+            owners: r.owners,
+            all_owners: r.all_owners,
+        }),
+    })
 }
 
 /// Every token, oldest first.

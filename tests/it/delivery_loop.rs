@@ -363,7 +363,7 @@ async fn a_callback_name_resolving_to_an_internal_address_is_refused_at_delivery
 
 /// A TCP relay to the test's PostgreSQL that counts connection attempts and can cut every
 /// connection and refuse new ones, which is how a database outage looks to a client.
-struct Relay {
+pub struct Relay {
     port: u16,
     up: Arc<AtomicBool>,
     attempts: Arc<AtomicUsize>,
@@ -371,7 +371,7 @@ struct Relay {
 }
 
 impl Relay {
-    async fn start(app: &TestApp) -> Self {
+    pub async fn start(app: &TestApp) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let relay = Self {
             port: listener.local_addr().unwrap().port(),
@@ -409,7 +409,7 @@ impl Relay {
     }
 
     /// `app`'s database URL through the relay.
-    fn database_url(&self, app: &TestApp) -> String {
+    pub fn database_url(&self, app: &TestApp) -> String {
         let mut url = url::Url::parse(&app.database_url()).unwrap();
         url.set_host(Some("127.0.0.1")).unwrap();
         url.set_port(Some(self.port)).unwrap();
@@ -423,7 +423,7 @@ impl Relay {
     }
 
     /// The outage: every open connection is cut and new ones are closed at once.
-    fn cut(&self) {
+    pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         for task in self.live.lock().unwrap().drain(..) {
             task.abort();

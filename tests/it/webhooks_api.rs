@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use webhookd::proto::buf::alpha::registry::v1alpha1 as pb;
 
 use crate::helpers::{
-    EVENT_PATH, TestApp, assert_error, eventually, spawn_app, spawn_app_with, wait_until,
+    EVENT_PATH, TestApp, assert_error, eventually, serve_command, spawn_app, spawn_app_with,
+    wait_until,
 };
 
 /// RFC 3339 in UTC with a `Z`, as canonical ProtoJSON writes timestamps.
@@ -339,6 +340,67 @@ async fn every_rpc_requires_a_valid_bearer_token() {
         }
     }
     assert_eq!(app.webhook_count().await, 1);
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_tokens_are_refused_without_asking_the_database_again() {
+    let app = spawn_app_with(&["--no-dispatch"]).await;
+    let relay = crate::delivery_loop::Relay::start(&app).await;
+    let (_serve, port) = serve_command(&app, &relay.database_url(&app), &["--no-dispatch"]);
+    let base = format!("http://127.0.0.1:{port}");
+    let list = json!({"ownerName": "acme", "repositoryName": "petapis"}).to_string();
+    let call = |token: String| {
+        let url = format!("{base}/buf.alpha.registry.v1alpha1.WebhookService/ListWebhooks");
+        let body = list.clone();
+        async move {
+            let response = crate::helpers::http_client()
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let answer: Value = response.json().await.unwrap();
+            (status, answer)
+        }
+    };
+    crate::helpers::wait_for_port(port).await;
+    let unknown = webhookd::domain::ApiToken::generate().expose().to_owned();
+    let (status, answer) = call(unknown.clone()).await;
+    assert_error(
+        status,
+        &answer,
+        401,
+        "unauthenticated",
+        "unknown or revoked",
+    );
+
+    // With the database out of reach, both are still refused as unauthenticated (not
+    // unavailable): a malformed token is never looked up, an unknown one not twice.
+    relay.cut();
+    let body = &unknown[4..];
+    for token in [
+        "x".to_owned(),
+        format!("whd_{}", &body[1..]),
+        format!("whd_{}!", &body[1..]),
+    ] {
+        let (status, answer) = call(token).await;
+        assert_error(status, &answer, 401, "unauthenticated", "malformed");
+    }
+    let (status, answer) = call(unknown).await;
+    assert_error(
+        status,
+        &answer,
+        401,
+        "unauthenticated",
+        "unknown or revoked",
+    );
+    // A token it has not seen must be looked up: the database is unavailable.
+    let fresh = webhookd::domain::ApiToken::generate().expose().to_owned();
+    let (status, answer) = call(fresh).await;
+    assert_error(status, &answer, 503, "unavailable", "database");
 }
 
 /// An app, an acme token its cache is shown to hold, and a ListWebhooks request.
