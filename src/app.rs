@@ -100,13 +100,17 @@ async fn api_router(
     })
 }
 
-/// The key that encrypts signing secrets: `--secret-key`, else `<data-dir>/secret.key`.
+/// The key that encrypts signing secrets: `--secret-key`, else the file
+/// `--secret-key-file`, else `<data-dir>/secret.key` (created on first use).
 ///
 /// # Errors
-/// When the key is malformed or its file unreadable.
+/// When the key is malformed, or its file unreadable or open to other users.
 pub fn secret_box(args: &ServeArgs) -> anyhow::Result<SecretBox> {
-    match &args.secret_key {
-        Some(key) => SecretBox::from_base64(key).context("--secret-key (WEBHOOKD_SECRET_KEY)"),
-        None => SecretBox::load_or_create(&args.database.data_dir.join("secret.key")),
+    match (&args.secret_key, &args.secret_key_file) {
+        (Some(key), _) => SecretBox::from_base64(key).context("--secret-key (WEBHOOKD_SECRET_KEY)"),
+        (None, Some(file)) => {
+            SecretBox::load(file).context("--secret-key-file (WEBHOOKD_SECRET_KEY_FILE)")
+        }
+        (None, None) => SecretBox::load_or_create(&args.database.data_dir.join("secret.key")),
     }
 }

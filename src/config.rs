@@ -1,6 +1,7 @@
 //! The command line: every command and flag, each flag with an environment fallback.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -133,6 +134,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WEBHOOKD_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
 
+    /// A file holding that key (base64 of 32 bytes), instead of --secret-key, whose value
+    /// every local user can read in /proc/<pid>/cmdline. The file must not be open to its
+    /// group or to others.
+    #[arg(long, env = "WEBHOOKD_SECRET_KEY_FILE", conflicts_with = "secret_key")]
+    pub secret_key_file: Option<PathBuf>,
+
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -250,4 +257,9 @@ pub struct ListenArgs {
         value_delimiter = ' '
     )]
     pub secrets: Vec<String>,
+
+    /// Read whsec_ secrets (whitespace-separated) from this file too, instead of putting
+    /// them on the command line, where every local user can read them.
+    #[arg(long, env = "WEBHOOKD_LISTEN_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
 }

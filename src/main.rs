@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 use webhookd::config::{
@@ -166,12 +167,22 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
     use webhookd::listener::{VerifyingListener, json_line};
     use webhookd::signing::SigningSecret;
+    let from_file = match &args.secret_file {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading --secret-file {}", file.display()))?,
+        None => String::new(),
+    };
     let secrets = args
         .secrets
         .iter()
+        .map(String::as_str)
+        .chain(from_file.split_whitespace())
         .map(|s| {
-            SigningSecret::parse(s)
-                .ok_or_else(|| anyhow::anyhow!("--secret must be whsec_ followed by base64"))
+            SigningSecret::parse(s).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "a --secret or --secret-file secret is not whsec_ followed by base64"
+                )
+            })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let verifying = !secrets.is_empty();

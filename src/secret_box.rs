@@ -68,6 +68,15 @@ impl SecretBox {
                 Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
             }
         }
+        Self::load(path)
+    }
+
+    /// The key in the file at `path`, which must exist and be open to its owner alone.
+    ///
+    /// # Errors
+    /// When the file cannot be read, holds no valid key, or is readable or writable by
+    /// anyone but its owner (the message says how to fix it).
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
         refuse_loose_permissions(path)?;
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -175,3 +175,61 @@ async fn token_create_requires_an_owner_or_all_owners() {
     assert_eq!(code, 1);
     assert!(err.contains("owner_name may contain only"), "{err}");
 }
+
+#[tokio::test]
+async fn serve_reads_its_key_from_a_file_kept_off_the_command_line_and_refuses_a_loose_one() {
+    let app = crate::helpers::spawn_app_with(&["--no-dispatch"]).await;
+    let token = app.token(&["acme"]).await;
+    let hook = app
+        .create(&token, "acme", "petapis", &app.callback("key"))
+        .await;
+    let key_file = app.secret_key_file();
+    let (serve, port) =
+        crate::helpers::serve_command(&app, &app.database_url(), &["--no-dispatch"]);
+    crate::helpers::wait_for_port(port).await;
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", serve.id())).unwrap();
+    let key = app.args.secret_key.clone().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains(&key),
+        "the key is not on the command line"
+    );
+    // The key read from the file opens the secret the in-process server sealed.
+    let answer: serde_json::Value = http_client()
+        .post(format!(
+            "http://127.0.0.1:{port}/webhookd.v1.SubscriptionService/GetSigningSecret"
+        ))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(json!({"webhookId": hook["webhookId"]}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        answer["secret"].as_str().unwrap().starts_with("whsec_"),
+        "{answer}"
+    );
+    drop(serve);
+
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut loose = Command::new(env!("CARGO_BIN_EXE_webhookd"));
+    loose
+        .args([
+            "serve",
+            "--no-dispatch",
+            "--listen",
+            "127.0.0.1:0",
+            "--secret-key-file",
+        ])
+        .arg(&key_file)
+        .env("DATABASE_URL", app.database_url());
+    let (code, _, err) = run(loose).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("open to other users") && err.contains("chmod 600"),
+        "{err}"
+    );
+}

@@ -189,6 +189,24 @@ impl TestApp {
         .await;
     }
 
+    /// A file holding this app's secret key (mode 0600), for `--secret-key-file`.
+    pub fn secret_key_file(&self) -> PathBuf {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = tempdir("key").join("secret.key");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(
+            &mut file,
+            self.args.secret_key.as_deref().unwrap().as_bytes(),
+        )
+        .unwrap();
+        path
+    }
+
     /// Waits until `n` sessions other than `except` LISTEN on `channel` on this database;
     /// returns the pids of all that do.
     pub async fn listening(&self, channel: &str, n: usize, except: &[i32]) -> Vec<i32> {
@@ -459,11 +477,15 @@ pub fn serve_command(app: &TestApp, database_url: &str, flags: &[&str]) -> (Spaw
         .local_addr()
         .unwrap()
         .port();
+    // Secrets as the README says to pass them: the database URL in the environment, the
+    // key in a file; nothing secret on the command line.
     let child = Spawned::new(
         std::process::Command::new(env!("CARGO_BIN_EXE_webhookd"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database-url", database_url, "--allow-insecure-callbacks"])
-            .args(["--secret-key", app.args.secret_key.as_deref().unwrap()])
+            .arg("--allow-insecure-callbacks")
+            .env("DATABASE_URL", database_url)
+            .arg("--secret-key-file")
+            .arg(app.secret_key_file())
             .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())

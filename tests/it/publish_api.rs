@@ -153,18 +153,19 @@ async fn webhookd_publish_queues_synthetic_pushes_and_webhookd_listen_prints_ver
         .into_owned()
         .secret;
 
+    // The secret from a file: on the command line every local user could read it.
+    let secret_file = crate::helpers::tempdir("listen-secret").join("secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
     let mut listen = Spawned::new(
         Command::new(env!("CARGO_BIN_EXE_webhookd"))
-            .args([
-                "listen",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--secret",
-                &secret,
-            ])
+            .args(["listen", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--secret-file")
+            .arg(&secret_file)
             .stdout(Stdio::piped())
             .stderr(Stdio::null()),
     );
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", listen.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&secret));
     let publish = || {
         let mut publish = Command::new(env!("CARGO_BIN_EXE_webhookd"));
         publish.args([
@@ -177,7 +178,7 @@ async fn webhookd_publish_queues_synthetic_pushes_and_webhookd_listen_prints_ver
             "3",
         ]);
         publish
-            .args(["--database-url", &app.database_url()])
+            .env("DATABASE_URL", app.database_url())
             .env("RUST_LOG", "warn");
         publish
     };

@@ -116,8 +116,9 @@ fn serve(app: &TestApp, flags: &[&str], env: &[(&str, &str)], hosts: Option<&str
     command
         .args(["serve", "--no-api", "--listen", "127.0.0.1:0"])
         .args(["--poll-interval", "100ms", "--retry-schedule", "1h"])
-        .args(["--database-url", &app.database_url()])
-        .args(["--secret-key", app.args.secret_key.as_deref().unwrap()])
+        .env("DATABASE_URL", app.database_url())
+        .arg("--secret-key-file")
+        .arg(app.secret_key_file())
         .args(flags)
         .envs(env.iter().copied())
         .env("RUST_LOG", "warn")

@@ -168,14 +168,10 @@ impl Bench {
                 &format!("127.0.0.1:{port}"),
                 "--allow-insecure-callbacks",
             ])
-            .args([
-                "--database-url",
-                &self.url,
-                "--secret-key",
-                &self.key,
-                "--max-webhooks-per-repository",
-                "100000",
-            ])
+            // Secrets in the environment, as the README says: not on the command line.
+            .env("DATABASE_URL", &self.url)
+            .env("WEBHOOKD_SECRET_KEY", &self.key)
+            .args(["--max-webhooks-per-repository", "100000"])
             .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
