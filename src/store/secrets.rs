@@ -1,5 +1,5 @@
-//! Signing secrets, sealed (see `secret_box`): the current one per webhook, plus rotated-out
-//! ones until they expire.
+//! Signing secrets, sealed (see `secret_box`): the current one per webhook, plus the one it
+//! replaced until that one's overlap ends (never more: a rotation deletes any older one).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -30,10 +30,12 @@ pub async fn current(conn: &mut PgConnection, webhook: WebhookId) -> Result<Opti
     Ok(secret)
 }
 
-/// Makes `sealed` the current secret; the previous one keeps signing for `overlap_secs`.
-/// Returns when the previous one expires, or `None` if the webhook no longer exists. Runs
-/// in its own transaction (or savepoint), holding the webhook row (FOR KEY SHARE) so that a
-/// concurrent DeleteWebhook waits for it and then deletes the new secret too.
+/// Makes `sealed` the current secret; the previous one keeps signing for `overlap_secs`,
+/// and any older one (still in its own overlap, or expired) is deleted: a webhook never has
+/// more than two live secrets. Returns when the previous one expires, or `None` if the
+/// webhook no longer exists. Runs in its own transaction (or savepoint), holding the
+/// webhook row (FOR KEY SHARE) so that a concurrent DeleteWebhook waits for it and then
+/// deletes the new secret too.
 pub async fn rotate(
     conn: &mut PgConnection,
     webhook: WebhookId,
@@ -44,7 +46,12 @@ pub async fn rotate(
     let mut tx = conn.begin().await?;
     let Some(expire_time) = sqlx::query_scalar!(
         r#"
-        WITH hook AS (SELECT id FROM webhooks WHERE id = $1 FOR KEY SHARE)
+        WITH hook AS (SELECT id FROM webhooks WHERE id = $1 FOR KEY SHARE),
+        ended AS (
+            DELETE FROM webhook_secrets s
+            USING hook
+            WHERE s.webhook_id = hook.id AND s.expire_time IS NOT NULL
+        )
         UPDATE webhook_secrets s
         SET expire_time = now() + make_interval(secs => $2)
         FROM hook

@@ -453,6 +453,51 @@ async fn gone_disables_the_subscription() {
 }
 
 #[tokio::test]
+async fn a_rotation_during_the_overlap_ends_the_oldest_secret() {
+    let (app, token, receiver, hook) = subscribed(MANUAL).await;
+    let first = secret_of(&app, &token, &hook).await;
+    let rotate = || async {
+        let request = pb::RotateSigningSecretRequest {
+            webhook_id: hook.clone(),
+            ..Default::default()
+        };
+        let rotated = app
+            .subscriptions(&token)
+            .rotate_signing_secret(request)
+            .await;
+        SigningSecret::parse(&rotated.unwrap().into_owned().secret).unwrap()
+    };
+    let second = rotate().await;
+    let third = rotate().await;
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM webhook_secrets WHERE expire_time IS NULL OR expire_time > now()",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(live, 2, "the current secret and the one it replaced");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_secrets")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 2, "the first is gone, not kept expired");
+
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "")],
+    )
+    .await;
+    app.dispatcher().run_once().await.unwrap();
+    let request = receiver.wait_for(1, Duration::from_secs(5)).await.remove(0);
+    assert_eq!(request.header("webhook-signature").split(' ').count(), 2);
+    let now = chrono::Utc::now().timestamp();
+    verify(&[third], &request.headers, &request.body, now).expect("the current secret signs");
+    verify(&[second], &request.headers, &request.body, now).expect("so does the one before");
+    assert!(verify(&[first], &request.headers, &request.body, now).is_err());
+}
+
+#[tokio::test]
 async fn after_a_rotation_both_secrets_sign_during_the_overlap() {
     let (app, token, receiver, hook) = subscribed(MANUAL).await;
     let old = secret_of(&app, &token, &hook).await;

@@ -1,10 +1,12 @@
--- Each claimed webhook's callback URL and the secrets that sign (the current one and any
--- still in their overlap, newest first), by primary key.
+-- Each claimed webhook's callback URL and the secrets that sign (the current one and the one
+-- it replaced, while in its overlap; newest first), by primary key. A rotation leaves at most
+-- two; LIMIT 2 keeps a claim from loading more should rows be added by hand.
 SELECT w.id, w.callback_url,
        ARRAY(
            SELECT s.secret FROM webhook_secrets s
            WHERE s.webhook_id = w.id AND (s.expire_time IS NULL OR s.expire_time > now())
            ORDER BY s.create_time DESC
+           LIMIT 2
        ) AS "sealed_secrets!"
 FROM webhooks w
 WHERE w.id = ANY ($1::uuid[])
