@@ -30,15 +30,7 @@ impl DeliveryApi {
         let scope = authenticate(api, ctx).await?;
         let state = DeliveryState::from_number(req.state.to_i32())
             .map_err(|n| Error::InvalidArgument(format!("state {n} is not a DeliveryState")))?;
-        let size = match usize::try_from(req.page_size) {
-            Ok(0) => MAX_PAGE_SIZE,
-            Ok(n) if n <= MAX_PAGE_SIZE => n,
-            _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "page_size must be 0 to {MAX_PAGE_SIZE}"
-                )));
-            }
-        };
+        let size = page_size(req.page_size)?;
         let mut conn = store::acquire(&api.pool).await?;
         let webhook = authorize_webhook(&mut conn, &scope, &req.webhook_id).await?;
         let listing = format!(
@@ -71,16 +63,28 @@ impl DeliveryApi {
         let scope = authenticate(api, ctx).await?;
         let mut conn = store::acquire(&api.pool).await?;
         let id = authorize_delivery(&mut conn, &scope, &req.delivery_id).await?;
-        let (delivery, attempts) = store::deliveries::get(&mut conn, id)
-            .await?
-            .ok_or_else(delivery_not_found)?;
+        let size = page_size(req.page_size)?;
+        let listing = format!("attempts/{id}");
+        let after = decode_page_token(&req.page_token, &api.page_key, &listing)?;
+        let limit = i64::try_from(size + 1).unwrap_or(i64::MAX);
+        let (delivery, attempts) =
+            store::deliveries::get(&mut conn, id, after.map(|c| c.create_time), limit)
+                .await?
+                .ok_or_else(delivery_not_found)?;
+        let (attempts, next_page_token) =
+            paginate(attempts, size, &api.page_key, &listing, |(_, a)| {
+                PageCursor {
+                    create_time: a.start_time,
+                    id: id.0,
+                }
+            });
         Ok(pb::GetDeliveryResponse {
             delivery: MessageField::some(to_proto(delivery)),
             attempts: attempts
                 .into_iter()
-                .enumerate()
-                .map(|(i, a)| attempt_to_proto(i, a))
+                .map(|(number, a)| attempt_to_proto(number, a))
                 .collect(),
+            next_page_token,
             ..Default::default()
         })
     }
@@ -137,9 +141,20 @@ fn to_proto(d: Delivery) -> pb::Delivery {
     }
 }
 
-fn attempt_to_proto(index: usize, a: AttemptRecord) -> pb::Attempt {
+/// A `page_size` (0: the largest) as a number of items.
+fn page_size(requested: i32) -> Result<usize> {
+    match usize::try_from(requested) {
+        Ok(0) => Ok(MAX_PAGE_SIZE),
+        Ok(n) if n <= MAX_PAGE_SIZE => Ok(n),
+        _ => Err(Error::InvalidArgument(format!(
+            "page_size must be 0 to {MAX_PAGE_SIZE}"
+        ))),
+    }
+}
+
+fn attempt_to_proto(number: i32, a: AttemptRecord) -> pb::Attempt {
     pb::Attempt {
-        number: i32::try_from(index + 1).unwrap_or(i32::MAX),
+        number,
         start_time: MessageField::some(Timestamp::from(a.start_time)),
         duration: MessageField::some(Duration::from(chrono::TimeDelta::milliseconds(i64::from(
             a.duration_ms,

@@ -90,26 +90,44 @@ pub async fn list(
     rows.into_iter().map(Delivery::try_from).collect()
 }
 
-/// One delivery and its attempts, oldest first.
+/// One delivery and up to `limit` of its attempts started after `after`, oldest first, each
+/// with its number.
 pub async fn get(
     conn: &mut PgConnection,
     delivery: DeliveryId,
-) -> Result<Option<(Delivery, Vec<AttemptRecord>)>> {
+    after: Option<DateTime<Utc>>,
+    limit: i64,
+) -> Result<Option<(Delivery, Vec<(i32, AttemptRecord)>)>> {
     let Some(found) = fetch(conn, delivery).await? else {
         return Ok(None);
     };
-    let attempts = sqlx::query_as!(
-        AttemptRecord,
+    let attempts = sqlx::query!(
         r#"
-        SELECT start_time, duration_ms, http_status, connect_code, response_body, error
+        SELECT number, start_time, duration_ms, http_status, connect_code, response_body, error
         FROM delivery_attempts
-        WHERE delivery_id = $1
+        WHERE delivery_id = $1 AND ($2::timestamptz IS NULL OR start_time > $2)
         ORDER BY number
+        LIMIT $3
         "#,
         delivery.0,
+        after,
+        limit,
     )
     .fetch_all(conn)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| {
+        let record = AttemptRecord {
+            start_time: r.start_time,
+            duration_ms: r.duration_ms,
+            http_status: r.http_status,
+            connect_code: r.connect_code,
+            response_body: r.response_body,
+            error: r.error,
+        };
+        (r.number, record)
+    })
+    .collect();
     Ok(Some((found, attempts)))
 }
 

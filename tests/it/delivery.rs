@@ -331,6 +331,29 @@ async fn retries_run_out_into_failed_and_redeliver_gives_the_whole_schedule_agai
     assert_eq!(app.dispatcher().run_once().await.unwrap(), 1);
     let (delivered, tries) = attempts(&app, &token, &delivery.delivery_id).await;
     assert_eq!((delivered.state.to_i32(), tries.len()), (2, 9));
+
+    // GetDelivery pages the attempts: 4, 4 and 1, numbered on.
+    let (mut pages, mut page_token) = (vec![], String::new());
+    loop {
+        let request = pb::GetDeliveryRequest {
+            delivery_id: delivery.delivery_id.clone(),
+            page_size: 4,
+            page_token: page_token.clone(),
+            ..Default::default()
+        };
+        let page = app
+            .deliveries(&token)
+            .get_delivery(request)
+            .await
+            .unwrap()
+            .into_owned();
+        pages.push(page.attempts.iter().map(|a| a.number).collect::<Vec<_>>());
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pages, [vec![1, 2, 3, 4], vec![5, 6, 7, 8], vec![9]]);
 }
 
 #[tokio::test]
