@@ -111,6 +111,9 @@ pub fn secret_box(args: &ServeArgs) -> anyhow::Result<SecretBox> {
         (None, Some(file)) => {
             SecretBox::load(file).context("--secret-key-file (WEBHOOKD_SECRET_KEY_FILE)")
         }
-        (None, None) => SecretBox::load_or_create(&args.database.data_dir.join("secret.key")),
+        (None, None) => {
+            let dir = crate::data_dir::prepare(&args.database.data_dir)?;
+            SecretBox::load_or_create(&dir.join("secret.key"))
+        }
     }
 }

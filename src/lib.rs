@@ -25,12 +25,13 @@
 //! - [`synthetic`]: realistic repository-push events for trying things out.
 //! - [`error`]: the one error type and its mapping to Connect codes.
 //! - [`database`] and [`local_pg`]: where the database comes from (`DATABASE_URL` or the
-//!   embedded PostgreSQL).
+//!   embedded PostgreSQL); [`data_dir`]: what webhookd checks before it trusts `--data-dir`.
 //! - [`proto`]: code generated from `proto/`.
 
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod data_dir;
 pub mod database;
 pub mod dispatch;
 pub mod domain;

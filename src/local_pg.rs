@@ -6,6 +6,12 @@
 //! another server's TCP port. When run as root, PostgreSQL (which refuses root) runs as the
 //! `postgres` system user.
 //!
+//! The cluster's own configuration, rewritten at every start, keeps it closed even when
+//! started by hand: no TCP listener (and TCP rejected in `pg_hba.conf` should one be
+//! configured), a socket in a directory only the server's user can enter, and peer
+//! authentication admitting only the OS user running webhookd, as the `webhookd` role. The
+//! data directory is checked by [`crate::data_dir`].
+//!
 //! Several commands may share one data directory (`serve` plus a `token create` beside it).
 //! Two file locks make that safe: `control.lock` serialises start and stop decisions, and
 //! every user holds a shared lock on `users.lock` while it uses the server. A user that
@@ -13,7 +19,8 @@
 //! nobody else is using it. A process that dies releases its locks with it.
 
 use std::fs::{self, File};
-use std::os::unix::fs::PermissionsExt as _;
+use std::io::Read as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,9 +28,13 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 use sqlx::postgres::PgConnectOptions;
 
+use crate::data_dir;
+
 /// The database and role webhookd uses inside its private cluster.
 const DATABASE: &str = "webhookd";
 const ROLE: &str = "webhookd";
+/// The line that makes `postgresql.conf` read webhookd's settings last, over the defaults.
+const INCLUDE: &str = "include 'webhookd.conf'";
 /// Unix socket paths are limited to 107 bytes.
 const MAX_SOCKET_PATH: usize = 100;
 
@@ -59,9 +70,7 @@ impl LocalPg {
         bin_dir: Option<&Path>,
         durability: Durability,
     ) -> anyhow::Result<Self> {
-        let root = std::path::absolute(data_dir).context("resolving --data-dir")?;
-        fs::create_dir_all(&root)
-            .with_context(|| format!("creating data directory {}", root.display()))?;
+        let root = data_dir::prepare(data_dir)?;
         let bin_dir = match bin_dir {
             Some(dir) if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() => {
                 dir.to_path_buf()
@@ -90,13 +99,20 @@ impl LocalPg {
             lease: None,
         };
         let control = pg.lock_control()?;
+        if pg.cluster.symlink_metadata().is_ok() {
+            pg.check_cluster_dir()?;
+        }
         if !pg.cluster.join("PG_VERSION").exists() {
             pg.init_cluster(durability)?;
         }
-        if !pg.is_running()? {
+        pg.write_config()?;
+        if pg.is_running()? {
+            // A server left running by an older webhookd picks up the rules above.
+            pg.pg_ctl(&["reload"])?;
+        } else {
             pg.start_server(durability)?;
         }
-        let lease = File::create(pg.root.join("users.lock"))?;
+        let lease = data_dir::open_private(&pg.root.join("users.lock"), true)?;
         lease.lock_shared()?;
         pg.lease = Some(lease);
         drop(control);
@@ -129,7 +145,7 @@ impl LocalPg {
     pub fn release(mut self) -> anyhow::Result<()> {
         let control = self.lock_control()?;
         drop(self.lease.take());
-        let users = File::create(self.root.join("users.lock"))?;
+        let users = data_dir::open_private(&self.root.join("users.lock"), true)?;
         if users.try_lock().is_ok() {
             tracing::info!(cluster = %self.cluster.display(), "stopping the embedded PostgreSQL");
             self.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"])?;
@@ -139,10 +155,105 @@ impl LocalPg {
     }
 
     fn lock_control(&self) -> anyhow::Result<File> {
-        let control = File::create(self.root.join("control.lock"))
-            .with_context(|| format!("opening {}/control.lock", self.root.display()))?;
+        let control = data_dir::open_private(&self.root.join("control.lock"), true)?;
         control.lock()?;
         Ok(control)
+    }
+
+    /// The cluster directory must be a real directory owned by the user the server runs as,
+    /// open to nobody else: PostgreSQL refuses a looser one, and a symlink could point the
+    /// server (or `initdb`'s clean-up) at another directory.
+    fn check_cluster_dir(&self) -> anyhow::Result<()> {
+        let meta = data_dir::refuse_symlinked_dir(&self.cluster)?;
+        let owner = self
+            .run_as
+            .map_or_else(|| nix::unistd::geteuid().as_raw(), |(uid, _)| uid);
+        if meta.uid() != owner {
+            bail!(
+                "{} belongs to uid {}, not to uid {owner} that runs the embedded PostgreSQL: \
+                 `chown -R` it or choose another --data-dir",
+                self.cluster.display(),
+                meta.uid()
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the server's access rules and settings into the cluster itself, so that a
+    /// server started by hand (`pg_ctl start -D ...`) is as closed as one webhookd starts:
+    /// no TCP listener, a socket only its owner can reach, and only the user running webhookd
+    /// admitted, by peer authentication, as the `webhookd` role. Rewritten at every start,
+    /// which also closes clusters made by older versions with `initdb -A trust`.
+    fn write_config(&self) -> anyhow::Result<()> {
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid())?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "the user running webhookd (uid {}) has no name in the user database, and the \
+                 embedded PostgreSQL's peer authentication needs one: add one or set DATABASE_URL",
+                nix::unistd::geteuid()
+            )
+        })?;
+        let socket_dir = self.cluster.to_string_lossy().replace('\'', "''");
+        self.write_owned(
+            "webhookd.conf",
+            &format!(
+                "# Written by webhookd at every start of the embedded server; edits are lost.\n\
+                 listen_addresses = ''\n\
+                 unix_socket_directories = '{socket_dir}'\n\
+                 unix_socket_permissions = 0700\n\
+                 password_encryption = 'scram-sha-256'\n\
+                 max_connections = 200\n"
+            ),
+        )?;
+        self.write_owned(
+            "pg_hba.conf",
+            &format!(
+                "# Written by webhookd at every start of the embedded server; edits are lost.\n\
+                 # Only the OS user running webhookd, over the Unix socket, as role {ROLE}.\n\
+                 local all {ROLE} peer map=webhookd\n\
+                 local all all reject\n\
+                 host all all all reject\n"
+            ),
+        )?;
+        self.write_owned(
+            "pg_ident.conf",
+            &format!(
+                "# Written by webhookd at every start of the embedded server; edits are lost.\n\
+                 webhookd {} {ROLE}\n",
+                me.name
+            ),
+        )?;
+        let main = self.cluster.join("postgresql.conf");
+        let mut text = String::new();
+        data_dir::open_private(&main, false)?.read_to_string(&mut text)?;
+        if !text.lines().any(|line| line.trim() == INCLUDE) {
+            text.push_str(&format!("\n{INCLUDE}\n"));
+            self.write_owned("postgresql.conf", &text)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the cluster file `name` with `contents`, mode 0600, owned by the server's
+    /// user: written aside and renamed over, so a symlink in its place is replaced, not
+    /// followed, and a crash leaves the old file or the new one.
+    fn write_owned(&self, name: &str, contents: &str) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let path = self.cluster.join(name);
+        let aside = self.cluster.join(format!(".{name}.webhookd-new"));
+        let _ = fs::remove_file(&aside);
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&aside)
+            .with_context(|| format!("writing {}", aside.display()))?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        }
+        fs::rename(&aside, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
     }
 
     fn init_cluster(&self, durability: Durability) -> anyhow::Result<()> {
@@ -161,8 +272,8 @@ impl LocalPg {
         let mut args = vec![
             "-D",
             &cluster,
-            "-A",
-            "trust",
+            "--auth-local=peer",
+            "--auth-host=reject",
             "-U",
             ROLE,
             "-E",
@@ -173,29 +284,30 @@ impl LocalPg {
             args.push("--no-sync");
         }
         self.run(&self.bin_dir.join("initdb"), &args)?;
-        fs::write(
-            self.cluster.join("webhookd.txt"),
+        self.write_owned(
+            "webhookd.txt",
             "Created by webhookd: the embedded PostgreSQL cluster.\n",
-        )
-        .ok();
+        )?;
         Ok(())
     }
 
     fn start_server(&self, durability: Durability) -> anyhow::Result<()> {
         tracing::info!(cluster = %self.cluster.display(), "starting the embedded PostgreSQL");
-        let mut options = format!(
-            "-k {} -c listen_addresses='' -c max_connections=200",
-            self.cluster.display()
-        );
+        // Everything else is in the cluster's own webhookd.conf (see `write_config`).
+        let mut options = String::new();
         if durability == Durability::Ephemeral {
-            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            options.push_str("-c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
         let log = self
             .cluster
             .join("server.log")
             .to_string_lossy()
             .into_owned();
-        self.pg_ctl(&["start", "-w", "-t", "60", "-l", &log, "-o", &options])
+        let mut args = vec!["start", "-w", "-t", "60", "-l", &log];
+        if !options.is_empty() {
+            args.extend(["-o", &options]);
+        }
+        self.pg_ctl(&args)
             .with_context(|| format!("PostgreSQL did not start; its log is {log}"))
     }
 
@@ -254,7 +366,10 @@ impl Drop for LocalPg {
 
 /// Finds the directory holding `initdb` and `pg_ctl`: `pg_config --bindir`, then `PATH`,
 /// then the newest `/usr/lib/postgresql/*/bin`.
-fn find_bin_dir() -> anyhow::Result<PathBuf> {
+///
+/// # Errors
+/// When none is found; the message says what to install.
+pub fn find_bin_dir() -> anyhow::Result<PathBuf> {
     let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());

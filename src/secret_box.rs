@@ -42,33 +42,31 @@ impl SecretBox {
         Ok(Self::new(key))
     }
 
-    /// The key in `path`, created (random, mode 0600) if the file does not exist.
+    /// The key in `path`, a file in the data directory, created (random, mode 0600) if it
+    /// does not exist. Unlike [`SecretBox::load`] it does not follow a symlink.
     ///
     /// # Errors
-    /// When the file cannot be read or written, holds no valid key, or is readable or
-    /// writable by anyone but its owner (the message says how to fix it).
+    /// When the file cannot be read or written, is a symlink, holds no valid key, or is
+    /// readable or writable by anyone but its owner (the message says how to fix it).
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
-        if !path.exists() {
-            let mut key = [0u8; 32];
-            rand::rng().fill_bytes(&mut key);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let created = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path);
-            match created {
-                Ok(mut file) => file.write_all(format!("{}\n", STANDARD.encode(key)).as_bytes())?,
-                // Another process created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-            }
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        // `create_new` (O_EXCL) never follows a symlink: a link in its place is AlreadyExists
+        // here and refused when opened below.
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(mut file) => file.write_all(format!("{}\n", STANDARD.encode(key)).as_bytes())?,
+            // It exists already (or another process created it first): use it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
         }
-        Self::load(path)
+        read_key(crate::data_dir::open_private(path, false)?, path)
     }
 
     /// The key in the file at `path`, which must exist and be open to its owner alone.
@@ -77,18 +75,19 @@ impl SecretBox {
     /// When the file cannot be read, holds no valid key, or is readable or writable by
     /// anyone but its owner (the message says how to fix it).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        refuse_loose_permissions(path)?;
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::from_base64(&text).with_context(|| format!("in {}", path.display()))
+        let file =
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        read_key(file, path)
     }
 }
 
-/// An error when the key file at `path` is open to its group or to others: anyone who can
-/// read it can read every signing secret in the database.
-fn refuse_loose_permissions(path: &Path) -> anyhow::Result<()> {
+/// The key in `file` (opened from `path`), refused when the file is open to its group or
+/// to others: anyone who can read it can read every signing secret in the database.
+fn read_key(mut file: std::fs::File, path: &Path) -> anyhow::Result<SecretBox> {
+    use std::io::Read as _;
     use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path)
+    let mode = file
+        .metadata()
         .with_context(|| format!("reading {}", path.display()))?
         .permissions()
         .mode();
@@ -101,7 +100,10 @@ fn refuse_loose_permissions(path: &Path) -> anyhow::Result<()> {
             path.display()
         );
     }
-    Ok(())
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    SecretBox::from_base64(&text).with_context(|| format!("in {}", path.display()))
 }
 
 impl SecretBox {
@@ -151,6 +153,7 @@ mod tests {
     fn a_key_file_open_to_other_users_is_refused_with_the_fix() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = std::env::temp_dir().join(format!("webhookd-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
         let path = dir.join("secret.key");
         let created = SecretBox::load_or_create(&path).expect("created");
         let sealed = created.seal(b"x");

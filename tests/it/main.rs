@@ -18,6 +18,7 @@ mod delivery_loop;
 mod grpcio;
 mod handoff;
 mod listener;
+mod local_pg;
 mod plans;
 mod protocols;
 mod protos;
