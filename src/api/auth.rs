@@ -9,13 +9,28 @@ use crate::domain::{ApiToken, DeliveryId, TokenScope, WebhookId};
 use crate::error::{Error, Result};
 use crate::store;
 
-/// Resolves the request's `Authorization: Bearer <token>` to the token's scope.
+/// The scope of the request's token: the one [`super::gate`] resolved before the body was
+/// read, or (for a request that did not come through the gate) its `Authorization` header's.
+///
+/// # Errors
+/// As [`authenticate_header`].
+pub async fn authenticate(api: &ApiContext, ctx: &RequestContext) -> Result<TokenScope> {
+    if let Some(scope) = ctx.extensions().get::<TokenScope>() {
+        return Ok(scope.clone());
+    }
+    authenticate_header(
+        api,
+        ctx.header("authorization").and_then(|v| v.to_str().ok()),
+    )
+    .await
+}
+
+/// Resolves an `Authorization: Bearer <token>` header value to the token's scope.
 ///
 /// # Errors
 /// `Unauthenticated` when the header is missing or malformed, or the token is unknown or
 /// revoked; `Unavailable` when the database cannot be asked.
-pub async fn authenticate(api: &ApiContext, ctx: &RequestContext) -> Result<TokenScope> {
-    let header = ctx.header("authorization").and_then(|v| v.to_str().ok());
+pub async fn authenticate_header(api: &ApiContext, header: Option<&str>) -> Result<TokenScope> {
     let token = ApiToken::from_authorization(header)?;
     api.cache
         .find_scope(&api.pool, token.hash())

@@ -5,6 +5,7 @@
 mod auth;
 mod cache;
 mod deliveries;
+mod gate;
 mod health;
 mod publish;
 mod subscriptions;
@@ -72,7 +73,12 @@ pub fn router(context: ApiContext) -> anyhow::Result<axum::Router> {
         Arc::new(webhooks::WebhookApi(context.clone())).register(connectrpc::Router::new());
     connect = Arc::new(publish::PublishApi(context.clone())).register(connect);
     connect = Arc::new(subscriptions::SubscriptionApi(context.clone())).register(connect);
-    connect = Arc::new(deliveries::DeliveryApi(context)).register(connect);
+    connect = Arc::new(deliveries::DeliveryApi(context.clone())).register(connect);
+    // Every method registered so far needs a token (health and reflection come below).
+    let gate = gate::Gate {
+        api: context,
+        methods: Arc::new(connect.methods().map(|m| format!("/{m}")).collect()),
+    };
     let small = Limits::default()
         .with_max_request_body_size(MAX_REQUEST_BYTES)
         .with_max_message_size(MAX_REQUEST_BYTES);
@@ -100,8 +106,16 @@ pub fn router(context: ApiContext) -> anyhow::Result<axum::Router> {
         "grpc.reflection.v1alpha.ServerReflection",
     ]);
     let connect = connectrpc_reflection::install(connect, reflector);
+    let publish = format!("/{PUBLISH_SERVICE_SERVICE_NAME}/Publish");
+    let service =
+        ConnectRpcService::new(connect).with_interceptor(gate::PublishCount { path: publish });
+    // Layers run outermost last-added first: the size check (free), then authentication.
     Ok(probes_router(pool)
-        .fallback_service(ConnectRpcService::new(connect))
+        .fallback_service(service)
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            gate::authenticate_first,
+        ))
         .layer(axum::middleware::from_fn(refuse_oversized)))
 }
 

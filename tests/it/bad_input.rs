@@ -116,3 +116,106 @@ async fn sql_metacharacters_in_a_callback_path_are_stored_verbatim() {
     );
     assert_eq!(app.webhook_count().await, 1);
 }
+
+/// Sends the head of a request (and a little of its declared body), and returns what the
+/// server answers within a few seconds (`None` when it waits for the rest of the body).
+async fn answer_to_head(app: &crate::helpers::TestApp, head: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // A little of the body, to show that a started upload changes nothing.
+    tcp.write_all(&[0x0a, 0x00].repeat(512)).await.unwrap();
+    let (mut answer, mut chunk) = (vec![], vec![0; 4096]);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, tcp.read(&mut chunk)).await {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    (!answer.is_empty()).then(|| String::from_utf8_lossy(&answer).into_owned())
+}
+
+fn publish_head(content_type: &str, authorization: Option<&str>) -> String {
+    let mut head = format!(
+        "POST /webhookd.v1.PublishService/Publish HTTP/1.1\r\nhost: webhookd\r\n\
+         content-type: {content_type}\r\ncontent-length: 16777000\r\n"
+    );
+    if let Some(value) = authorization {
+        head.push_str(&format!("authorization: {value}\r\n"));
+    }
+    head + "\r\n"
+}
+
+#[tokio::test]
+async fn a_publish_without_a_valid_token_is_answered_before_its_body_is_read() {
+    let app = spawn_app().await;
+    let token = app.token(&["acme"]).await;
+    let unknown = format!("Bearer whd_{}", "A".repeat(43));
+    for authorization in [None, Some("Bearer x"), Some(unknown.as_str())] {
+        let answer = answer_to_head(&app, &publish_head("application/proto", authorization))
+            .await
+            .unwrap_or_else(|| panic!("{authorization:?}: the server waited for the body"));
+        assert!(
+            answer.starts_with("HTTP/1.1 401"),
+            "{authorization:?}: {answer}"
+        );
+        assert!(answer.contains(r#""code":"unauthenticated""#), "{answer}");
+        // gRPC-Web gets its own protocol's answer: a trailers-only 200.
+        let answer = answer_to_head(
+            &app,
+            &publish_head("application/grpc-web+proto", authorization),
+        )
+        .await
+        .unwrap_or_else(|| panic!("{authorization:?}: the server waited for the body"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("grpc-status: 16"), "{answer}");
+    }
+    // With a valid token the server does read the body: the answers above came from the
+    // token check, not from the head alone.
+    let bearer = format!("Bearer {token}");
+    let head = publish_head("application/proto", Some(&bearer));
+    assert_eq!(answer_to_head(&app, &head).await, None);
+}
+
+#[tokio::test]
+async fn a_publish_of_too_many_events_is_resource_exhausted_before_it_is_decoded() {
+    let app = spawn_app().await;
+    let token = app.token(&["acme"]).await;
+    let url = app.url("/webhookd.v1.PublishService/Publish");
+    let json_events = |n: usize| format!(r#"{{"events":[{}{{}}]}}"#, "{},".repeat(n - 1));
+    let cases = [
+        ("application/proto", [0x0a, 0x00].repeat(1001)),
+        (
+            "application/proto",
+            [0x0a, 0x00].repeat(8 * 1024 * 1024 - 8),
+        ),
+        ("application/json", json_events(1001).into_bytes()),
+        ("application/json", json_events(5_000_000).into_bytes()),
+    ];
+    for (content_type, body) in cases {
+        let response = app
+            .http
+            .post(&url)
+            .header("content-type", content_type)
+            .bearer_auth(&token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap();
+        assert_error(
+            status,
+            &answer,
+            429,
+            "resource_exhausted",
+            "more than 1000 events; send at most 1000 per Publish call",
+        );
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}

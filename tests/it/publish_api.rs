@@ -83,8 +83,8 @@ async fn a_bad_event_rejects_the_whole_batch_naming_its_index() {
         .map(|i| repository_push("acme", "petapis", i))
         .collect();
     let err = client.publish(batch(too_many)).await.unwrap_err();
-    assert_eq!(err.code, ErrorCode::InvalidArgument);
-    assert!(err.message.unwrap().contains("1001 events"));
+    assert_eq!(err.code, ErrorCode::ResourceExhausted);
+    assert!(err.message.unwrap().contains("more than 1000 events"));
     let long_key = "k".repeat(256);
     let request = pb::PublishRequest {
         events: vec![pb::PublishEvent {

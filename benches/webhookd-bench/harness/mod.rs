@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod env;
+pub mod flood;
 pub mod one_per_call;
 pub mod report;
 pub mod scenarios;

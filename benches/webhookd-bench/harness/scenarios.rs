@@ -482,6 +482,7 @@ pub async fn run(name: &str, server: &Server, plan: &Plan) -> anyhow::Result<Vec
         "scale-out" => scale_out(server, plan).await,
         "resources" => resources(server, plan).await,
         "one-per-call" => super::one_per_call::one_per_call(server, plan).await,
+        "body-flood" => super::flood::body_flood(server, plan).await,
         other => anyhow::bail!("unknown scenario {other:?}"),
     }
 }
@@ -497,4 +498,5 @@ pub const ALL: &[&str] = &[
     "scale-out",
     "resources",
     "one-per-call",
+    "body-flood",
 ];
