@@ -113,6 +113,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight_per_webhook: u32,
 
+    /// At least one claim in this interval shares its batch fairly between the webhooks with
+    /// due deliveries (in rotation); the claims in between take the oldest due deliveries,
+    /// which is cheaper. At the default cadence every claim is fair; `0s` makes every claim
+    /// fair however fast the batcher claims.
+    #[arg(long, env = "WEBHOOKD_FAIR_CLAIM_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub fair_claim_interval: Duration,
+
     /// Timeout of one delivery attempt (connect, send, answer).
     #[arg(long, env = "WEBHOOKD_DELIVERY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub delivery_timeout: Duration,
@@ -155,6 +162,7 @@ impl ServeArgs {
             wake_on_publish: self.wake_on_publish,
             max_in_flight: self.max_in_flight,
             max_in_flight_per_webhook: self.max_in_flight_per_webhook,
+            fair_claim_interval: self.fair_claim_interval,
             delivery_timeout: self.delivery_timeout,
             retry_schedule: self.retry_schedule.clone(),
             allow_insecure_callbacks: self.allow_insecure_callbacks,

@@ -8,9 +8,11 @@ use std::path::Path;
 use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chacha20poly1305::aead::{Aead as _, KeyInit as _};
+use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use rand::RngCore as _;
+
+use crate::domain::WebhookId;
 
 const NONCE_LEN: usize = 12;
 
@@ -106,31 +108,57 @@ fn read_key(mut file: std::fs::File, path: &Path) -> anyhow::Result<SecretBox> {
     SecretBox::from_base64(&text).with_context(|| format!("in {}", path.display()))
 }
 
+/// The first byte of a secret sealed bound to its webhook. Secrets sealed before the
+/// binding existed are nonce and ciphertext alone; they still open (see [`SecretBox::open`]).
+const BOUND: u8 = 1;
+
 impl SecretBox {
-    /// Nonce followed by ciphertext and tag.
-    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+    /// Seals a signing secret of `webhook`: a version byte, the nonce, then ciphertext and
+    /// tag, with the webhook's id as associated data, so that the sealed value opens only as
+    /// that webhook's secret: copied into another webhook's row (by anyone who can write to
+    /// the database but does not hold the key), it does not open.
+    pub fn seal(&self, webhook: WebhookId, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
+        let payload = Payload {
+            msg: plaintext,
+            aad: webhook.0.as_bytes(),
+        };
         let sealed = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), plaintext)
+            .encrypt(Nonce::from_slice(&nonce), payload)
             .expect("ChaCha20-Poly1305 encryption cannot fail for in-memory data");
-        [&nonce[..], &sealed].concat()
+        [&[BOUND][..], &nonce[..], &sealed].concat()
     }
 
-    /// The plaintext of a value made by [`SecretBox::seal`] under the same key.
+    /// The plaintext of a secret [`SecretBox::seal`] sealed for `webhook` under the same
+    /// key. A value sealed before secrets were bound to their webhook (no version byte) is
+    /// opened as it was sealed; it is bound when the webhook's secret is next rotated.
     ///
     /// # Errors
-    /// When the value was sealed under another key, or is corrupt.
-    pub fn open(&self, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
-        if sealed.len() < NONCE_LEN {
-            anyhow::bail!("sealed secret is truncated");
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        self.cipher.decrypt(Nonce::from_slice(nonce), ciphertext).map_err(|_| {
+    /// When the value was sealed under another key or for another webhook, or is corrupt.
+    pub fn open(&self, webhook: WebhookId, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let bound = sealed.split_first().and_then(|(&version, rest)| {
+            let (nonce, ciphertext) = rest.split_at_checked(NONCE_LEN)?;
+            let payload = Payload {
+                msg: ciphertext,
+                aad: webhook.0.as_bytes(),
+            };
+            (version == BOUND)
+                .then(|| self.cipher.decrypt(Nonce::from_slice(nonce), payload).ok())
+                .flatten()
+        });
+        let legacy = || {
+            let (nonce, ciphertext) = sealed.split_at_checked(NONCE_LEN)?;
+            self.cipher
+                .decrypt(Nonce::from_slice(nonce), ciphertext)
+                .ok()
+        };
+        bound.or_else(legacy).ok_or_else(|| {
             anyhow::anyhow!(
-                "a stored signing secret does not decrypt: is --secret-key (WEBHOOKD_SECRET_KEY) \
-                 the key it was stored under?"
+                "the signing secret stored for webhook {webhook} does not decrypt: is \
+                 --secret-key (WEBHOOKD_SECRET_KEY) the key it was stored under, and was it \
+                 stored for this webhook?"
             )
         })
     }
@@ -141,12 +169,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips_and_refuses_another_key() {
+    fn round_trips_and_refuses_another_key_or_another_webhook() {
         let a = SecretBox::new([1; 32]);
-        let sealed = a.seal(b"whsec_abc");
-        assert_eq!(a.open(&sealed).expect("same key"), b"whsec_abc");
-        assert!(SecretBox::new([2; 32]).open(&sealed).is_err());
-        assert_ne!(a.seal(b"whsec_abc"), sealed, "fresh nonce each time");
+        let (hook, other) = (WebhookId::generate(), WebhookId::generate());
+        let sealed = a.seal(hook, b"whsec_abc");
+        assert_eq!(a.open(hook, &sealed).expect("same key"), b"whsec_abc");
+        assert!(SecretBox::new([2; 32]).open(hook, &sealed).is_err());
+        let moved = a
+            .open(other, &sealed)
+            .expect_err("moved to another webhook");
+        assert!(
+            moved.to_string().contains("stored for this webhook"),
+            "{moved}"
+        );
+        assert_ne!(a.seal(hook, b"whsec_abc"), sealed, "fresh nonce each time");
+        for cut in [0, 1, NONCE_LEN, NONCE_LEN + 1, sealed.len() - 1] {
+            assert!(a.open(hook, &sealed[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_secret_sealed_before_the_binding_still_opens() {
+        let a = SecretBox::new([1; 32]);
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let legacy = [
+            &nonce[..],
+            &a.cipher
+                .encrypt(Nonce::from_slice(&nonce), &b"whsec_old"[..])
+                .expect("encrypts"),
+        ]
+        .concat();
+        assert_eq!(
+            a.open(WebhookId::generate(), &legacy).expect("legacy"),
+            b"whsec_old"
+        );
     }
 
     #[test]
@@ -156,7 +213,8 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("mkdir");
         let path = dir.join("secret.key");
         let created = SecretBox::load_or_create(&path).expect("created");
-        let sealed = created.seal(b"x");
+        let hook = WebhookId::generate();
+        let sealed = created.seal(hook, b"x");
         let mode = std::fs::metadata(&path)
             .expect("exists")
             .permissions()
@@ -175,7 +233,7 @@ mod tests {
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
         let reopened = SecretBox::load_or_create(&path).expect("owner-only is fine");
-        assert_eq!(reopened.open(&sealed).expect("same key"), b"x");
+        assert_eq!(reopened.open(hook, &sealed).expect("same key"), b"x");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

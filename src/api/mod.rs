@@ -5,7 +5,7 @@
 mod auth;
 mod cache;
 mod deliveries;
-mod gate;
+pub mod gate;
 mod health;
 mod publish;
 mod subscriptions;

@@ -36,7 +36,8 @@ impl SubscriptionApi {
                     "webhook {id} has no current signing secret"
                 ))
             })?;
-        let secret = String::from_utf8(api.secrets.open(&sealed)?).map_err(anyhow::Error::from)?;
+        let secret =
+            String::from_utf8(api.secrets.open(id, &sealed)?).map_err(anyhow::Error::from)?;
         Ok(pb::GetSigningSecretResponse {
             secret,
             ..Default::default()
@@ -53,7 +54,7 @@ impl SubscriptionApi {
         let mut conn = store::acquire(&api.pool).await?;
         let id = authorize_webhook(&mut conn, &scope, &req.webhook_id).await?;
         let secret = SigningSecret::generate();
-        let sealed = api.secrets.seal(secret.expose().as_bytes());
+        let sealed = api.secrets.seal(id, secret.expose().as_bytes());
         let expire = store::secrets::rotate(&mut conn, id, &sealed, ROTATION_OVERLAP_SECS)
             .await?
             .ok_or_else(super::auth::webhook_not_found)?;

@@ -205,8 +205,9 @@ async fn read_prefix(mut response: reqwest::Response) -> Vec<u8> {
     body
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-fn parse_retry_after(value: &str) -> Option<Duration> {
+/// A listener's `Retry-After` as seconds or an HTTP date; `None` when it is neither (or a
+/// date in the past).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.trim().parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }

@@ -67,6 +67,8 @@ pub struct DispatchSettings {
     /// No new claims for a webhook with this many attempts in flight in this process
     /// (`--max-in-flight-per-webhook`).
     pub max_in_flight_per_webhook: u32,
+    /// At least one fair claim in this interval (`--fair-claim-interval`).
+    pub fair_claim_interval: Duration,
     /// Per-attempt timeout (`--delivery-timeout`).
     pub delivery_timeout: Duration,
     /// Delays before each retry (`--retry-schedule`).
@@ -105,8 +107,12 @@ struct Inner {
     unsaturated: tokio::sync::Notify,
     /// Attempts in flight per webhook, for `--max-in-flight-per-webhook`.
     in_flight: Mutex<HashMap<WebhookId, u32>>,
-    /// Where the next claim's scan may start, while webhooks are at their cap.
+    /// Where the next claim's top-up scan may start, while webhooks are at their cap.
     skip: Mutex<Option<Skip>>,
+    /// The webhook the last claim's fair walk reached: the next one starts after it.
+    reached: Mutex<Option<WebhookId>>,
+    /// When the last fair claim was made (`--fair-claim-interval`).
+    last_fair: Mutex<Option<std::time::Instant>>,
     /// While `run` claims: its pipeline, which publishes of this process hand deliveries to.
     running: Mutex<Option<Batcher>>,
 }
@@ -136,6 +142,8 @@ impl Dispatcher {
                 unsaturated: tokio::sync::Notify::new(),
                 in_flight: Mutex::new(HashMap::new()),
                 skip: Mutex::new(None),
+                reached: Mutex::new(None),
+                last_fair: Mutex::new(None),
                 running: Mutex::new(None),
             }),
         })
@@ -211,18 +219,36 @@ impl Dispatcher {
         let mut conn = store::acquire(&inner.pool).await?;
         let lease = inner.settings.lease().as_secs_f64();
         let saturated = self.saturated();
-        let from = Skip::start(lock(&inner.skip).as_ref(), &saturated);
-        let claim = store::queue::claim(
-            &mut conn,
-            inner.worker,
-            limit as i64,
-            lease,
-            &saturated,
-            from,
-        )
-        .await?;
+        let scope = store::queue::ClaimScope {
+            saturated: &saturated,
+            from: Skip::start(lock(&inner.skip).as_ref(), &saturated),
+            after: *lock(&inner.reached),
+            max_webhooks: webhooks_per_claim(limit),
+            fair: self.fair_turn(),
+        };
+        let claim =
+            store::queue::claim(&mut conn, inner.worker, limit as i64, lease, scope).await?;
+        if claim.reached.is_some() {
+            *lock(&inner.reached) = claim.reached;
+        }
         *lock(&inner.skip) = Skip::after(&claim, saturated);
         Ok(self.open_targets(claim.leased))
+    }
+
+    /// Whether this claim walks the webhooks fairly: when the last fair one was made
+    /// `--fair-claim-interval` ago or more (so every claim at the default cadence). The
+    /// claims in between take the oldest due deliveries, which lie together in the table
+    /// and cost far less to claim and update than one delivery of each of a hundred webhooks
+    /// (BENCHMARKS.md); draining a backlog, no webhook waits more than the interval (and a
+    /// claim) behind another's.
+    fn fair_turn(&self) -> bool {
+        let interval = self.inner.settings.fair_claim_interval;
+        let mut last = lock(&self.inner.last_fair);
+        let due = last.is_none_or(|at| at.elapsed() >= interval);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
     }
 
     /// Pairs each claimed delivery with its webhook's target, opened once per webhook.
@@ -234,7 +260,7 @@ impl Dispatcher {
             .targets
             .into_iter()
             .filter_map(|(webhook, stored)| {
-                Target::open(&stored, &self.inner.secrets)
+                Target::open(webhook, &stored, &self.inner.secrets)
                     .inspect_err(|e| {
                         tracing::error!(error.cause_chain = ?e, webhook_id = %webhook,
                             "cannot read the signing secrets");
@@ -325,4 +351,17 @@ async fn published(wake: &mut Option<Notifications>) {
 /// Locks `mutex`; a panic elsewhere while it was held leaves nothing half-done in these.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The most webhooks one claim of `limit` walks: every one, up to 100, so that at the
+/// default batch of 20 twenty webhooks each get one delivery per poll; beyond, a tenth of
+/// the limit, so that each of them gets a share of at least ten (walking a webhook costs two
+/// index probes) and the rest wait for the next claim's turn of the rotation.
+fn webhooks_per_claim(limit: usize) -> i64 {
+    let limit = limit as i64;
+    if limit <= 100 {
+        limit
+    } else {
+        (limit / 10).max(100)
+    }
 }

@@ -24,7 +24,7 @@ impl Skip {
 
     /// What `claim`, made with `saturated` (sorted), covered.
     pub fn after(claim: &Claim, saturated: Vec<WebhookId>) -> Option<Self> {
-        if saturated.is_empty() {
+        if saturated.is_empty() || !claim.topped_up {
             return None;
         }
         let reached = claim.snapshot_time - Self::LATE_COMMIT;
@@ -60,6 +60,7 @@ mod tests {
         Claim {
             snapshot_time: at(0),
             full_at: full_at.map(at),
+            topped_up: true,
             ..Claim::default()
         }
     }

@@ -50,7 +50,7 @@ pub async fn announce_changes(conn: &mut PgConnection, repositories: &[String]) 
     Ok(())
 }
 
-/// Stores a new subscription with its first (sealed) signing secret, enforcing uniqueness of
+/// Stores a new subscription `id` with its first signing secret (sealed for `id`), enforcing uniqueness of
 /// (owner, repository, event, URL) and at most `max_per_repository` per repository.
 ///
 /// One statement, so one round trip and nothing half-written: it takes a slot in the
@@ -62,11 +62,11 @@ pub async fn announce_changes(conn: &mut PgConnection, repositories: &[String]) 
 /// `AlreadyExists`, `ResourceExhausted`, or a database error.
 pub async fn insert(
     conn: &mut PgConnection,
+    id: WebhookId,
     new: &NewWebhook,
     max_per_repository: i64,
     sealed_secret: &[u8],
 ) -> Result<Webhook> {
-    let id = WebhookId::generate();
     let Some(created) = insert_row(conn, id, new, max_per_repository, sealed_secret).await? else {
         return Err(at_cap(conn, new, max_per_repository).await?);
     };

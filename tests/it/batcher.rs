@@ -46,7 +46,7 @@ fn delivered(n: usize) -> Vec<(String, i32)> {
 async fn a_webhook_at_its_in_flight_cap_gets_no_new_claims_while_others_do() {
     let flags = [
         FLAGS,
-        &["--batch-size", "2", "--max-in-flight-per-webhook", "2"],
+        &["--batch-size", "4", "--max-in-flight-per-webhook", "2"],
     ]
     .concat();
     let app = spawn_app_with(&flags).await;
@@ -55,17 +55,19 @@ async fn a_webhook_at_its_in_flight_cap_gets_no_new_claims_while_others_do() {
     slow.set_default(Reply::Held);
     subscribe(&app, &token, "slow", &slow).await;
     subscribe(&app, &token, "fast", &fast).await;
-    // The slow webhook's four are due first.
     publish_to(&app, &token, "slow", 4).await;
-    publish_to(&app, &token, "fast", 2).await;
+    publish_to(&app, &token, "fast", 4).await;
 
     let batcher = app.dispatcher().start();
     let shutdown = CancellationToken::new();
-    assert_eq!(batcher.step(&shutdown).await.unwrap(), 2);
+    // A fair claim: two each.
+    assert_eq!(batcher.step(&shutdown).await.unwrap(), 4);
     slow.wait_for(2, std::time::Duration::from_secs(10)).await;
-    // The slow webhook has 2 in flight, its cap: the next claim passes over its older two.
-    assert_eq!(batcher.step(&shutdown).await.unwrap(), 2);
     fast.wait_for(2, std::time::Duration::from_secs(10)).await;
+    // The slow webhook has 2 in flight, its cap: the next claim passes over its other two
+    // and takes the fast webhook's.
+    assert_eq!(batcher.step(&shutdown).await.unwrap(), 2);
+    fast.wait_for(4, std::time::Duration::from_secs(10)).await;
     assert_eq!(slow.captured().len(), 2);
     assert_eq!(
         batcher.step(&shutdown).await.unwrap(),
@@ -84,7 +86,7 @@ async fn a_webhook_at_its_in_flight_cap_gets_no_new_claims_while_others_do() {
     slow.release(2);
     batcher.finish(None).await;
     assert_eq!(states(&app, "slow").await, delivered(4));
-    assert_eq!(states(&app, "fast").await, delivered(2));
+    assert_eq!(states(&app, "fast").await, delivered(4));
 }
 
 #[tokio::test]
@@ -166,4 +168,58 @@ async fn an_attempt_whose_lease_was_taken_over_is_not_recorded() {
     .await
     .unwrap();
     assert_eq!((owner, attempts), (Some(thief), 0));
+}
+
+#[tokio::test]
+async fn one_owners_backlog_does_not_hold_back_another_owners_event() {
+    // The default cadence's batch: 20 a poll, every poll fair (polls are 5 s apart, more
+    // than --fair-claim-interval; the test steps at once, so it says every claim).
+    let app = spawn_app_with(&[FLAGS, &["--fair-claim-interval", "0s"]].concat()).await;
+    let (acme, globex) = (app.token(&["acme"]).await, app.token(&["globex"]).await);
+    let (crowd, lone) = (Receiver::start().await, Receiver::start().await);
+    for n in 0..20 {
+        app.create(&acme, "acme", "petapis", &crowd.subscriber_url(n))
+            .await;
+    }
+    app.create(&globex, "globex", "petapis", &lone.url()).await;
+    // acme's 20,000 deliveries are queued first: a first-in-first-out queue would have
+    // globex's one wait a thousand polls (83 minutes at 20 every 5 s).
+    publish_to(&app, &acme, "petapis", 1000).await;
+    publish(
+        &app,
+        &globex,
+        vec![(repository_push("globex", "petapis", 1), "")],
+    )
+    .await;
+
+    let batcher = app.dispatcher().start();
+    let shutdown = CancellationToken::new();
+    for _poll in 0..2 {
+        assert_eq!(batcher.step(&shutdown).await.unwrap(), 20);
+    }
+    batcher.finish(None).await;
+    let lone_state: String = sqlx::query_scalar(
+        "SELECT d.state FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+         WHERE w.owner_name = 'globex'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        lone_state, "delivered",
+        "globex's event waited behind acme's backlog"
+    );
+    // The share is per webhook: every one of acme's twenty got one or two of the 39 left.
+    let per_webhook: Vec<i64> = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE d.state = 'delivered') FROM webhooks w
+         JOIN deliveries d ON d.webhook_id = w.id WHERE w.owner_name = 'acme' GROUP BY w.id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(per_webhook.len(), 20);
+    assert!(
+        per_webhook.iter().all(|n| (1..=2).contains(n)),
+        "{per_webhook:?}"
+    );
 }

@@ -750,3 +750,55 @@ async fn a_delete_racing_a_rotation_leaves_no_secret_and_a_late_rotation_finds_n
     let late = webhookd::store::secrets::rotate(&mut conn, id, b"sealed", 60.0).await;
     assert_eq!(late.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_signing_secret_copied_into_another_webhooks_row_does_not_open() {
+    let (app, token, receiver, first) = subscribed(MANUAL).await;
+    let second = app
+        .create(&token, "acme", "petapis", &receiver.subscriber_url(2))
+        .await["webhookId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let known = secret_of(&app, &token, &first).await;
+    // Someone who can write to the database, but has not the key, gives the second webhook
+    // the first one's sealed secret, so as to learn it or sign with it.
+    sqlx::query(
+        "UPDATE webhook_secrets SET secret = (SELECT secret FROM webhook_secrets
+         WHERE webhook_id = $1::uuid) WHERE webhook_id = $2::uuid",
+    )
+    .bind(&first)
+    .bind(&second)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let request = pb::GetSigningSecretRequest {
+        webhook_id: second.clone(),
+        ..Default::default()
+    };
+    let err = app
+        .subscriptions(&token)
+        .get_signing_secret(request)
+        .await
+        .expect_err("the moved secret opens only as the first webhook's");
+    assert_eq!(err.code, connectrpc::ErrorCode::Internal);
+    assert!(!err.message.unwrap_or_default().contains("whsec_"));
+    // Nor does the batcher sign the second webhook's deliveries with it.
+    publish(
+        &app,
+        &token,
+        vec![(repository_push("acme", "petapis", 1), "")],
+    )
+    .await;
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 2);
+    let arrived = receiver.captured();
+    assert_eq!(
+        arrived.len(),
+        1,
+        "only the first webhook's delivery was sent"
+    );
+    assert_eq!(
+        secret_of(&app, &token, &first).await.expose(),
+        known.expose()
+    );
+}

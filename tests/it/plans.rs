@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::helpers::test_database;
 
 const CLAIM: &str = include_str!("../../src/store/queue/claim.sql");
+const FAIR_CLAIM: &str = include_str!("../../src/store/queue/fair_claim.sql");
 const CLAIM_TARGETS: &str = include_str!("../../src/store/queue/claim_targets.sql");
 const RECORD: &str = include_str!("../../src/store/queue/record_attempts.sql");
 const RELEASE: &str = include_str!("../../src/store/queue/release.sql");
@@ -172,6 +173,8 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
     let mut plans = vec![];
     for (name, sql, queue) in [
         ("claim", CLAIM, true),
+        ("fair claim", FAIR_CLAIM, true),
+        ("fair claim, mid-rotation", FAIR_CLAIM, true),
         ("claim targets", CLAIM_TARGETS, true),
         ("record attempts", RECORD, true),
         ("release", RELEASE, true),
@@ -201,6 +204,17 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
                 "30".into(),
                 array(Vec::<Uuid>::new()),
                 "NULL".into(),
+            ],
+            "fair claim" | "fair claim, mid-rotation" => vec![
+                literal(Uuid::new_v4()),
+                BATCH.to_string(),
+                "30".into(),
+                array(Vec::<Uuid>::new()),
+                match name {
+                    "fair claim" => "NULL".into(),
+                    _ => literal(webhooks[50]),
+                },
+                "100".into(),
             ],
             "claim targets" => vec![array(&webhooks)],
             "record attempts" => vec![

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use webhookd::domain::{
     ApiToken, CallbackUrl, NewWebhook, OwnerName, RepositoryName, TokenScope, WebhookEvent,
+    WebhookId,
 };
 use webhookd::local_pg::{Durability, LocalPg};
 use webhookd::proto::webhookd::v1 as pb;
@@ -150,8 +151,9 @@ impl Bench {
                 event: WebhookEvent::RepositoryPush,
                 callback_url: CallbackUrl::parse(&receiver.subscriber_url(i), true)?,
             };
-            let sealed = secrets.seal(SigningSecret::generate().expose().as_bytes());
-            store::webhooks::insert(&mut conn, &new, 100_000, &sealed).await?;
+            let id = WebhookId::generate();
+            let sealed = secrets.seal(id, SigningSecret::generate().expose().as_bytes());
+            store::webhooks::insert(&mut conn, id, &new, 100_000, &sealed).await?;
         }
         Ok(())
     }

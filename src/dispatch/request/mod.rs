@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::WebhookId;
 use crate::secret_box::SecretBox;
 use crate::signing::SigningSecret;
 use crate::store::queue::{ClaimTarget, ClaimedDelivery};
@@ -32,16 +33,20 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses the URL and opens the secrets of a claimed webhook.
+    /// Parses the URL and opens the secrets of claimed `webhook`.
     ///
     /// # Errors
     /// When a secret cannot be opened with this server's key, or is malformed.
-    pub fn open(stored: &ClaimTarget, secret_box: &SecretBox) -> anyhow::Result<Self> {
+    pub fn open(
+        webhook: WebhookId,
+        stored: &ClaimTarget,
+        secret_box: &SecretBox,
+    ) -> anyhow::Result<Self> {
         let secrets = stored
             .sealed_secrets
             .iter()
             .map(|sealed| {
-                let text = String::from_utf8(secret_box.open(sealed)?)?;
+                let text = String::from_utf8(secret_box.open(webhook, sealed)?)?;
                 SigningSecret::parse(&text)
                     .ok_or_else(|| anyhow::anyhow!("stored signing secret is malformed"))
             })

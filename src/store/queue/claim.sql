@@ -1,4 +1,5 @@
--- Claims up to $2 due deliveries of active webhooks for worker $1, for $3 seconds, skipping
+-- Tops up a claim (see fair_claim.sql): up to $2 more due deliveries of active webhooks, oldest
+-- first, for worker $1, for $3 seconds, skipping
 -- the webhooks in $4 and, with $5, deliveries due before it (see store::deliveries::claim).
 -- Every lookup is by key whatever the statistics say: the candidates come off the due index
 -- in order and stop at the limit; the claimed rows are found by primary key (an array, not a

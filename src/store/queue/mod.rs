@@ -61,9 +61,13 @@ pub struct Claim {
     pub leased: Leased,
     /// The database's `now()` for the claim: deliveries due by then were candidates.
     pub snapshot_time: DateTime<Utc>,
-    /// When the claim took as many as it asked for, the due time of the last one: its
+    /// When the top-up took as many as it asked for, the due time of the last one: its
     /// scan, in due order, stopped there. `None` when the scan reached `snapshot_time`.
     pub full_at: Option<DateTime<Utc>>,
+    /// Whether the claim was topped up by a first-in-first-out scan of the due index.
+    pub topped_up: bool,
+    /// The webhook the fair walk reached: the next claim starts after it.
+    pub reached: Option<WebhookId>,
 }
 
 /// What happens to a delivery after an attempt: the one decision the retry policy makes,
@@ -91,53 +95,76 @@ pub struct Attempted {
     pub outcome: Outcome,
 }
 
-/// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`,
-/// skipping the webhooks in `saturated` (those this batcher already has
-/// `--max-in-flight-per-webhook` attempts in flight for). Only rows that are claimed are
-/// locked; `FOR UPDATE SKIP LOCKED` lets concurrent batchers claim disjoint sets. A claim
-/// moves `next_attempt_time` to the lease's end, so a leased delivery is simply not due until
-/// its lease expires. Each claimed webhook's callback URL and secrets are read once, by a
-/// second statement in the same transaction.
-///
-/// With `from`, the scan starts at deliveries due at that time instead of at the oldest:
-/// a batcher that knows the earlier ones are all claimed or belong to `saturated` webhooks
-/// does not walk them again (see `dispatch`).
+/// Where a claim starts and how far it may go: see [`claim`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClaimScope<'a> {
+    /// Webhooks to skip (this batcher has `--max-in-flight-per-webhook` of theirs in flight).
+    pub saturated: &'a [WebhookId],
+    /// Where the top-up's scan of the due index may start (see `dispatch::Skip`).
+    pub from: Option<DateTime<Utc>>,
+    /// The webhook the previous claim's walk reached: this one starts just after it.
+    pub after: Option<WebhookId>,
+    /// The most webhooks one claim walks.
+    pub max_webhooks: i64,
+    /// Whether the claim walks the webhooks fairly, or only takes the oldest due
+    /// deliveries (cheaper: they lie together in the table).
+    pub fair: bool,
+}
+
+/// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`.
+/// Without `scope.fair`, the oldest due ones (first in, first out). With it, fairly: the webhooks with due deliveries are walked in rotation (starting after
+/// `scope.after`, skipping `scope.saturated`, at most `scope.max_webhooks` of them) and
+/// each gets an equal share of `limit`, its oldest first, so one webhook's backlog (or one
+/// owner's many webhooks' backlogs) cannot hold back a delivery of another for more than a
+/// claim or two. When a webhook took its whole share and room is left, the claim is topped
+/// up from the oldest due deliveries of any webhook, as a plain first-in-first-out claim.
+/// Only rows that are claimed are locked; `FOR UPDATE SKIP LOCKED` lets concurrent
+/// batchers claim disjoint sets. A claim moves `next_attempt_time` to the lease's end, so
+/// a leased delivery is simply not due until its lease expires. Each claimed webhook's
+/// callback URL and secrets are read once, by a last statement in the same transaction.
 pub async fn claim(
     conn: &mut PgConnection,
     worker: Uuid,
     limit: i64,
     lease_secs: f64,
-    saturated: &[WebhookId],
-    from: Option<DateTime<Utc>>,
+    scope: ClaimScope<'_>,
 ) -> Result<Claim> {
     use sqlx::Acquire as _;
     let mut tx = conn.begin().await?;
     let snapshot_time = transaction_time(&mut tx).await?;
-    let mut full_at = None;
-    let deliveries: Vec<ClaimedDelivery> = sqlx::query_file!(
-        "src/store/queue/claim.sql",
-        worker,
-        limit,
-        lease_secs,
-        &uuids(saturated),
-        from,
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .filter_map(|r| {
-        full_at = r.full_at;
-        // An event row can only be missing if it was deleted by hand; such a delivery
-        // stays leased, and is retried when its lease expires, as before.
-        Some(ClaimedDelivery {
-            id: DeliveryId(r.id),
-            webhook_id: WebhookId(r.webhook_id),
-            attempt_count: r.attempt_count,
-            scheduled_attempts: r.scheduled_attempts,
-            payload: r.payload?,
-        })
-    })
-    .collect();
+    let saturated = uuids(scope.saturated);
+    let (mut deliveries, reached, share_filled) = if scope.fair {
+        fair_claim(&mut tx, worker, limit, lease_secs, &saturated, scope).await?
+    } else {
+        (vec![], None, true)
+    };
+    let (mut full_at, mut topped_up) = (None, false);
+    let room = limit - deliveries.len() as i64;
+    if share_filled && room > 0 {
+        topped_up = true;
+        let more = sqlx::query_file!(
+            "src/store/queue/claim.sql",
+            worker,
+            room,
+            lease_secs,
+            &saturated,
+            scope.from,
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            full_at = r.full_at;
+            delivery(
+                r.id,
+                r.webhook_id,
+                r.attempt_count,
+                r.scheduled_attempts,
+                r.payload,
+            )
+        });
+        deliveries.extend(more);
+    }
     let targets = claim_targets(&mut tx, &deliveries).await?;
     tx.commit().await?;
     Ok(Claim {
@@ -147,6 +174,64 @@ pub async fn claim(
         },
         snapshot_time,
         full_at,
+        topped_up,
+        reached,
+    })
+}
+
+/// The fair walk of [`claim`]: the deliveries, the webhook the walk reached, and whether
+/// some webhook took its whole share (so that a top-up may find more).
+async fn fair_claim(
+    conn: &mut PgConnection,
+    worker: Uuid,
+    limit: i64,
+    lease_secs: f64,
+    saturated: &[Uuid],
+    scope: ClaimScope<'_>,
+) -> Result<(Vec<ClaimedDelivery>, Option<WebhookId>, bool)> {
+    let (mut reached, mut share_filled) = (None, false);
+    let deliveries = sqlx::query_file!(
+        "src/store/queue/fair_claim.sql",
+        worker,
+        limit,
+        lease_secs,
+        saturated,
+        scope.after.map(|w| w.0),
+        scope.max_webhooks,
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .filter_map(|r| {
+        reached = r.reached.map(WebhookId);
+        share_filled |= r.share_filled;
+        delivery(
+            r.id,
+            r.webhook_id,
+            r.attempt_count,
+            r.scheduled_attempts,
+            r.payload,
+        )
+    })
+    .collect();
+    Ok((deliveries, reached, share_filled))
+}
+
+/// A claimed row as the batcher holds it. An event row can only be missing if it was
+/// deleted by hand; such a delivery stays leased, and is retried when its lease expires.
+fn delivery(
+    id: Uuid,
+    webhook_id: Uuid,
+    attempt_count: i32,
+    scheduled_attempts: i32,
+    payload: Option<Vec<u8>>,
+) -> Option<ClaimedDelivery> {
+    Some(ClaimedDelivery {
+        id: DeliveryId(id),
+        webhook_id: WebhookId(webhook_id),
+        attempt_count,
+        scheduled_attempts,
+        payload: payload?,
     })
 }
 
