@@ -14,7 +14,7 @@ use crate::delivery::{attempts, delivery_log, publish, subscribe};
 use crate::helpers::{Spawned, TestApp, serve_command, spawn_app_with};
 use crate::receiver::{Receiver, Reply};
 
-async fn publish_many(app: &TestApp, token: &str, count: u64) {
+pub async fn publish_many(app: &TestApp, token: &str, count: u64) {
     for start in (0..count).step_by(1000) {
         let events = (start..count.min(start + 1000))
             .map(|i| (repository_push("acme", "petapis", i), ""))
@@ -157,22 +157,22 @@ async fn retry_after_postpones_the_next_attempt() {
 }
 
 /// `webhookd serve` as its own process on the test's database.
-fn serve_process(app: &TestApp, flags: &[&str]) -> (Spawned, u16) {
+pub fn serve_process(app: &TestApp, flags: &[&str]) -> (Spawned, u16) {
     serve_process_at(app, &app.database_url(), flags)
 }
 
 /// A `webhookd serve` process (batcher only) on `database_url`, which reaches `app`'s
 /// database.
-fn serve_process_at(app: &TestApp, database_url: &str, flags: &[&str]) -> (Spawned, u16) {
+pub fn serve_process_at(app: &TestApp, database_url: &str, flags: &[&str]) -> (Spawned, u16) {
     serve_command(app, database_url, &[&["--no-api"], flags].concat())
 }
 
-fn signal(child: &Child, signal: nix::sys::signal::Signal) {
+pub fn signal(child: &Child, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
 }
 
 /// SIGTERM, then its exit status.
-async fn terminate(mut serve: Spawned) -> std::process::ExitStatus {
+pub async fn terminate(mut serve: Spawned) -> std::process::ExitStatus {
     signal(&serve, nix::sys::signal::Signal::SIGTERM);
     tokio::task::spawn_blocking(move || serve.wait())
         .await
@@ -180,7 +180,7 @@ async fn terminate(mut serve: Spawned) -> std::process::ExitStatus {
         .unwrap()
 }
 
-async fn states(app: &TestApp) -> HashMap<String, i64> {
+pub async fn states(app: &TestApp) -> HashMap<String, i64> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT state, count(*) FROM deliveries GROUP BY state")
             .fetch_all(&app.pool)
@@ -366,6 +366,9 @@ async fn a_callback_name_resolving_to_an_internal_address_is_refused_at_delivery
 pub struct Relay {
     port: u16,
     up: Arc<AtomicBool>,
+    /// While set, nothing is forwarded either way and nothing is closed: the network has
+    /// gone quiet, as when a route is lost, and what was sent arrives once it is back.
+    stalled: Arc<AtomicBool>,
     attempts: Arc<AtomicUsize>,
     live: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
@@ -376,31 +379,33 @@ impl Relay {
         let relay = Self {
             port: listener.local_addr().unwrap().port(),
             up: Arc::new(AtomicBool::new(true)),
+            stalled: Arc::new(AtomicBool::new(false)),
             attempts: Arc::new(AtomicUsize::new(0)),
             live: Arc::default(),
         };
         let options = app.db_options.clone();
         let (up, attempts, live) = (relay.up.clone(), relay.attempts.clone(), relay.live.clone());
+        let stalled = relay.stalled.clone();
         tokio::spawn(async move {
             loop {
-                let (mut client, _) = listener.accept().await.unwrap();
+                let (client, _) = listener.accept().await.unwrap();
                 attempts.fetch_add(1, Ordering::SeqCst);
                 if !up.load(Ordering::SeqCst) {
                     continue; // dropped: the connection closes at once
                 }
-                let options = options.clone();
+                let (options, stalled) = (options.clone(), stalled.clone());
                 let task = tokio::spawn(async move {
+                    quiet(&stalled).await;
                     let port = options.get_port();
                     if let Some(dir) = options.get_socket() {
                         let path = dir.join(format!(".s.PGSQL.{port}"));
-                        let mut server = tokio::net::UnixStream::connect(path).await?;
-                        tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+                        let server = tokio::net::UnixStream::connect(path).await?;
+                        forward(client, server, stalled).await
                     } else {
                         let address = (options.get_host().to_owned(), port);
-                        let mut server = tokio::net::TcpStream::connect(address).await?;
-                        tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+                        let server = tokio::net::TcpStream::connect(address).await?;
+                        forward(client, server, stalled).await
                     }
-                    Ok::<_, std::io::Error>(())
                 });
                 live.lock().unwrap().push(task.abort_handle());
             }
@@ -430,13 +435,59 @@ impl Relay {
         }
     }
 
-    fn restore(&self) {
+    /// The network goes quiet: nothing is forwarded and nothing is closed, until
+    /// [`Relay::restore`].
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
     }
 
     fn attempts(&self) -> usize {
         self.attempts.load(Ordering::SeqCst)
     }
+}
+
+/// Waits while the relay is stalled.
+async fn quiet(stalled: &AtomicBool) {
+    while stalled.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Forwards both ways between `client` and `server`, holding everything while stalled.
+async fn forward(
+    client: tokio::net::TcpStream,
+    server: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    stalled: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    async fn pump(
+        mut from: impl tokio::io::AsyncRead + Unpin,
+        mut to: impl tokio::io::AsyncWrite + Unpin,
+        stalled: Arc<AtomicBool>,
+    ) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            quiet(&stalled).await;
+            let n = from.read(&mut buffer).await?;
+            if n == 0 {
+                return to.shutdown().await;
+            }
+            quiet(&stalled).await;
+            to.write_all(&buffer[..n]).await?;
+        }
+    }
+    let (client_read, client_write) = tokio::io::split(client);
+    let (server_read, server_write) = tokio::io::split(server);
+    tokio::try_join!(
+        pump(client_read, server_write, stalled.clone()),
+        pump(server_read, client_write, stalled),
+    )?;
+    Ok(())
 }
 
 #[tokio::test]

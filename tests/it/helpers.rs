@@ -40,6 +40,12 @@ pub async fn test_database() -> (PgPool, PgConnectOptions) {
     let admin_options = tokio::task::spawn_blocking(|| server().0.clone())
         .await
         .unwrap();
+    test_database_on(&admin_options).await
+}
+
+/// A fresh, migrated database on the server `admin_options` reaches.
+pub async fn test_database_on(admin_options: &PgConnectOptions) -> (PgPool, PgConnectOptions) {
+    let admin_options = admin_options.clone();
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::Connection::connect_with(&admin_options)
         .await
@@ -71,12 +77,23 @@ pub async fn spawn_app() -> TestApp {
 /// The app with `serve` flags parsed exactly as the CLI parses them (so tests run on the
 /// real defaults), plus a port-0 listener and a random secret key.
 pub async fn spawn_app_with(flags: &[&str]) -> TestApp {
+    let (pool, db_options) = test_database().await;
+    spawn_app_in(pool, db_options, flags).await
+}
+
+/// The app as [`spawn_app_with`] makes it, on a database of the server `admin_options`
+/// reaches (a server of the test's own, which it may stop and start).
+pub async fn spawn_app_on(admin_options: &PgConnectOptions, flags: &[&str]) -> TestApp {
+    let (pool, db_options) = test_database_on(admin_options).await;
+    spawn_app_in(pool, db_options, flags).await
+}
+
+async fn spawn_app_in(pool: PgPool, db_options: PgConnectOptions, flags: &[&str]) -> TestApp {
     #[derive(clap::Parser)]
     struct Flags {
         #[command(flatten)]
         serve: ServeArgs,
     }
-    let (pool, db_options) = test_database().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());

@@ -15,6 +15,7 @@ mod buf_cli;
 mod cli;
 mod delivery;
 mod delivery_loop;
+mod drills;
 mod grpcio;
 mod handoff;
 mod listener;
