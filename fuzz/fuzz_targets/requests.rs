@@ -1,0 +1,57 @@
+//! Every RPC's request as the Connect runtime decodes it (binary and JSON), the Publish
+//! event counter that runs before decoding, and the request validators behind them: none
+//! may panic, and the counter must agree with the decoder whenever the decoder accepts.
+#![no_main]
+
+use buffa::Message as _;
+use libfuzzer_sys::fuzz_target;
+use webhookd::api::gate::{count_json_events, count_proto_events};
+use webhookd::domain::{ApiToken, DeliveryId, OutboundEvent, OwnerName, RepositoryName, WebhookId};
+use webhookd::proto::buf::alpha::registry::v1alpha1 as reg;
+use webhookd::proto::webhookd::v1 as pb;
+
+fn decode_all(data: &[u8]) {
+    let _ = reg::CreateWebhookRequest::decode_from_slice(data);
+    let _ = reg::ListWebhooksRequest::decode_from_slice(data);
+    let _ = reg::DeleteWebhookRequest::decode_from_slice(data);
+    let _ = pb::GetSigningSecretRequest::decode_from_slice(data);
+    let _ = pb::RotateSigningSecretRequest::decode_from_slice(data);
+    let _ = pb::ListDeliveriesRequest::decode_from_slice(data);
+    let _ = pb::GetDeliveryRequest::decode_from_slice(data);
+    let _ = pb::RedeliverRequest::decode_from_slice(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = serde_json::from_str::<reg::CreateWebhookRequest>(text);
+        let _ = serde_json::from_str::<reg::ListWebhooksRequest>(text);
+        let _ = serde_json::from_str::<pb::ListDeliveriesRequest>(text);
+        let _ = serde_json::from_str::<pb::GetDeliveryRequest>(text);
+        let _ = OwnerName::parse(text);
+        let _ = RepositoryName::parse(text);
+        let _ = WebhookId::parse(text);
+        let _ = DeliveryId::parse(text);
+        let _ = ApiToken::from_authorization(Some(text));
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    decode_all(data);
+    let counted = count_proto_events(data, 1000);
+    if let Ok(request) = pb::PublishRequest::decode_from_slice(data) {
+        assert_eq!(
+            counted,
+            request.events.len().min(1001),
+            "the proto counter disagrees"
+        );
+        for item in &request.events {
+            if let Some(event) = item.event.as_option() {
+                let _ = OutboundEvent::from_request(event, Some(&item.idempotency_key));
+            }
+        }
+    }
+    let counted = count_json_events(data, 1000);
+    if let Ok(request) = serde_json::from_slice::<pb::PublishRequest>(data) {
+        assert!(
+            counted >= request.events.len().min(1001),
+            "the JSON counter counted fewer"
+        );
+    }
+});
