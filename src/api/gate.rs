@@ -135,10 +135,14 @@ pub fn count_json_events(bytes: &[u8], limit: usize) -> usize {
             f.write_str("a PublishRequest object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
-            let mut count = 0;
+            let mut count = 0usize;
             while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                 if key == "events" {
-                    count = map.next_value_seed(Events(self.0))?;
+                    // A key given twice counts twice: a decoder may join the two arrays.
+                    count = count.saturating_add(map.next_value_seed(Events(self.0))?);
+                    if count > self.0 {
+                        return Err(serde::de::Error::custom(TOO_MANY));
+                    }
                 } else {
                     map.next_value::<IgnoredAny>()?;
                 }
