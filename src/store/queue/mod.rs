@@ -64,7 +64,8 @@ pub struct Claim {
     /// When the top-up took as many as it asked for, the due time of the last one: its
     /// scan, in due order, stopped there. `None` when the scan reached `snapshot_time`.
     pub full_at: Option<DateTime<Utc>>,
-    /// Whether the claim was topped up by a first-in-first-out scan of the due index.
+    /// Whether the claim scanned the due index first-in-first-out (a plain claim, or a fair
+    /// one's top-up), so that `full_at` says where that scan stopped.
     pub topped_up: bool,
     /// The webhook the fair walk reached: the next claim starts after it.
     pub reached: Option<WebhookId>,
@@ -112,8 +113,9 @@ pub struct ClaimScope<'a> {
 }
 
 /// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`.
-/// Without `scope.fair`, the oldest due ones (first in, first out). With it, fairly: the webhooks with due deliveries are walked in rotation (starting after
-/// `scope.after`, skipping `scope.saturated`, at most `scope.max_webhooks` of them) and
+/// Without `scope.fair`, the oldest due ones (first in, first out). With it, fairly: the
+/// webhooks with due deliveries are walked in rotation (starting after `scope.after`,
+/// skipping `scope.saturated`, at most `scope.max_webhooks` of them) and
 /// each gets an equal share of `limit`, its oldest first, so one webhook's backlog (or one
 /// owner's many webhooks' backlogs) cannot hold back a delivery of another for more than a
 /// claim or two. When a webhook took its whole share and room is left, the claim is topped
