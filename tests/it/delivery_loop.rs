@@ -446,7 +446,7 @@ impl Relay {
         self.up.store(true, Ordering::SeqCst);
     }
 
-    fn attempts(&self) -> usize {
+    pub fn attempts(&self) -> usize {
         self.attempts.load(Ordering::SeqCst)
     }
 }

@@ -1,5 +1,7 @@
 //! The WebhookService rules over Connect JSON and binary proto, each error code included.
 
+use std::time::Duration;
+
 use buffa::Message as _;
 use serde_json::{Value, json};
 use webhookd::proto::buf::alpha::registry::v1alpha1 as pb;
@@ -831,4 +833,45 @@ async fn a_database_that_refuses_connections_gives_unavailable_and_a_broken_sche
     assert_error(status, &answer, 503, "unavailable", "retry later");
     let readyz = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(readyz.status(), 503);
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_tokens_holds_at_most_four_of_the_pools_connections() {
+    let app = spawn_app_with(&["--no-dispatch"]).await;
+    let relay = crate::delivery_loop::Relay::start(&app).await;
+    let flags = ["--no-dispatch", "--max-db-connections", "16"];
+    let (_serve, port) = serve_command(&app, &relay.database_url(&app), &flags);
+    crate::helpers::wait_for_port(port).await;
+    let url =
+        format!("http://127.0.0.1:{port}/buf.alpha.registry.v1alpha1.WebhookService/ListWebhooks");
+    let call = move |token: String| {
+        let url = url.clone();
+        async move {
+            crate::helpers::http_client()
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(r#"{"ownerName":"acme","repositoryName":"petapis"}"#)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let random = || webhookd::domain::ApiToken::generate().expose().to_owned();
+    assert_eq!(call(random()).await, 401);
+    // The database goes quiet, so every lookup that reaches it holds its connection: 64
+    // concurrent requests, each with a well-formed token never seen before.
+    relay.stall();
+    let before = relay.attempts();
+    let flood: Vec<_> = (0..64).map(|_| tokio::spawn(call(random()))).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let opened = relay.attempts() - before;
+    relay.restore();
+    for request in flood {
+        assert_eq!(request.await.unwrap(), 401);
+    }
+    // Without the limit the pool grows to its 16 connections for the flood.
+    assert!(opened <= 4, "{opened} connections opened for a token flood");
 }
