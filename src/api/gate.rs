@@ -149,6 +149,13 @@ pub fn count_json_events(bytes: &[u8], limit: usize) -> usize {
             }
             Ok(count)
         }
+        // The derived decoder also takes a message as an array of its fields in order
+        // (`[[{}, {}]]`): the first is `events`.
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let count = seq.next_element_seed(Events(self.0))?.unwrap_or(0);
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(count)
+        }
     }
     impl<'de> serde::de::DeserializeSeed<'de> for Events {
         type Value = usize;
@@ -177,7 +184,7 @@ pub fn count_json_events(bytes: &[u8], limit: usize) -> usize {
         }
     }
     const TOO_MANY: &str = "webhookd: too many events";
-    match serde_json::Deserializer::from_slice(bytes).deserialize_map(Top(limit)) {
+    match serde_json::Deserializer::from_slice(bytes).deserialize_any(Top(limit)) {
         Ok(count) => count,
         Err(e) if e.to_string().starts_with(TOO_MANY) => limit + 1,
         Err(_) => 0,

@@ -192,6 +192,11 @@ async fn a_publish_of_too_many_events_is_resource_exhausted_before_it_is_decoded
         ),
         ("application/json", json_events(1001).into_bytes()),
         ("application/json", json_events(5_000_000).into_bytes()),
+        // The array form of the message, which the decoder also takes (found by fuzzing).
+        (
+            "application/json",
+            format!("[{}]", &json_events(1001)[10..json_events(1001).len() - 1]).into_bytes(),
+        ),
     ];
     for (content_type, body) in cases {
         let response = app
