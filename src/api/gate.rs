@@ -88,20 +88,29 @@ impl Interceptor for PublishCount {
 /// How many `events` (field 1) an encoded `PublishRequest` holds, counting no further than
 /// `limit + 1`. A malformed encoding stops the count; the decoder reports it.
 pub fn count_proto_events(mut bytes: &[u8], limit: usize) -> usize {
-    let mut events = 0;
+    let (mut events, mut depth) = (0, 0usize);
     while !bytes.is_empty() && events <= limit {
         let Some(key) = varint(&mut bytes) else { break };
         let skip = match key & 7 {
             0 => varint(&mut bytes).map(|_| 0),
             1 => Some(8),
             2 => varint(&mut bytes).and_then(|n| usize::try_from(n).ok()),
+            // Groups (deprecated, still skipped by decoders): what is inside is not ours.
+            3 => {
+                depth += 1;
+                Some(0)
+            }
+            4 if depth > 0 => {
+                depth -= 1;
+                Some(0)
+            }
             5 => Some(4),
             _ => None,
         };
         let Some(skip) = skip.filter(|n| *n <= bytes.len()) else {
             break;
         };
-        if key >> 3 == 1 && key & 7 == 2 {
+        if depth == 0 && key >> 3 == 1 && key & 7 == 2 {
             events += 1;
         }
         bytes = &bytes[skip..];
@@ -206,6 +215,10 @@ mod tests {
         // A length past the end stops the count (the decoder reports the error).
         assert_eq!(count_proto_events(&[0x0a, 0x05, 1], 1000), 0);
         assert_eq!(count_proto_events(&[0xff; 12], 1000), 0);
+        // A group (field 6) around a field-1 record that is not an event, then one event
+        // (found by fuzzing).
+        let grouped = [0x33, 0x0a, 0x00, 0x34, 0x0a, 0x02, b'8', b'8'];
+        assert_eq!(count_proto_events(&grouped, 1000), 1);
     }
 
     #[test]
