@@ -36,6 +36,8 @@ pub async fn run(
     let secrets = secret_box(args)?;
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
+    // Every process folds (one at a time): the counts stay current while any one runs.
+    tasks.spawn(store::queue_counts::fold_until(pool.clone(), stop.clone()));
     let batcher = if args.no_dispatch {
         None
     } else {
@@ -46,7 +48,8 @@ pub async fn run(
     let router = if args.no_api {
         api::probes_router(pool)
     } else {
-        let publisher = GroupCommit::start(pool.clone(), batcher, &tasks);
+        let publisher =
+            GroupCommit::start(pool.clone(), batcher, args.max_queued_per_owner, &tasks);
         api_router(args, pool, publisher, secrets, &tasks, &stop).await?
     };
     tracing::info!(addr = %listener.local_addr()?, api = !args.no_api, batcher = !args.no_dispatch, "serving");
@@ -85,7 +88,10 @@ async fn api_router(
     };
     let settings = ApiSettings {
         allow_insecure_callbacks: args.allow_insecure_callbacks,
-        max_webhooks_per_repository: args.max_webhooks_per_repository,
+        webhook_limits: store::webhooks::WebhookLimits {
+            per_repository: args.max_webhooks_per_repository,
+            per_owner: args.max_webhooks_per_owner,
+        },
     };
     let (cache, changes) = ApiCache::new(args.token_cache_ttl, args.list_cache_ttl);
     tasks.spawn(cache.clone().listen(pool.clone(), stop.clone()));

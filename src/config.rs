@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (Connect, gRPC and gRPC-Web on one port).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
     /// Create, list and revoke API tokens.
@@ -54,6 +54,17 @@ pub struct ServeArgs {
     #[arg(long, env = "WEBHOOKD_MAX_WEBHOOKS_PER_REPOSITORY", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_webhooks_per_repository: u32,
+
+    /// The most webhooks one owner may have, over all its repositories.
+    #[arg(long, env = "WEBHOOKD_MAX_WEBHOOKS_PER_OWNER", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_webhooks_per_owner: u32,
+
+    /// The most deliveries one owner may have queued (pending, retries included): a Publish
+    /// that would queue more is refused with `resource_exhausted`.
+    #[arg(long, env = "WEBHOOKD_MAX_QUEUED_PER_OWNER", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
+    pub max_queued_per_owner: u64,
 
     /// How long a verified API token is remembered (`0s`: look it up on every request).
     /// Revocations reach every process at once by LISTEN/NOTIFY whatever this is; it bounds
@@ -113,6 +124,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight_per_webhook: u32,
 
+    /// No new claims for the webhooks of an owner that has this many delivery attempts in
+    /// flight in this process, so that one tenant's many slow listeners cannot take every
+    /// slot.
+    #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_OWNER", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight_per_owner: u32,
+
     /// At least one claim in this interval shares its batch fairly between the webhooks with
     /// due deliveries (in rotation); the claims in between take the oldest due deliveries,
     /// which is cheaper. At the default cadence every claim is fair; `0s` makes every claim
@@ -162,6 +180,7 @@ impl ServeArgs {
             wake_on_publish: self.wake_on_publish,
             max_in_flight: self.max_in_flight,
             max_in_flight_per_webhook: self.max_in_flight_per_webhook,
+            max_in_flight_per_owner: self.max_in_flight_per_owner,
             fair_claim_interval: self.fair_claim_interval,
             delivery_timeout: self.delivery_timeout,
             retry_schedule: self.retry_schedule.clone(),

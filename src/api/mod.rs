@@ -27,6 +27,7 @@ use crate::proto::webhookd::v1::{
 };
 use crate::publish::GroupCommit;
 use crate::secret_box::SecretBox;
+use crate::store::webhooks::WebhookLimits;
 
 pub use cache::{ApiCache, announce_changes};
 pub use health::DatabaseHealth;
@@ -42,8 +43,9 @@ const MAX_PUBLISH_BYTES: usize = 16 * 1024 * 1024;
 pub struct ApiSettings {
     /// Admit `http` and loopback/private callback URLs (`--allow-insecure-callbacks`).
     pub allow_insecure_callbacks: bool,
-    /// The most webhooks one repository may have (`--max-webhooks-per-repository`).
-    pub max_webhooks_per_repository: u32,
+    /// The most webhooks one repository and one owner may have
+    /// (`--max-webhooks-per-repository`, `--max-webhooks-per-owner`).
+    pub webhook_limits: WebhookLimits,
 }
 
 /// What every handler shares.

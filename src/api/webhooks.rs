@@ -42,13 +42,13 @@ impl WebhookApi {
             )?,
         };
         scope.require(&new.owner)?;
-        let max = i64::from(api.settings.max_webhooks_per_repository);
+        let limits = api.settings.webhook_limits;
         let id = WebhookId::generate();
         let sealed_secret = api
             .secrets
             .seal(id, SigningSecret::generate().expose().as_bytes());
         let mut conn = store::acquire(&api.pool).await?;
-        let webhook = store::webhooks::insert(&mut conn, id, &new, max, &sealed_secret).await?;
+        let webhook = store::webhooks::insert(&mut conn, id, &new, limits, &sealed_secret).await?;
         // Back to the pool before queueing the announcement, which needs one to be sent.
         drop(conn);
         (api.cache)

@@ -1,5 +1,6 @@
 //! One batcher's pipeline: room for `--max-in-flight` attempts, the attempts themselves
-//! (each counted against its webhook's `--max-in-flight-per-webhook` while it runs), and the
+//! (each counted against its webhook's `--max-in-flight-per-webhook` and its owner's
+//! `--max-in-flight-per-owner` while it runs), and the
 //! recorder that writes their outcomes in bulk. [`Batcher::step`] is the one step of work:
 //! `serve` runs it on every wake-up, tests call it directly, and [`Batcher::finish`] waits
 //! for everything it started to be recorded.
@@ -90,8 +91,13 @@ impl Batcher {
     /// `batch` has, or more: the rest are given back), counted against its webhook's cap;
     /// outcomes go to the recorder.
     fn start_attempts(&self, batch: Vec<Claimed>, permits: Vec<OwnedSemaphorePermit>) {
-        for ((delivery, target), permit) in batch.into_iter().zip(permits) {
-            let counted = InFlight::start(&self.dispatcher.inner, delivery.webhook_id);
+        for (claimed, permit) in batch.into_iter().zip(permits) {
+            let Claimed {
+                delivery,
+                target,
+                owner,
+            } = claimed;
+            let counted = InFlight::start(&self.dispatcher.inner, delivery.webhook_id, owner);
             let id = delivery.id;
             let dispatcher = self.dispatcher.clone();
             let attempt =
@@ -222,35 +228,53 @@ async fn take_permits(
     permits
 }
 
-/// One attempt counted against its webhook's in-flight cap until dropped.
+/// One attempt counted against its webhook's and its owner's in-flight caps until dropped.
 struct InFlight {
     inner: Arc<Inner>,
     webhook: WebhookId,
+    owner: Arc<str>,
 }
 
 impl InFlight {
-    fn start(inner: &Arc<Inner>, webhook: WebhookId) -> Self {
-        *lock(&inner.in_flight).entry(webhook).or_default() += 1;
+    fn start(inner: &Arc<Inner>, webhook: WebhookId, owner: Arc<str>) -> Self {
+        let mut in_flight = lock(&inner.in_flight);
+        *in_flight.webhooks.entry(webhook).or_default() += 1;
+        *in_flight.owners.entry(owner.clone()).or_default() += 1;
+        drop(in_flight);
         Self {
             inner: inner.clone(),
             webhook,
+            owner,
         }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        let settings = &self.inner.settings;
         let mut in_flight = lock(&self.inner.in_flight);
-        if let Some(n) = in_flight.get_mut(&self.webhook) {
-            if *n == self.inner.settings.max_in_flight_per_webhook {
-                self.inner.unsaturated.notify_one();
-            }
-            *n -= 1;
-            if *n == 0 {
-                in_flight.remove(&self.webhook);
-            }
+        let webhook_freed = count_down(&mut in_flight.webhooks, &self.webhook)
+            == Some(settings.max_in_flight_per_webhook);
+        let owner_freed = count_down(&mut in_flight.owners, &self.owner)
+            == Some(settings.max_in_flight_per_owner);
+        if webhook_freed || owner_freed {
+            self.inner.unsaturated.notify_one();
         }
     }
+}
+
+/// Takes one from `key`'s count (removing it at 0); the count it had.
+fn count_down<K: Eq + std::hash::Hash>(
+    counts: &mut std::collections::HashMap<K, u32>,
+    key: &K,
+) -> Option<u32> {
+    let n = counts.get_mut(key)?;
+    let had = *n;
+    *n -= 1;
+    if *n == 0 {
+        counts.remove(key);
+    }
+    Some(had)
 }
 
 /// Room reserved in a batcher for the deliveries of one publish (see
@@ -277,12 +301,18 @@ impl Reservation {
         // (each has over `cap - batch` attempts in flight), so the statement's lookup of
         // them stays small.
         let cap = settings.max_in_flight_per_webhook;
-        let (busy, busy_room): (Vec<WebhookId>, Vec<i32>) = lock(&inner.in_flight)
-            .iter()
+        let in_flight = lock(&inner.in_flight);
+        let (busy, busy_room): (Vec<WebhookId>, Vec<i32>) = (in_flight.webhooks.iter())
             .map(|(&webhook, &n)| (webhook, cap.saturating_sub(n)))
             .filter(|&(_, room)| (room as usize) < permits.len())
             .map(|(webhook, room)| (webhook, saturating_i32(room)))
             .unzip();
+        // Owners at their cap get nothing handed, as a claim skips them.
+        let full_owners = (in_flight.owners.iter())
+            .filter(|&(_, &n)| n >= settings.max_in_flight_per_owner)
+            .map(|(owner, _)| owner.to_string())
+            .collect();
+        drop(in_flight);
         let handoff = Handoff {
             worker: inner.worker,
             lease_secs: settings.lease().as_secs_f64(),
@@ -290,6 +320,7 @@ impl Reservation {
             room: saturating_i32(cap),
             busy,
             busy_room,
+            full_owners,
         };
         Some(Self {
             batcher,

@@ -36,7 +36,7 @@ use uuid::Uuid;
 pub use self::batcher::{Batcher, Reservation};
 use self::request::Target;
 use self::retry::RetrySchedule;
-use self::skip::Skip;
+use self::skip::{Saturated, Skip};
 use crate::domain::{DeliveryId, WebhookId};
 use crate::error::Result;
 use crate::secret_box::SecretBox;
@@ -48,8 +48,13 @@ use crate::store::queue::{Attempted, ClaimedDelivery, Leased};
 /// the `--wake-on-publish` listener, and one to spare.
 const QUEUE_CONNECTIONS: u32 = 4;
 
-/// A claimed delivery with its webhook's target (`None`: see [`Dispatcher::open_targets`]).
-type Claimed = (ClaimedDelivery, Option<Arc<Target>>);
+/// A claimed delivery with its webhook's target (`None`: see [`Dispatcher::open_targets`])
+/// and owner.
+struct Claimed {
+    delivery: ClaimedDelivery,
+    target: Option<Arc<Target>>,
+    owner: Arc<str>,
+}
 
 /// How the batcher runs (the `serve` flags).
 #[derive(Debug, Clone)]
@@ -67,6 +72,9 @@ pub struct DispatchSettings {
     /// No new claims for a webhook with this many attempts in flight in this process
     /// (`--max-in-flight-per-webhook`).
     pub max_in_flight_per_webhook: u32,
+    /// No new claims for the webhooks of an owner with this many attempts in flight in this
+    /// process (`--max-in-flight-per-owner`).
+    pub max_in_flight_per_owner: u32,
     /// At least one fair claim in this interval (`--fair-claim-interval`).
     pub fair_claim_interval: Duration,
     /// Per-attempt timeout (`--delivery-timeout`).
@@ -102,11 +110,12 @@ struct Inner {
     secrets: SecretBox,
     /// Identifies this process's leases.
     worker: Uuid,
-    /// Signalled when a webhook drops below `--max-in-flight-per-webhook`: with `--drain`,
-    /// its deliveries may be claimed again without waiting for the poll.
+    /// Signalled when a webhook drops below `--max-in-flight-per-webhook` or an owner below
+    /// `--max-in-flight-per-owner`: with `--drain`, their deliveries may be claimed again
+    /// without waiting for the poll.
     unsaturated: tokio::sync::Notify,
-    /// Attempts in flight per webhook, for `--max-in-flight-per-webhook`.
-    in_flight: Mutex<HashMap<WebhookId, u32>>,
+    /// Attempts in flight per webhook and per owner.
+    in_flight: Mutex<InFlightCounts>,
     /// Where the next claim's top-up scan may start, while webhooks are at their cap.
     skip: Mutex<Option<Skip>>,
     /// The webhook the last claim's fair walk reached: the next one starts after it.
@@ -140,7 +149,7 @@ impl Dispatcher {
                 secrets,
                 worker: Uuid::new_v4(),
                 unsaturated: tokio::sync::Notify::new(),
-                in_flight: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(InFlightCounts::default()),
                 skip: Mutex::new(None),
                 reached: Mutex::new(None),
                 last_fair: Mutex::new(None),
@@ -220,7 +229,8 @@ impl Dispatcher {
         let lease = inner.settings.lease().as_secs_f64();
         let saturated = self.saturated();
         let scope = store::queue::ClaimScope {
-            saturated: &saturated,
+            saturated: &saturated.webhooks,
+            full_owners: &saturated.owners,
             from: Skip::start(lock(&inner.skip).as_ref(), &saturated),
             after: *lock(&inner.reached),
             max_webhooks: webhooks_per_claim(limit),
@@ -251,7 +261,8 @@ impl Dispatcher {
         due
     }
 
-    /// Pairs each claimed delivery with its webhook's target, opened once per webhook.
+    /// Pairs each claimed delivery with its webhook's target, opened once per webhook, and
+    /// owner.
     /// `None` when the target cannot be used: its secrets do not open (logged once here; its
     /// deliveries are retried when their leases expire), or the webhook was deleted
     /// between the claim's two statements (its deliveries are deleted with it).
@@ -259,41 +270,47 @@ impl Dispatcher {
         let targets: HashMap<_, _> = leased
             .targets
             .into_iter()
-            .filter_map(|(webhook, stored)| {
-                Target::open(webhook, &stored, &self.inner.secrets)
+            .map(|(webhook, stored)| {
+                let target = Target::open(webhook, &stored, &self.inner.secrets)
                     .inspect_err(|e| {
                         tracing::error!(error.cause_chain = ?e, webhook_id = %webhook,
                             "cannot read the signing secrets");
                     })
                     .ok()
-                    .map(|target| (webhook, Arc::new(target)))
+                    .map(Arc::new);
+                (webhook, (target, Arc::<str>::from(stored.owner)))
             })
             .collect();
         leased
             .deliveries
             .into_iter()
-            .map(|d| {
-                let target = targets.get(&d.webhook_id).cloned();
-                (d, target)
+            .map(|delivery| {
+                let (target, owner) = targets
+                    .get(&delivery.webhook_id)
+                    .cloned()
+                    .unwrap_or_else(|| (None, Arc::from("")));
+                Claimed {
+                    delivery,
+                    target,
+                    owner,
+                }
             })
             .collect()
     }
 
-    /// The webhooks with `--max-in-flight-per-webhook` attempts in flight here, sorted.
-    fn saturated(&self) -> Vec<WebhookId> {
-        let cap = self.inner.settings.max_in_flight_per_webhook;
-        let mut saturated: Vec<WebhookId> = lock(&self.inner.in_flight)
-            .iter()
-            .filter(|&(_, &n)| n >= cap)
-            .map(|(&webhook, _)| webhook)
-            .collect();
-        saturated.sort_unstable();
-        saturated
+    /// The webhooks with `--max-in-flight-per-webhook` attempts in flight here and the
+    /// owners with `--max-in-flight-per-owner`.
+    fn saturated(&self) -> Saturated {
+        let settings = &self.inner.settings;
+        lock(&self.inner.in_flight).saturated(
+            settings.max_in_flight_per_webhook,
+            settings.max_in_flight_per_owner,
+        )
     }
 
     /// Gives back claimed deliveries that will not be attempted (shutdown).
     async fn release(&self, batch: &[Claimed]) -> Result<()> {
-        let ids: Vec<DeliveryId> = batch.iter().map(|(d, _)| d.id).collect();
+        let ids: Vec<DeliveryId> = batch.iter().map(|c| c.delivery.id).collect();
         let mut conn = store::acquire(&self.inner.pool).await?;
         store::queue::release(&mut conn, self.inner.worker, &ids).await?;
         Ok(())
@@ -346,6 +363,30 @@ async fn published(wake: &mut Option<Notifications>) {
         return std::future::pending().await;
     };
     while let Notice::Lost = notifications.next().await {}
+}
+
+/// Attempts in flight in this process, per webhook and per owner (entries at 0 removed).
+#[derive(Debug, Default)]
+struct InFlightCounts {
+    webhooks: HashMap<WebhookId, u32>,
+    owners: HashMap<Arc<str>, u32>,
+}
+
+impl InFlightCounts {
+    /// What is at its cap, sorted.
+    fn saturated(&self, per_webhook: u32, per_owner: u32) -> Saturated {
+        let mut webhooks: Vec<WebhookId> = (self.webhooks.iter())
+            .filter(|&(_, &n)| n >= per_webhook)
+            .map(|(&webhook, _)| webhook)
+            .collect();
+        webhooks.sort_unstable();
+        let mut owners: Vec<String> = (self.owners.iter())
+            .filter(|&(_, &n)| n >= per_owner)
+            .map(|(owner, _)| owner.to_string())
+            .collect();
+        owners.sort_unstable();
+        Saturated { webhooks, owners }
+    }
 }
 
 /// Locks `mutex`; a panic elsewhere while it was held leaves nothing half-done in these.

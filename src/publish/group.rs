@@ -46,8 +46,15 @@ impl GroupCommit {
     /// stop once every clone of the returned handle is dropped and what was queued is
     /// written. With `batcher` (this process's), each group leases what that batcher has
     /// room for to it as it queues it, and hands it over once committed: the first attempt
-    /// needs no claim.
-    pub fn start(pool: PgPool, batcher: Option<Dispatcher>, tasks: &TaskTracker) -> Self {
+    /// needs no claim. A group that would take an owner past `max_queued` deliveries
+    /// queued (`--max-queued-per-owner`) stores nothing; its calls are then written one by
+    /// one, and those of that owner refused.
+    pub fn start(
+        pool: PgPool,
+        batcher: Option<Dispatcher>,
+        max_queued: u64,
+        tasks: &TaskTracker,
+    ) -> Self {
         let (calls, queue) = mpsc::channel(MAX_BATCH);
         let queue = Arc::new(Mutex::new(queue));
         let pool = store::publish_pool(&pool, WRITERS as u32);
@@ -55,6 +62,7 @@ impl GroupCommit {
             let writer = Writer {
                 pool: pool.clone(),
                 batcher: batcher.clone(),
+                max_queued,
             };
             tasks.spawn(writer.run(queue.clone()));
         }
@@ -65,7 +73,8 @@ impl GroupCommit {
     /// one commit with whatever other calls are waiting; returns once they are durable.
     ///
     /// # Errors
-    /// Database errors; `Unavailable` while the server shuts down.
+    /// `ResourceExhausted` past `--max-queued-per-owner`; database errors; `Unavailable`
+    /// while the server shuts down.
     pub async fn publish(&self, events: Vec<OutboundEvent>) -> Result<Vec<Stored>> {
         let (answer, answered) = oneshot::channel();
         let closed = || Error::Unavailable(sqlx::Error::PoolClosed);
@@ -81,6 +90,7 @@ impl GroupCommit {
 struct Writer {
     pool: PgPool,
     batcher: Option<Dispatcher>,
+    max_queued: u64,
 }
 
 impl Writer {
@@ -153,7 +163,7 @@ impl Writer {
     ) -> Result<(Vec<Stored>, Leased)> {
         let mut conn = store::acquire(&self.pool).await?;
         let handoff = reservation.map(Reservation::handoff);
-        store::events::insert_handing(&mut conn, events, handoff).await
+        store::events::insert_handing(&mut conn, events, Some(self.max_queued), handoff).await
     }
 }
 

@@ -167,7 +167,7 @@ pub async fn redeliver(conn: &mut PgConnection, delivery: DeliveryId) -> Result<
     let found = sqlx::query!(
         r#"
         WITH target AS (
-            SELECT d.id, w.state AS webhook_state, w.disabled_reason
+            SELECT d.id, d.state, w.owner_name, w.state AS webhook_state, w.disabled_reason
             FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
             WHERE d.id = $1
             FOR UPDATE OF d
@@ -180,6 +180,11 @@ pub async fn redeliver(conn: &mut PgConnection, delivery: DeliveryId) -> Result<
             FROM target t
             WHERE d.id = t.id AND t.webhook_state = 'active'
             RETURNING d.id
+        ), counted AS (
+            -- A finished delivery joins its owner's queued count again.
+            INSERT INTO owner_queue_changes (owner_name, queued)
+            SELECT t.owner_name, 1 FROM target t
+            WHERE t.state <> 'pending' AND EXISTS (SELECT 1 FROM queued)
         )
         SELECT t.webhook_state, t.disabled_reason
         FROM target t

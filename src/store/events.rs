@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::queue::{ClaimTarget, ClaimedDelivery, Leased};
 use crate::domain::{DeliveryId, EventId, OutboundEvent, WebhookId, uuids};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The channel `--wake-on-publish` batchers listen on.
 pub const NOTIFY_CHANNEL: &str = "webhookd_deliveries";
@@ -42,6 +42,8 @@ pub struct Handoff {
     pub busy: Vec<WebhookId>,
     /// ...and the room each has left.
     pub busy_room: Vec<i32>,
+    /// Owners with `--max-in-flight-per-owner` attempts in flight: none of theirs is handed.
+    pub full_owners: Vec<String>,
 }
 
 /// Stores `events` and queues their deliveries in one statement, whatever their number (a
@@ -53,17 +55,32 @@ pub struct Handoff {
 /// Run on a connection outside a transaction, the statement is its own transaction: when
 /// this returns `Ok`, the events are durable.
 pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result<Vec<Stored>> {
-    Ok(insert_handing(conn, events, None).await?.0)
+    Ok(insert_handing(conn, events, None, None).await?.0)
 }
 
-/// [`insert`], leasing what `handoff` allows to its batcher; returns those deliveries too.
+/// [`insert`], refusing (storing nothing) when an owner's queued deliveries would pass
+/// `max_queued` by its folded count (see [`super::queue_counts`]), and leasing what `handoff`
+/// allows to its batcher; returns those deliveries too.
+///
+/// # Errors
+/// `ResourceExhausted` naming the owner past `max_queued`; database errors.
 pub async fn insert_handing(
     conn: &mut PgConnection,
     events: &[OutboundEvent],
+    max_queued: Option<u64>,
     handoff: Option<&Handoff>,
 ) -> Result<(Vec<Stored>, Leased)> {
     let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();
-    let rows = publish_rows(conn, &ids, events, handoff).await?;
+    let rows = publish_rows(conn, &ids, events, max_queued, handoff).await?;
+    if let Some(refused) = rows.iter().find(|r| r.over_queued.is_some()) {
+        return Err(Error::ResourceExhausted(format!(
+            "{} would have {} deliveries queued, past the {} allowed \
+             (--max-queued-per-owner); publish again once its listeners have caught up",
+            refused.owner_name.as_deref().unwrap_or_default(),
+            refused.over_queued.unwrap_or_default(),
+            max_queued.unwrap_or_default(),
+        )));
+    }
     let (queued, handed) = PublishRow::split(rows, &ids, events);
     let duplicates: Vec<usize> = (0..events.len())
         .filter(|&i| !queued.contains_key(&ids[i]))
@@ -100,6 +117,7 @@ async fn publish_rows(
     conn: &mut PgConnection,
     ids: &[EventId],
     events: &[OutboundEvent],
+    max_queued: Option<u64>,
     handoff: Option<&Handoff>,
 ) -> Result<Vec<PublishRow>> {
     let column = |value: fn(&OutboundEvent) -> &str| events.iter().map(value).collect::<Vec<_>>();
@@ -124,6 +142,8 @@ async fn publish_rows(
         &busy,
         handoff.map_or(&[][..], |h| &h.busy_room[..]),
         handoff.map_or(0, |h| h.room),
+        max_queued.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        handoff.map_or(&[][..], |h| &h.full_owners[..]),
     )
     .fetch_all(conn)
     .await?;
@@ -138,6 +158,8 @@ struct PublishRow {
     webhook_id: Option<Uuid>,
     callback_url: Option<String>,
     sealed_secrets: Option<Vec<Vec<u8>>>,
+    owner_name: Option<String>,
+    over_queued: Option<i64>,
 }
 
 impl PublishRow {
@@ -177,6 +199,7 @@ impl PublishRow {
                     let target = ClaimTarget {
                         callback_url: row.callback_url.unwrap_or_default(),
                         sealed_secrets: row.sealed_secrets.unwrap_or_default(),
+                        owner: row.owner_name.unwrap_or_default(),
                     };
                     handed.targets.insert(WebhookId(webhook), target);
                 }

@@ -7,6 +7,7 @@ pub mod events;
 pub mod keys;
 pub mod notifications;
 pub mod queue;
+pub mod queue_counts;
 pub mod secrets;
 pub mod tokens;
 pub mod webhooks;

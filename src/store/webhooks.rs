@@ -50,13 +50,27 @@ pub async fn announce_changes(conn: &mut PgConnection, repositories: &[String]) 
     Ok(())
 }
 
-/// Stores a new subscription `id` with its first signing secret (sealed for `id`), enforcing uniqueness of
-/// (owner, repository, event, URL) and at most `max_per_repository` per repository.
+/// How many webhooks CreateWebhook allows (`--max-webhooks-per-repository`,
+/// `--max-webhooks-per-owner`).
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookLimits {
+    /// The most webhooks one repository has.
+    pub per_repository: u32,
+    /// The most webhooks one owner has, over all its repositories.
+    pub per_owner: u32,
+}
+
+/// Stores a new subscription `id` with its first signing secret (sealed for `id`), enforcing
+/// uniqueness of (owner, repository, event, URL) and `limits`.
 ///
 /// One statement, so one round trip and nothing half-written: it takes a slot in the
 /// repository's count (a conditional upsert whose row lock serialises concurrent creates in
-/// that repository, so two cannot both take the last slot), then inserts the webhook and its
-/// secret only if it got one.
+/// that repository, so two cannot both take the last slot) if the owner's repositories
+/// together have fewer than `limits.per_owner`, then inserts the webhook and its secret only
+/// if it got one. The owner's sum takes no lock (one row per owner, locked by every create,
+/// would serialise an owner's creates in different repositories on each one's commit):
+/// creates in different repositories of an owner at its limit, at the same moment, may
+/// together pass it by at most their number less one.
 ///
 /// # Errors
 /// `AlreadyExists`, `ResourceExhausted`, or a database error.
@@ -64,11 +78,11 @@ pub async fn insert(
     conn: &mut PgConnection,
     id: WebhookId,
     new: &NewWebhook,
-    max_per_repository: i64,
+    limits: WebhookLimits,
     sealed_secret: &[u8],
 ) -> Result<Webhook> {
-    let Some(created) = insert_row(conn, id, new, max_per_repository, sealed_secret).await? else {
-        return Err(at_cap(conn, new, max_per_repository).await?);
+    let Some(created) = insert_row(conn, id, new, limits, sealed_secret).await? else {
+        return Err(at_limit(conn, new, limits).await?);
     };
     Ok(Webhook {
         id,
@@ -87,21 +101,24 @@ struct Times {
     update_time: DateTime<Utc>,
 }
 
-/// [`insert`]'s statement; `None` when the repository has no slot left.
+/// [`insert`]'s statement; `None` when the repository or the owner has no slot left.
 async fn insert_row(
     conn: &mut PgConnection,
     id: WebhookId,
     new: &NewWebhook,
-    max_per_repository: i64,
+    limits: WebhookLimits,
     sealed_secret: &[u8],
 ) -> Result<Option<Times>> {
-    let cap = i32::try_from(max_per_repository).unwrap_or(i32::MAX);
     sqlx::query_as!(
         Times,
         r#"
-        WITH slot AS (
+        WITH owner_room AS (
+            SELECT COALESCE(sum(c.webhooks), 0) < $8 AS ok
+            FROM repository_webhook_counts c
+            WHERE c.owner_name = $2
+        ), slot AS (
             INSERT INTO repository_webhook_counts AS c (owner_name, repository_name, webhooks)
-            VALUES ($2, $3, 1)
+            SELECT $2, $3, 1 FROM owner_room WHERE ok
             ON CONFLICT (owner_name, repository_name)
                 DO UPDATE SET webhooks = c.webhooks + 1 WHERE c.webhooks < $6
             RETURNING webhooks
@@ -120,8 +137,9 @@ async fn insert_row(
         new.repository.as_str(),
         new.event.number(),
         new.callback_url.as_str(),
-        cap,
+        sql_int(limits.per_repository),
         sealed_secret,
+        i64::from(limits.per_owner),
     )
     .fetch_optional(conn)
     .await
@@ -134,22 +152,46 @@ async fn insert_row(
     })
 }
 
-/// Why a create found its repository at the cap: a duplicate is still the more useful
-/// answer.
-async fn at_cap(
+/// `n` as an SQL integer.
+fn sql_int(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Why a create found no slot: a duplicate is still the more useful answer; then whichever
+/// limit the repository or its owner is at.
+async fn at_limit(
     conn: &mut PgConnection,
     new: &NewWebhook,
-    max_per_repository: i64,
+    limits: WebhookLimits,
 ) -> Result<Error> {
     if exists(conn, new).await? {
         return Ok(already_exists(new));
     }
-    Ok(Error::ResourceExhausted(format!(
-        "{}/{} already has {max_per_repository} webhooks, the most allowed \
-         (--max-webhooks-per-repository); delete one first",
-        new.owner.as_str(),
-        new.repository.as_str()
-    )))
+    let (owner, repository) = (new.owner.as_str(), new.repository.as_str());
+    let counts = sqlx::query!(
+        r#"
+        SELECT COALESCE(sum(webhooks), 0) AS "owner!"
+        FROM repository_webhook_counts
+        WHERE owner_name = $1
+        "#,
+        owner,
+    )
+    .fetch_one(conn)
+    .await?;
+    let message = if counts.owner >= i64::from(limits.per_owner) {
+        format!(
+            "{owner} already has {} webhooks; {} is the most allowed \
+             (--max-webhooks-per-owner); delete one first",
+            counts.owner, limits.per_owner
+        )
+    } else {
+        format!(
+            "{owner}/{repository} already has {} webhooks, the most allowed \
+             (--max-webhooks-per-repository); delete one first",
+            limits.per_repository
+        )
+    };
+    Ok(Error::ResourceExhausted(message))
 }
 
 fn already_exists(new: &NewWebhook) -> Error {
@@ -265,9 +307,19 @@ pub async fn delete(
     sqlx::query!(r#"DELETE FROM webhook_secrets WHERE webhook_id = $1"#, id.0)
         .execute(&mut *tx)
         .await?;
+    // Its pending deliveries leave the owner's queued count (see migration 20261201000003).
     let deliveries: Vec<Uuid> = sqlx::query_scalar!(
-        r#"DELETE FROM deliveries WHERE webhook_id = $1 RETURNING id"#,
-        id.0
+        r#"
+        WITH gone AS (
+            DELETE FROM deliveries WHERE webhook_id = $1 RETURNING id, state
+        ), counted AS (
+            INSERT INTO owner_queue_changes (owner_name, queued)
+            SELECT $2, -count(*) FROM gone WHERE state = 'pending' HAVING count(*) > 0
+        )
+        SELECT id AS "id!" FROM gone
+        "#,
+        id.0,
+        deleted.owner_name,
     )
     .fetch_all(&mut *tx)
     .await?;

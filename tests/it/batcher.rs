@@ -222,4 +222,58 @@ async fn one_owners_backlog_does_not_hold_back_another_owners_event() {
         per_webhook.iter().all(|n| (1..=2).contains(n)),
         "{per_webhook:?}"
     );
+    app.assert_queue_counts_true().await;
+}
+
+#[tokio::test]
+async fn an_owner_at_its_in_flight_cap_gets_no_new_claims_while_other_owners_do() {
+    let flags = [
+        FLAGS,
+        &["--batch-size", "4", "--max-in-flight-per-owner", "3"],
+    ]
+    .concat();
+    let app = spawn_app_with(&flags).await;
+    let (acme, globex) = (app.token(&["acme"]).await, app.token(&["globex"]).await);
+    let (slow, fast) = (Receiver::start().await, Receiver::start().await);
+    slow.set_default(Reply::Held);
+    // acme's two webhooks answer slowly; each is far below --max-in-flight-per-webhook.
+    app.create(&acme, "acme", "petapis", &slow.subscriber_url(0))
+        .await;
+    app.create(&acme, "acme", "petapis", &slow.subscriber_url(1))
+        .await;
+    app.create(&globex, "globex", "petapis", &fast.url()).await;
+    publish_to(&app, &acme, "petapis", 4).await;
+
+    let batcher = app.dispatcher().start();
+    let shutdown = CancellationToken::new();
+    // acme has 8 due; below its cap when claiming, it gets a whole batch (so the cap is
+    // passed by at most a batch).
+    assert_eq!(batcher.step(&shutdown).await.unwrap(), 4);
+    slow.wait_for(4, std::time::Duration::from_secs(10)).await;
+    let globex_events = (1..=4)
+        .map(|i| (repository_push("globex", "petapis", i), ""))
+        .collect();
+    publish(&app, &globex, globex_events).await;
+    // acme has 4 in flight, past its cap of 3: the claim passes over its four others and
+    // takes all of globex's.
+    assert_eq!(batcher.step(&shutdown).await.unwrap(), 4);
+    fast.wait_for(4, std::time::Duration::from_secs(10)).await;
+    assert_eq!(slow.captured().len(), 4);
+    assert_eq!(
+        batcher.step(&shutdown).await.unwrap(),
+        0,
+        "only acme's deliveries are due, and it is at its cap"
+    );
+
+    // Once acme's attempts end it is below the cap, and its other four are claimed.
+    slow.release(4);
+    crate::helpers::eventually("acme's first four are recorded", || async {
+        let states = states(&app, "petapis").await;
+        states.iter().filter(|s| s.0 == "delivered").count() == 8
+    })
+    .await;
+    assert_eq!(batcher.step(&shutdown).await.unwrap(), 4);
+    slow.release(4);
+    batcher.finish(None).await;
+    assert_eq!(states(&app, "petapis").await, delivered(12));
 }

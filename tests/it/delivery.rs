@@ -293,6 +293,7 @@ async fn retries_run_out_into_failed_and_redeliver_gives_the_whole_schedule_agai
         (3, 4),
         "FAILED after 1 + 3 retries"
     );
+    app.assert_queue_counts_true().await;
 
     // Redelivered, it gets 1 + 3 attempts again, numbered on from 5, under the same id.
     let redeliver = || async {
@@ -308,6 +309,10 @@ async fn retries_run_out_into_failed_and_redeliver_gives_the_whole_schedule_agai
         1,
         "PENDING"
     );
+    app.assert_queue_counts_true().await;
+    // Asked again while pending, it is not counted twice.
+    redeliver().await.unwrap();
+    app.assert_queue_counts_true().await;
     receiver.script(failures);
     attempt_one_by_one(&app, 4).await;
     let (failed, tries) = attempts(&app, &token, &delivery.delivery_id).await;
@@ -331,6 +336,7 @@ async fn retries_run_out_into_failed_and_redeliver_gives_the_whole_schedule_agai
     assert_eq!(app.dispatcher().run_once().await.unwrap(), 1);
     let (delivered, tries) = attempts(&app, &token, &delivery.delivery_id).await;
     assert_eq!((delivered.state.to_i32(), tries.len()), (2, 9));
+    app.assert_queue_counts_true().await;
 
     // GetDelivery pages the attempts: 4, 4 and 1, numbered on.
     let (mut pages, mut page_token) = (vec![], String::new());
@@ -681,17 +687,12 @@ async fn deleting_a_subscription_cancels_its_queued_deliveries() {
     )
     .await;
     assert_eq!(delivery_rows(&app).await, (2, 1, 1));
-    let (status, _) = app
-        .json(
-            "DeleteWebhook",
-            Some(&token),
-            &serde_json::json!({"webhookId": hook}).to_string(),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.assert_queue_counts_true().await;
+    assert_eq!(app.delete(&token, &hook).await, 200);
     assert_eq!(app.dispatcher().run_once().await.unwrap(), 0);
     assert_eq!(receiver.captured().len(), 1);
     assert_eq!(delivery_rows(&app).await, (0, 0, 0));
+    app.assert_queue_counts_true().await;
 }
 
 /// Deletes `hook` while `tx`, which wrote for it, is still open; commits `tx` 300 ms later
@@ -735,6 +736,7 @@ async fn a_delete_racing_a_publish_waits_for_it_and_leaves_nothing_queued() {
     assert_eq!(stored[0].deliveries_queued, 1);
     delete_racing(&app, &token, &hook, tx).await;
     assert_eq!(delivery_rows(&app).await, (0, 0, 0));
+    app.assert_queue_counts_true().await;
 }
 
 #[tokio::test]

@@ -183,6 +183,7 @@ async fn postgresql_restarts_under_load_lose_nothing_and_the_api_says_unavailabl
     )
     .await;
     assert_eq!(delivered_twice(&app).await, 0);
+    app.assert_queue_counts_true().await;
     drop(app);
     tokio::task::spawn_blocking(move || local.release())
         .await
@@ -233,6 +234,7 @@ async fn a_database_unreachable_for_10_s_mid_batch_loses_nothing() {
         "a duplicate under one webhook-id carried another body"
     );
     assert_eq!(delivered_twice(&app).await, 0);
+    app.assert_queue_counts_true().await;
 }
 
 #[tokio::test]
@@ -276,4 +278,5 @@ async fn a_serve_process_killed_again_and_again_during_a_drain_loses_nothing() {
         "a duplicate under one webhook-id carried another body"
     );
     assert_eq!(delivered_twice(&app).await, 0);
+    app.assert_queue_counts_true().await;
 }

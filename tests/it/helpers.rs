@@ -446,12 +446,49 @@ impl TestApp {
         value
     }
 
+    /// Deletes a webhook; the answer's status.
+    pub async fn delete(&self, token: &str, webhook_id: &str) -> u16 {
+        let body = serde_json::json!({"webhookId": webhook_id}).to_string();
+        self.json("DeleteWebhook", Some(token), &body).await.0
+    }
+
     /// How many webhooks the database holds: for "nothing was written" checks.
     pub async fn webhook_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM webhooks")
             .fetch_one(&self.pool)
             .await
             .unwrap()
+    }
+
+    /// Folds the owners' queued counts and checks that they are the true ones: every
+    /// owner's count of pending deliveries, counted row by row. (A fold of the server's
+    /// may hold the turn: then this waits for it.)
+    pub async fn assert_queue_counts_true(&self) {
+        let query = |sql| sqlx::query_as::<_, (String, i64)>(sql).fetch_all(&self.pool);
+        let truth = query(
+            "SELECT w.owner_name, count(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+             WHERE d.state = 'pending' GROUP BY 1 ORDER BY 1",
+        )
+        .await
+        .unwrap();
+        let mut counted = vec![];
+        for _ in 0..50 {
+            let mut conn = self.pool.acquire().await.unwrap();
+            store::queue_counts::fold(&mut conn).await.unwrap();
+            counted = query(
+                "SELECT owner_name, queued FROM owner_queue_counts WHERE queued <> 0 ORDER BY 1",
+            )
+            .await
+            .unwrap();
+            if counted == truth {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            counted, truth,
+            "the folded queued counts drifted from the deliveries"
+        );
     }
 }
 

@@ -102,6 +102,9 @@ async fn fill_webhooks(conn: &mut PgConnection) {
                'https://example.com/' || g, now(), now()
         FROM generate_series(1, 1000) g;
         INSERT INTO webhook_secrets (webhook_id, secret) SELECT id, '\x00' FROM webhooks;
+        -- Other tenants' queued counts, as a shared server has.
+        INSERT INTO owner_queue_counts (owner_name, queued)
+        SELECT 'owner' || g, g FROM generate_series(1, 1000) g;
         ",
     )
     .execute(conn)
@@ -204,6 +207,7 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
                 "30".into(),
                 array(Vec::<Uuid>::new()),
                 "NULL".into(),
+                array(vec!["globex"]),
             ],
             "fair claim" | "fair claim, mid-rotation" => vec![
                 literal(Uuid::new_v4()),
@@ -215,6 +219,7 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
                     _ => literal(webhooks[50]),
                 },
                 "100".into(),
+                array(vec!["globex"]),
             ],
             "claim targets" => vec![array(&webhooks)],
             "record attempts" => vec![
@@ -251,6 +256,9 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
                 array(&webhooks[..10]),
                 array(vec![5; 10]),
                 "100".into(),
+                // With the queued limit checked.
+                "1000000".into(),
+                array(vec!["globex"]),
             ],
         };
         let explain = format!(

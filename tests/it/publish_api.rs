@@ -246,3 +246,69 @@ async fn webhookd_publish_queues_synthetic_pushes_and_webhookd_listen_prints_ver
     listen.kill().unwrap();
     listen.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_publish_past_max_queued_per_owner_is_refused_whole_and_spares_other_owners() {
+    let app = spawn_app_with(&[
+        "--allow-insecure-callbacks",
+        "--no-dispatch",
+        "--max-queued-per-owner",
+        "5",
+    ])
+    .await;
+    let (acme, globex) = (app.token(&["acme"]).await, app.token(&["globex"]).await);
+    let receiver = crate::receiver::Receiver::start().await;
+    let mut hooks = vec![];
+    for n in 0..3 {
+        let created = app
+            .create(&acme, "acme", "petapis", &receiver.subscriber_url(n))
+            .await;
+        hooks.push(created["webhookId"].as_str().unwrap().to_owned());
+    }
+    app.create(&globex, "globex", "petapis", &receiver.url())
+        .await;
+    let one = |owner: &str, n| batch(vec![repository_push(owner, "petapis", n)]);
+    app.publisher(&acme).publish(one("acme", 1)).await.unwrap();
+    // The server folds the count every second; then 3 queued + 3 more is past 5.
+    folded(&app, "acme", 3).await;
+    let err = app
+        .publisher(&acme)
+        .publish(one("acme", 3))
+        .await
+        .unwrap_err();
+    let message = err.message.unwrap_or_default();
+    assert!(
+        message.contains("acme would have 6 deliveries queued, past the 5 allowed")
+            && message.contains("--max-queued-per-owner"),
+        "{message}"
+    );
+    assert_eq!(
+        stored_events(&app).await,
+        1,
+        "a refused publish stored nothing"
+    );
+    // Another owner is not held back by acme's queue.
+    app.publisher(&globex)
+        .publish(one("globex", 1))
+        .await
+        .unwrap();
+
+    // Deleting a webhook takes its queued delivery off the count: 2 queued + 2 fit in 5.
+    assert_eq!(app.delete(&acme, &hooks[0]).await, 200);
+    folded(&app, "acme", 2).await;
+    app.publisher(&acme).publish(one("acme", 4)).await.unwrap();
+    app.assert_queue_counts_true().await;
+}
+
+/// Waits for the server's fold to bring `owner`'s queued count to `n`.
+async fn folded(app: &crate::helpers::TestApp, owner: &str, n: i64) {
+    let what = format!("{owner}'s queued count folded to {n}");
+    crate::helpers::wait_until(&what, std::time::Duration::from_secs(10), || async {
+        let mut conn = app.pool.acquire().await.unwrap();
+        webhookd::store::queue_counts::queued(&mut conn, owner)
+            .await
+            .unwrap()
+            == n
+    })
+    .await;
+}

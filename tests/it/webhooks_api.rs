@@ -248,28 +248,46 @@ async fn the_per_repository_cap_gives_resource_exhausted_and_frees_up_on_delete(
                 .clone(),
         );
     }
-    let (status, answer) = app
-        .try_create(&token, "acme", "petapis", &app.callback("c3"))
-        .await;
-    assert_error(
-        status,
-        &answer,
-        429,
-        "resource_exhausted",
-        "--max-webhooks-per-repository",
-    );
-    assert_eq!(app.webhook_count().await, 3);
+    at_cap(&app, &token, "petapis", "--max-webhooks-per-repository").await;
     app.create(&token, "acme", "elsewhere", &app.callback("c3"))
         .await;
-    let (status, _) = app
-        .json(
-            "DeleteWebhook",
-            Some(&token),
-            &json!({"webhookId": ids[0]}).to_string(),
-        )
-        .await;
-    assert_eq!(status, 200);
+    assert_eq!(app.delete(&token, ids[0].as_str().unwrap()).await, 200);
     app.create(&token, "acme", "petapis", &app.callback("c3"))
+        .await;
+}
+
+/// Checks that acme, holding 3 webhooks, may create none in `repository` (the error says
+/// `fragment`), and that nothing was written.
+async fn at_cap(app: &TestApp, token: &str, repository: &str, fragment: &str) {
+    let (status, answer) = app
+        .try_create(token, "acme", repository, &app.callback("one-too-many"))
+        .await;
+    assert_error(status, &answer, 429, "resource_exhausted", fragment);
+    assert_eq!(app.webhook_count().await, 3);
+}
+
+#[tokio::test]
+async fn the_per_owner_cap_counts_every_repository_and_spares_other_owners() {
+    let app = spawn_app_with(&[
+        "--allow-insecure-callbacks",
+        "--max-webhooks-per-owner",
+        "3",
+    ])
+    .await;
+    let token = app.token(&["acme", "globex"]).await;
+    let mut ids = vec![];
+    for repository in ["one", "two", "two"] {
+        let callback = app.callback(&format!("{repository}{}", ids.len()));
+        ids.push(app.create(&token, "acme", repository, &callback).await["webhookId"].clone());
+    }
+    let message = "acme already has 3 webhooks; 3 is the most allowed (--max-webhooks-per-owner)";
+    at_cap(&app, &token, "three", message).await;
+    // In a repository that has webhooks too.
+    at_cap(&app, &token, "one", message).await;
+    app.create(&token, "globex", "three", &app.callback("c3"))
+        .await;
+    assert_eq!(app.delete(&token, ids[1].as_str().unwrap()).await, 200);
+    app.create(&token, "acme", "three", &app.callback("c3"))
         .await;
 }
 

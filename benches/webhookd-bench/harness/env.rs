@@ -153,7 +153,11 @@ impl Bench {
             };
             let id = WebhookId::generate();
             let sealed = secrets.seal(id, SigningSecret::generate().expose().as_bytes());
-            store::webhooks::insert(&mut conn, id, &new, 100_000, &sealed).await?;
+            let limits = store::webhooks::WebhookLimits {
+                per_repository: 100_000,
+                per_owner: 10_000_000,
+            };
+            store::webhooks::insert(&mut conn, id, &new, limits, &sealed).await?;
         }
         Ok(())
     }
@@ -174,6 +178,9 @@ impl Bench {
             .env("DATABASE_URL", &self.url)
             .env("WEBHOOKD_SECRET_KEY", &self.key)
             .args(["--max-webhooks-per-repository", "100000"])
+            // Scenario 5 creates tens of thousands of webhooks for one owner. By environment,
+            // not flag, so that builds from before the limit run the same harness.
+            .env("WEBHOOKD_MAX_WEBHOOKS_PER_OWNER", "10000000")
             .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

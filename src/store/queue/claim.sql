@@ -1,6 +1,6 @@
 -- Tops up a claim (see fair_claim.sql): up to $2 more due deliveries of active webhooks, oldest
 -- first, for worker $1, for $3 seconds, skipping
--- the webhooks in $4 and, with $5, deliveries due before it (see store::deliveries::claim).
+-- the webhooks in $4 and those of the owners in $6 and, with $5, deliveries due before it (see store::deliveries::claim).
 -- Every lookup is by key whatever the statistics say: the candidates come off the due index
 -- in order and stop at the limit; the claimed rows are found by primary key (an array, not a
 -- join the planner could turn around); each event is read by a correlated lookup.
@@ -11,7 +11,9 @@ WITH candidates AS (
       AND d2.next_attempt_time <= now()
       AND d2.next_attempt_time >= COALESCE($5::timestamptz, '-infinity')
       AND d2.webhook_id <> ALL ($4::uuid[])
-      AND (SELECT w2.state FROM webhooks w2 WHERE w2.id = d2.webhook_id) = 'active'
+      AND EXISTS (SELECT 1 FROM webhooks w2
+                  WHERE w2.id = d2.webhook_id AND w2.state = 'active'
+                    AND w2.owner_name <> ALL ($6::text[]))
     ORDER BY d2.next_attempt_time
     LIMIT $2
     FOR UPDATE OF d2 SKIP LOCKED

@@ -1,7 +1,7 @@
--- Each claimed webhook's callback URL and the secrets that sign (the current one and the one
+-- Each claimed webhook's owner, callback URL and the secrets that sign (the current one and the one
 -- it replaced, while in its overlap; newest first), by primary key. A rotation leaves at most
 -- two; LIMIT 2 keeps a claim from loading more should rows be added by hand.
-SELECT w.id, w.callback_url,
+SELECT w.id, w.owner_name, w.callback_url,
        ARRAY(
            SELECT s.secret FROM webhook_secrets s
            WHERE s.webhook_id = w.id AND (s.expire_time IS NULL OR s.expire_time > now())

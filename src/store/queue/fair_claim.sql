@@ -1,7 +1,7 @@
 -- Claims for worker $1, for $3 seconds, a fair share of up to $2 due deliveries: the webhooks
 -- with due deliveries are walked in id order from just after $5 (the last webhook the
--- previous claim reached; from the start when NULL), wrapping around, skipping those in $4
--- and inactive ones, up to $6 of them; each gets an equal share of the limit, its oldest
+-- previous claim reached; from the start when NULL), wrapping around, skipping those in $4,
+-- those of the owners in $7 and inactive ones, up to $6 of them; each gets an equal share of the limit, its oldest
 -- first. Finding the next webhook with a due delivery and a webhook's oldest due ones are
 -- each one probe of deliveries_pending_webhook_idx, so a claim costs its webhooks and its
 -- rows, never the backlog of one of them.
@@ -39,7 +39,9 @@ WITH RECURSIVE after_cursor(webhook_id) AS (
             SELECT b.webhook_id FROM before_cursor b WHERE b.webhook_id IS NOT NULL
         ) r
         WHERE r.webhook_id <> ALL ($4::uuid[])
-          AND (SELECT w.state FROM webhooks w WHERE w.id = r.webhook_id) = 'active'
+          AND EXISTS (SELECT 1 FROM webhooks w
+                      WHERE w.id = r.webhook_id AND w.state = 'active'
+                        AND w.owner_name <> ALL ($7::text[]))
         LIMIT $6
     ) h
 ), share AS (

@@ -38,6 +38,8 @@ pub struct ClaimedDelivery {
 /// delivery: a claim of 1,000 deliveries to one webhook reads it once).
 #[derive(Debug, Clone)]
 pub struct ClaimTarget {
+    /// The webhook's owner.
+    pub owner: String,
     /// Where to POST.
     pub callback_url: String,
     /// The sealed secrets that sign: the current one and any still in their overlap.
@@ -101,6 +103,9 @@ pub struct Attempted {
 pub struct ClaimScope<'a> {
     /// Webhooks to skip (this batcher has `--max-in-flight-per-webhook` of theirs in flight).
     pub saturated: &'a [WebhookId],
+    /// Owners whose webhooks to skip (this batcher has `--max-in-flight-per-owner` of
+    /// theirs in flight).
+    pub full_owners: &'a [String],
     /// Where the top-up's scan of the due index may start (see `dispatch::Skip`).
     pub from: Option<DateTime<Utc>>,
     /// The webhook the previous claim's walk reached: this one starts just after it.
@@ -115,7 +120,8 @@ pub struct ClaimScope<'a> {
 /// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`.
 /// Without `scope.fair`, the oldest due ones (first in, first out). With it, fairly: the
 /// webhooks with due deliveries are walked in rotation (starting after `scope.after`,
-/// skipping `scope.saturated`, at most `scope.max_webhooks` of them) and
+/// skipping `scope.saturated` and the webhooks of `scope.full_owners`, at most
+/// `scope.max_webhooks` of them) and
 /// each gets an equal share of `limit`, its oldest first, so one webhook's backlog (or one
 /// owner's many webhooks' backlogs) cannot hold back a delivery of another for more than a
 /// claim or two. When a webhook took its whole share and room is left, the claim is topped
@@ -151,6 +157,7 @@ pub async fn claim(
             lease_secs,
             &saturated,
             scope.from,
+            scope.full_owners,
         )
         .fetch_all(&mut *tx)
         .await?
@@ -200,6 +207,7 @@ async fn fair_claim(
         saturated,
         scope.after.map(|w| w.0),
         scope.max_webhooks,
+        scope.full_owners,
     )
     .fetch_all(conn)
     .await?
@@ -251,6 +259,7 @@ async fn claim_targets(
         .into_iter()
         .map(|r| {
             let target = ClaimTarget {
+                owner: r.owner_name,
                 callback_url: r.callback_url,
                 sealed_secrets: r.sealed_secrets,
             };

@@ -9,23 +9,23 @@
 -- $10 seconds as they are inserted (handed to the publishing process's batcher, which
 -- attempts them without a claim): a webhook's deliveries are handed when all of them fit in
 -- its room ($12 for the webhooks in $11, $13 for the others), and webhooks are handed in
--- id order while the total fits in $9. What is not handed is queued as usual.
+-- id order while the total fits in $9; none of the owners in $15 (at their
+-- `--max-in-flight-per-owner` in that batcher) is handed anything. What is not handed is
+-- queued as usual.
+--
+-- With $14, an owner whose queued deliveries this would take past it refuses the whole
+-- statement: nothing is stored, and a row names each such owner with the count it would
+-- reach.
 --
 -- Returns a row per stored event (queued 0), a row per event with deliveries (with their
 -- count), a row per handed delivery, a row per webhook with handed deliveries (its callback
--- URL and signing secrets, chosen as claim_targets.sql chooses them) and, when anything is
+-- URL, signing secrets, chosen as claim_targets.sql chooses them, and owner) and, when anything is
 -- left for the batchers to claim, a row that woke the `--wake-on-publish` ones (NOTIFY is
 -- sent at commit).
 WITH input AS (
     SELECT *
     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::text[])
          AS t(id, owner_name, repository_name, event, payload, key)
-), stored AS (
-    INSERT INTO events (id, owner_name, repository_name, event, payload, idempotency_key)
-    SELECT id, owner_name, repository_name, event, payload, NULLIF(key, '')
-    FROM input
-    ON CONFLICT (owner_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id, owner_name, repository_name, event
 ), matched AS (
     SELECT w.id, w.callback_url, k.owner_name, k.repository_name, k.event, k.events,
            COALESCE(r.room, $13::int) AS room
@@ -44,10 +44,31 @@ WITH input AS (
         FOR KEY SHARE
     ) AS w
     LEFT JOIN UNNEST($11::uuid[], $12::int[]) AS r(webhook_id, room) ON r.webhook_id = w.id
+), over AS (
+    -- The owners this publish would take past `--max-queued-per-owner` ($14; no limit when
+    -- NULL) by their folded queued counts (see migration 20261201000003), with those counts
+    -- and what it would add: when there is any, nothing is stored.
+    SELECT a.owner_name, a.queued, a.adding
+    FROM (
+        SELECT m.owner_name, sum(m.events)::bigint AS adding,
+               COALESCE((SELECT c.queued FROM owner_queue_counts c
+                         WHERE c.owner_name = m.owner_name), 0) AS queued
+        FROM matched m
+        WHERE $14::bigint IS NOT NULL
+        GROUP BY m.owner_name
+    ) a
+    WHERE a.queued + a.adding > $14::bigint
+), stored AS (
+    INSERT INTO events (id, owner_name, repository_name, event, payload, idempotency_key)
+    SELECT id, owner_name, repository_name, event, payload, NULLIF(key, '')
+    FROM input
+    WHERE NOT EXISTS (SELECT 1 FROM over)
+    ON CONFLICT (owner_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, owner_name, repository_name, event
 ), targets AS (
     SELECT m.*,
-           $8::uuid IS NOT NULL AND m.events <= m.room
-           AND sum(m.events) FILTER (WHERE m.events <= m.room)
+           $8::uuid IS NOT NULL AND m.events <= m.room AND m.owner_name <> ALL ($15::text[])
+           AND sum(m.events) FILTER (WHERE m.events <= m.room AND m.owner_name <> ALL ($15::text[]))
                    OVER (ORDER BY m.id ROWS UNBOUNDED PRECEDING) <= $9::bigint AS handed
     FROM matched m
 ), queued AS (
@@ -62,23 +83,35 @@ WITH input AS (
       ON t.owner_name = s.owner_name AND t.repository_name = s.repository_name
      AND t.event = s.event
     RETURNING id, event_id, webhook_id, lease_owner IS NOT NULL AS handed
+), counted AS (
+    -- What joins each owner's queued count.
+    INSERT INTO owner_queue_changes (owner_name, queued)
+    SELECT t.owner_name, count(*)
+    FROM queued q
+    JOIN targets t ON t.id = q.webhook_id
+    GROUP BY t.owner_name
 )
 SELECT id AS event_id, 0::bigint AS queued, NULL::uuid AS delivery_id, NULL::uuid AS webhook_id,
-       NULL::text AS callback_url, NULL::bytea[] AS sealed_secrets
+       NULL::text AS callback_url, NULL::bytea[] AS sealed_secrets, NULL::text AS owner_name,
+       NULL::bigint AS over_queued
 FROM stored
 UNION ALL
-SELECT event_id, count(*), NULL, NULL, NULL, NULL FROM queued GROUP BY event_id
+SELECT event_id, count(*), NULL, NULL, NULL, NULL, NULL, NULL FROM queued GROUP BY event_id
 UNION ALL
-SELECT event_id, 0, id, webhook_id, NULL, NULL FROM queued WHERE $8::uuid IS NOT NULL AND handed
+SELECT event_id, 0, id, webhook_id, NULL, NULL, NULL, NULL FROM queued WHERE $8::uuid IS NOT NULL AND handed
 UNION ALL
 SELECT NULL, 0, NULL, t.id, t.callback_url,
        ARRAY(
            SELECT s.secret FROM webhook_secrets s
            WHERE s.webhook_id = t.id AND (s.expire_time IS NULL OR s.expire_time > now())
            ORDER BY s.create_time DESC
-       )
+       ),
+       t.owner_name, NULL
 FROM targets t
 WHERE $8::uuid IS NOT NULL AND t.handed
 UNION ALL
-SELECT NULL, 0, NULL, NULL, NULL, NULL
+SELECT NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL
 FROM (SELECT pg_notify($7, '') FROM queued WHERE NOT handed LIMIT 1) AS woke
+UNION ALL
+SELECT NULL, 0, NULL, NULL, NULL, NULL, o.owner_name, o.queued + o.adding
+FROM over o
