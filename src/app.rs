@@ -37,7 +37,10 @@ pub async fn run(
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     // Every process folds (one at a time): the counts stay current while any one runs.
-    tasks.spawn(store::queue_counts::fold_until(pool.clone(), stop.clone()));
+    tasks.spawn(store::owner_counts::fold_until(
+        store::task_pool(&pool),
+        stop.clone(),
+    ));
     let batcher = if args.no_dispatch {
         None
     } else {

@@ -118,18 +118,18 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight: u32,
 
-    /// No new claims for a webhook that has this many delivery attempts in flight in this
-    /// process, so that a listener that hangs cannot take every slot.
+    /// The most delivery attempts to one webhook in flight in this process, so that a
+    /// listener that hangs cannot take every slot.
     #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_WEBHOOK", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight_per_webhook: u32,
 
-    /// No new claims for the webhooks of an owner that has this many delivery attempts in
-    /// flight in this process, so that one tenant's many slow listeners cannot take every
-    /// slot.
-    #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_OWNER", default_value_t = 500,
+    /// The most delivery attempts of one owner in flight in this process, so that one
+    /// tenant's many slow listeners cannot take every slot [default: half of
+    /// --max-in-flight].
+    #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_OWNER",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub max_in_flight_per_owner: u32,
+    pub max_in_flight_per_owner: Option<u32>,
 
     /// At least one claim in this interval shares its batch fairly between the webhooks with
     /// due deliveries (in rotation); the claims in between take the oldest due deliveries,
@@ -180,7 +180,9 @@ impl ServeArgs {
             wake_on_publish: self.wake_on_publish,
             max_in_flight: self.max_in_flight,
             max_in_flight_per_webhook: self.max_in_flight_per_webhook,
-            max_in_flight_per_owner: self.max_in_flight_per_owner,
+            max_in_flight_per_owner: self
+                .max_in_flight_per_owner
+                .unwrap_or((self.max_in_flight / 2).max(1)),
             fair_claim_interval: self.fair_claim_interval,
             delivery_timeout: self.delivery_timeout,
             retry_schedule: self.retry_schedule.clone(),

@@ -237,10 +237,7 @@ struct InFlight {
 
 impl InFlight {
     fn start(inner: &Arc<Inner>, webhook: WebhookId, owner: Arc<str>) -> Self {
-        let mut in_flight = lock(&inner.in_flight);
-        *in_flight.webhooks.entry(webhook).or_default() += 1;
-        *in_flight.owners.entry(owner.clone()).or_default() += 1;
-        drop(in_flight);
+        lock(&inner.in_flight).start(webhook, &owner);
         Self {
             inner: inner.clone(),
             webhook,
@@ -251,30 +248,13 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let settings = &self.inner.settings;
-        let mut in_flight = lock(&self.inner.in_flight);
-        let webhook_freed = count_down(&mut in_flight.webhooks, &self.webhook)
-            == Some(settings.max_in_flight_per_webhook);
-        let owner_freed = count_down(&mut in_flight.owners, &self.owner)
-            == Some(settings.max_in_flight_per_owner);
-        if webhook_freed || owner_freed {
+        let caps = self.inner.caps();
+        let freed = lock(&self.inner.in_flight).end(self.webhook, &self.owner, caps);
+        let limited = (self.inner.room_limited).load(std::sync::atomic::Ordering::Relaxed);
+        if freed || limited {
             self.inner.unsaturated.notify_one();
         }
     }
-}
-
-/// Takes one from `key`'s count (removing it at 0); the count it had.
-fn count_down<K: Eq + std::hash::Hash>(
-    counts: &mut std::collections::HashMap<K, u32>,
-    key: &K,
-) -> Option<u32> {
-    let n = counts.get_mut(key)?;
-    let had = *n;
-    *n -= 1;
-    if *n == 0 {
-        counts.remove(key);
-    }
-    Some(had)
 }
 
 /// Room reserved in a batcher for the deliveries of one publish (see
@@ -307,9 +287,12 @@ impl Reservation {
             .filter(|&(_, room)| (room as usize) < permits.len())
             .map(|(webhook, room)| (webhook, saturating_i32(room)))
             .unzip();
-        // Owners at their cap get nothing handed, as a claim skips them.
+        // Nor is anything handed to an owner with less room than the whole handoff: the
+        // statement cannot share an owner's room between its webhooks, a claim can.
         let full_owners = (in_flight.owners.iter())
-            .filter(|&(_, &n)| n >= settings.max_in_flight_per_owner)
+            .filter(|&(_, &n)| {
+                (settings.max_in_flight_per_owner.saturating_sub(n) as usize) < permits.len()
+            })
             .map(|(owner, _)| owner.to_string())
             .collect();
         drop(in_flight);

@@ -10,19 +10,22 @@
 //!
 //! The parts: `batcher.rs` (the pipeline: room, attempts, recorder), [`request`] (the HTTP
 //! request of an attempt, one file per delivery format), [`attempt`] (sending it),
-//! [`retry`] (what follows), `skip.rs` (where a claim's scan starts).
+//! [`retry`] (what follows), `rooms.rs` (the in-flight counts and caps), `skip.rs` (where a
+//! claim's scan starts).
 //!
 //! Invariants: no transaction is open during an HTTP attempt (the claim commits first);
 //! an outcome is recorded only while this batcher still holds the lease; at most
-//! `--max-in-flight` attempts run at once, and a webhook with `--max-in-flight-per-webhook`
-//! attempts in flight gets no new claims, so a listener that never answers holds a bounded
-//! share (the cap plus one batch); infrastructure errors (`Err`) are logged once, in `run`,
-//! and the loop goes on.
+//! `--max-in-flight` attempts run at once, and no more than `--max-in-flight-per-webhook` of
+//! one webhook and `--max-in-flight-per-owner` of one owner (claims and handoffs keep to
+//! the room left, see `rooms.rs`), so a listener that never answers, or an owner with many,
+//! holds a bounded share; infrastructure errors (`Err`) are logged once, in `run`, and the
+//! loop goes on.
 
 pub mod attempt;
 mod batcher;
 pub mod request;
 pub mod retry;
+mod rooms;
 mod skip;
 
 use std::collections::HashMap;
@@ -36,7 +39,8 @@ use uuid::Uuid;
 pub use self::batcher::{Batcher, Reservation};
 use self::request::Target;
 use self::retry::RetrySchedule;
-use self::skip::{Saturated, Skip};
+use self::rooms::{Caps, InFlightCounts, Rooms};
+use self::skip::Skip;
 use crate::domain::{DeliveryId, WebhookId};
 use crate::error::Result;
 use crate::secret_box::SecretBox;
@@ -114,6 +118,10 @@ struct Inner {
     /// `--max-in-flight-per-owner`: with `--drain`, their deliveries may be claimed again
     /// without waiting for the poll.
     unsaturated: tokio::sync::Notify,
+    /// Whether the last claim left something at its cap (passed over, or kept to its room):
+    /// then every attempt that ends signals `unsaturated`, as room it ran short of may be
+    /// back (the claim's view of the room counted attempts that had not started yet).
+    room_limited: std::sync::atomic::AtomicBool,
     /// Attempts in flight per webhook and per owner.
     in_flight: Mutex<InFlightCounts>,
     /// Where the next claim's top-up scan may start, while webhooks are at their cap.
@@ -149,6 +157,7 @@ impl Dispatcher {
                 secrets,
                 worker: Uuid::new_v4(),
                 unsaturated: tokio::sync::Notify::new(),
+                room_limited: std::sync::atomic::AtomicBool::new(false),
                 in_flight: Mutex::new(InFlightCounts::default()),
                 skip: Mutex::new(None),
                 reached: Mutex::new(None),
@@ -227,21 +236,30 @@ impl Dispatcher {
         let inner = &self.inner;
         let mut conn = store::acquire(&inner.pool).await?;
         let lease = inner.settings.lease().as_secs_f64();
-        let saturated = self.saturated();
+        let mut rooms = self.rooms();
+        let saturated = rooms.saturated();
         let scope = store::queue::ClaimScope {
-            saturated: &saturated.webhooks,
-            full_owners: &saturated.owners,
             from: Skip::start(lock(&inner.skip).as_ref(), &saturated),
             after: *lock(&inner.reached),
             max_webhooks: webhooks_per_claim(limit),
             fair: self.fair_turn(),
         };
-        let claim =
-            store::queue::claim(&mut conn, inner.worker, limit as i64, lease, scope).await?;
+        let claim = store::queue::claim(
+            &mut conn,
+            inner.worker,
+            limit as i64,
+            lease,
+            scope,
+            &mut rooms,
+        )
+        .await?;
         if claim.reached.is_some() {
             *lock(&inner.reached) = claim.reached;
         }
-        *lock(&inner.skip) = Skip::after(&claim, saturated);
+        // What the claim passed over or left behind is what is full now (counts only grew).
+        let full = rooms.saturated();
+        (inner.room_limited).store(!full.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        *lock(&inner.skip) = Skip::after(&claim, full);
         Ok(self.open_targets(claim.leased))
     }
 
@@ -298,14 +316,9 @@ impl Dispatcher {
             .collect()
     }
 
-    /// The webhooks with `--max-in-flight-per-webhook` attempts in flight here and the
-    /// owners with `--max-in-flight-per-owner`.
-    fn saturated(&self) -> Saturated {
-        let settings = &self.inner.settings;
-        lock(&self.inner.in_flight).saturated(
-            settings.max_in_flight_per_webhook,
-            settings.max_in_flight_per_owner,
-        )
+    /// The room the attempts in flight here leave each webhook and owner.
+    fn rooms(&self) -> Rooms {
+        Rooms::of(&lock(&self.inner.in_flight), self.inner.caps())
     }
 
     /// Gives back claimed deliveries that will not be attempted (shutdown).
@@ -355,6 +368,16 @@ impl Dispatcher {
     }
 }
 
+impl Inner {
+    /// The in-flight caps.
+    fn caps(&self) -> Caps {
+        Caps {
+            per_webhook: self.settings.max_in_flight_per_webhook,
+            per_owner: self.settings.max_in_flight_per_owner,
+        }
+    }
+}
+
 /// Completes when something is published (a NOTIFY on the wake-up channel), or when the
 /// LISTEN connection is back after a loss (anything may have been published meanwhile);
 /// never without `--wake-on-publish`. Cancel-safe.
@@ -363,30 +386,6 @@ async fn published(wake: &mut Option<Notifications>) {
         return std::future::pending().await;
     };
     while let Notice::Lost = notifications.next().await {}
-}
-
-/// Attempts in flight in this process, per webhook and per owner (entries at 0 removed).
-#[derive(Debug, Default)]
-struct InFlightCounts {
-    webhooks: HashMap<WebhookId, u32>,
-    owners: HashMap<Arc<str>, u32>,
-}
-
-impl InFlightCounts {
-    /// What is at its cap, sorted.
-    fn saturated(&self, per_webhook: u32, per_owner: u32) -> Saturated {
-        let mut webhooks: Vec<WebhookId> = (self.webhooks.iter())
-            .filter(|&(_, &n)| n >= per_webhook)
-            .map(|(&webhook, _)| webhook)
-            .collect();
-        webhooks.sort_unstable();
-        let mut owners: Vec<String> = (self.owners.iter())
-            .filter(|&(_, &n)| n >= per_owner)
-            .map(|(owner, _)| owner.to_string())
-            .collect();
-        owners.sort_unstable();
-        Saturated { webhooks, owners }
-    }
 }
 
 /// Locks `mutex`; a panic elsewhere while it was held leaves nothing half-done in these.

@@ -2,42 +2,16 @@
 //! `--max-in-flight-per-webhook` (or their owners at `--max-in-flight-per-owner`), so that
 //! the batcher does not walk their backlog on every claim.
 
-use crate::domain::WebhookId;
+use super::rooms::Saturated;
 use crate::store::queue::Claim;
-
-/// The webhooks and owners a claim skips, each sorted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Saturated {
-    /// Webhooks at `--max-in-flight-per-webhook`.
-    pub webhooks: Vec<WebhookId>,
-    /// Owners at `--max-in-flight-per-owner`.
-    pub owners: Vec<String>,
-}
-
-impl Saturated {
-    /// Whether nothing is skipped.
-    pub fn is_empty(&self) -> bool {
-        self.webhooks.is_empty() && self.owners.is_empty()
-    }
-
-    /// Whether everything `self` skips, `now` skips too.
-    fn still(&self, now: &Saturated) -> bool {
-        self.webhooks
-            .iter()
-            .all(|w| now.webhooks.binary_search(w).is_ok())
-            && self
-                .owners
-                .iter()
-                .all(|o| now.owners.binary_search(o).is_ok())
-    }
-}
 
 /// What the last claim's scan covered while some webhooks or owners were at their cap:
 /// every due delivery before `from` was claimed, belonged to one of `saturated`, or was
 /// locked by another claim. The next claim starts its scan at `from` if all of `saturated`
-/// are still at their cap, so it does not walk their backlog again; each poll forgets it and scans from the oldest (what `from` can miss: a
-/// delivery committed over [`Skip::LATE_COMMIT`] after its due time, one released by a
-/// claim that rolled back, a lease that expired before `from`).
+/// are still at their cap, so it does not walk their backlog again; each poll forgets it
+/// and scans from the oldest (what `from` can miss: a delivery committed over
+/// [`Skip::LATE_COMMIT`] after its due time, one released by a claim that rolled back, a
+/// lease that expired before `from`).
 pub struct Skip {
     saturated: Saturated,
     from: chrono::DateTime<chrono::Utc>,
@@ -74,6 +48,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::domain::WebhookId;
 
     /// A claim whose snapshot is at 0 s and, when `full_at` is given, was full with its
     /// last delivery due at that second.

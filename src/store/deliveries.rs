@@ -182,7 +182,7 @@ pub async fn redeliver(conn: &mut PgConnection, delivery: DeliveryId) -> Result<
             RETURNING d.id
         ), counted AS (
             -- A finished delivery joins its owner's queued count again.
-            INSERT INTO owner_queue_changes (owner_name, queued)
+            INSERT INTO owner_count_changes (owner_name, queued)
             SELECT t.owner_name, 1 FROM target t
             WHERE t.state <> 'pending' AND EXISTS (SELECT 1 FROM queued)
         )

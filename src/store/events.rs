@@ -59,7 +59,7 @@ pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result
 }
 
 /// [`insert`], refusing (storing nothing) when an owner's queued deliveries would pass
-/// `max_queued` by its folded count (see [`super::queue_counts`]), and leasing what `handoff`
+/// `max_queued` by its folded count (see [`super::owner_counts`]), and leasing what `handoff`
 /// allows to its batcher; returns those deliveries too.
 ///
 /// # Errors

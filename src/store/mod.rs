@@ -6,8 +6,8 @@ pub mod deliveries;
 pub mod events;
 pub mod keys;
 pub mod notifications;
+pub mod owner_counts;
 pub mod queue;
-pub mod queue_counts;
 pub mod secrets;
 pub mod tokens;
 pub mod webhooks;
@@ -96,6 +96,12 @@ pub fn queue_pool(pool: &PgPool, max_connections: u32) -> PgPool {
     pool_options(max_connections)
         .test_before_acquire(false)
         .connect_lazy_with(session(pool, QUEUE_SESSION))
+}
+
+/// A pool of one connection on `pool`'s server for a background task of `serve` (the owner
+/// counts' fold), connected lazily: the task neither waits for nor takes from the API's pool.
+pub fn task_pool(pool: &PgPool) -> PgPool {
+    pool_options(1).connect_lazy_with((*pool.connect_options()).clone())
 }
 
 /// How the pools hand out connections: within 5 s, or `Unavailable`.

@@ -65,12 +65,14 @@ pub struct WebhookLimits {
 ///
 /// One statement, so one round trip and nothing half-written: it takes a slot in the
 /// repository's count (a conditional upsert whose row lock serialises concurrent creates in
-/// that repository, so two cannot both take the last slot) if the owner's repositories
-/// together have fewer than `limits.per_owner`, then inserts the webhook and its secret only
-/// if it got one. The owner's sum takes no lock (one row per owner, locked by every create,
-/// would serialise an owner's creates in different repositories on each one's commit):
-/// creates in different repositories of an owner at its limit, at the same moment, may
-/// together pass it by at most their number less one.
+/// that repository, so two cannot both take the last slot) if the owner has room, then
+/// inserts the webhook and its secret only if it got one. The owner's count takes no lock
+/// (one row per owner, locked by every create, would serialise an owner's creates in
+/// different repositories on each one's commit): far from its limit, the folded count of
+/// [`super::owner_counts`] (a second or so behind) says there is room; within
+/// [`owner_margin`] of it, the owner's repository counts are summed. So creates in
+/// different repositories of an owner at its limit, at the same moment, may together pass
+/// it by at most their number less one.
 ///
 /// # Errors
 /// `AlreadyExists`, `ResourceExhausted`, or a database error.
@@ -113,9 +115,12 @@ async fn insert_row(
         Times,
         r#"
         WITH owner_room AS (
-            SELECT COALESCE(sum(c.webhooks), 0) < $8 AS ok
-            FROM repository_webhook_counts c
-            WHERE c.owner_name = $2
+            SELECT CASE
+                WHEN COALESCE((SELECT o.webhooks FROM owner_counts o WHERE o.owner_name = $2), 0)
+                     + $9 < $8 THEN true
+                ELSE (SELECT COALESCE(sum(c.webhooks), 0) FROM repository_webhook_counts c
+                      WHERE c.owner_name = $2) < $8
+            END AS ok
         ), slot AS (
             INSERT INTO repository_webhook_counts AS c (owner_name, repository_name, webhooks)
             SELECT $2, $3, 1 FROM owner_room WHERE ok
@@ -129,6 +134,9 @@ async fn insert_row(
         ), secret AS (
             INSERT INTO webhook_secrets (webhook_id, secret)
             SELECT id, $7 FROM created
+        ), counted AS (
+            INSERT INTO owner_count_changes (owner_name, webhooks)
+            SELECT $2, 1 FROM created
         )
         SELECT create_time, update_time FROM created
         "#,
@@ -140,6 +148,7 @@ async fn insert_row(
         sql_int(limits.per_repository),
         sealed_secret,
         i64::from(limits.per_owner),
+        owner_margin(limits.per_owner),
     )
     .fetch_optional(conn)
     .await
@@ -150,6 +159,14 @@ async fn insert_row(
             e.into()
         }
     })
+}
+
+/// How near its `--max-webhooks-per-owner` an owner's folded count may come before
+/// CreateWebhook sums its repositories instead: half the limit (and 100 more), far more
+/// than an owner creates in the second or so the folded count trails by, unless it creates
+/// over half its limit in that second.
+fn owner_margin(per_owner: u32) -> i64 {
+    i64::from(per_owner / 2) + 100
 }
 
 /// `n` as an SQL integer.
@@ -307,14 +324,15 @@ pub async fn delete(
     sqlx::query!(r#"DELETE FROM webhook_secrets WHERE webhook_id = $1"#, id.0)
         .execute(&mut *tx)
         .await?;
-    // Its pending deliveries leave the owner's queued count (see migration 20261201000003).
+    // The webhook and its pending deliveries leave the owner's counts (see migration
+    // 20261201000003).
     let deliveries: Vec<Uuid> = sqlx::query_scalar!(
         r#"
         WITH gone AS (
             DELETE FROM deliveries WHERE webhook_id = $1 RETURNING id, state
         ), counted AS (
-            INSERT INTO owner_queue_changes (owner_name, queued)
-            SELECT $2, -count(*) FROM gone WHERE state = 'pending' HAVING count(*) > 0
+            INSERT INTO owner_count_changes (owner_name, queued, webhooks)
+            SELECT $2, -count(*) FILTER (WHERE state = 'pending'), -1 FROM gone
         )
         SELECT id AS "id!" FROM gone
         "#,

@@ -91,7 +91,18 @@ async fn a_webhook_at_its_in_flight_cap_gets_no_new_claims_while_others_do() {
 
 #[tokio::test]
 async fn no_more_than_max_in_flight_attempts_run_at_once() {
-    let flags = [FLAGS, &["--batch-size", "10", "--max-in-flight", "3"]].concat();
+    let flags = [
+        FLAGS,
+        &[
+            "--batch-size",
+            "10",
+            "--max-in-flight",
+            "3",
+            "--max-in-flight-per-owner",
+            "3",
+        ],
+    ]
+    .concat();
     let app = spawn_app_with(&flags).await;
     let token = app.token(&["acme"]).await;
     let receiver = Receiver::start().await;
@@ -222,7 +233,7 @@ async fn one_owners_backlog_does_not_hold_back_another_owners_event() {
         per_webhook.iter().all(|n| (1..=2).contains(n)),
         "{per_webhook:?}"
     );
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
 }
 
 #[tokio::test]
@@ -246,34 +257,35 @@ async fn an_owner_at_its_in_flight_cap_gets_no_new_claims_while_other_owners_do(
 
     let batcher = app.dispatcher().start();
     let shutdown = CancellationToken::new();
-    // acme has 8 due; below its cap when claiming, it gets a whole batch (so the cap is
-    // passed by at most a batch).
-    assert_eq!(batcher.step(&shutdown).await.unwrap(), 4);
-    slow.wait_for(4, std::time::Duration::from_secs(10)).await;
-    let globex_events = (1..=4)
+    // acme has 8 due, and room for 3: the claim keeps to it, whatever the batch.
+    assert_eq!(batcher.step(&shutdown).await.unwrap(), 3);
+    slow.wait_for(3, std::time::Duration::from_secs(10)).await;
+    let globex_events = (1..=3)
         .map(|i| (repository_push("globex", "petapis", i), ""))
         .collect();
     publish(&app, &globex, globex_events).await;
-    // acme has 4 in flight, past its cap of 3: the claim passes over its four others and
-    // takes all of globex's.
-    assert_eq!(batcher.step(&shutdown).await.unwrap(), 4);
-    fast.wait_for(4, std::time::Duration::from_secs(10)).await;
-    assert_eq!(slow.captured().len(), 4);
+    // acme is at its cap: the claim passes over its five others and takes all of globex's.
+    assert_eq!(batcher.step(&shutdown).await.unwrap(), 3);
+    fast.wait_for(3, std::time::Duration::from_secs(10)).await;
+    assert_eq!(slow.captured().len(), 3);
     assert_eq!(
         batcher.step(&shutdown).await.unwrap(),
         0,
         "only acme's deliveries are due, and it is at its cap"
     );
 
-    // Once acme's attempts end it is below the cap, and its other four are claimed.
-    slow.release(4);
-    crate::helpers::eventually("acme's first four are recorded", || async {
-        let states = states(&app, "petapis").await;
-        states.iter().filter(|s| s.0 == "delivered").count() == 8
-    })
-    .await;
-    assert_eq!(batcher.step(&shutdown).await.unwrap(), 4);
-    slow.release(4);
+    // As acme's attempts end it has room again, and its other five are claimed, three and
+    // then two.
+    for (done, claimed) in [(3, 3), (6, 2)] {
+        slow.release(3);
+        crate::helpers::eventually("acme's attempts are recorded", || async {
+            let states = states(&app, "petapis").await;
+            states.iter().filter(|s| s.0 == "delivered").count() == 3 + done
+        })
+        .await;
+        assert_eq!(batcher.step(&shutdown).await.unwrap(), claimed);
+    }
+    slow.release(2);
     batcher.finish(None).await;
-    assert_eq!(states(&app, "petapis").await, delivered(12));
+    assert_eq!(states(&app, "petapis").await, delivered(11));
 }

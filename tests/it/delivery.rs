@@ -66,18 +66,22 @@ pub async fn publish(
 }
 
 async fn secret_of(app: &TestApp, token: &str, webhook: &str) -> SigningSecret {
+    let secret = try_secret_of(app, token, webhook).await.unwrap();
+    SigningSecret::parse(&secret).expect("a whsec_ secret")
+}
+
+/// GetSigningSecret's answer for `webhook`, as `token` asks.
+async fn try_secret_of(
+    app: &TestApp,
+    token: &str,
+    webhook: &str,
+) -> Result<String, connectrpc::ConnectError> {
     let request = pb::GetSigningSecretRequest {
         webhook_id: webhook.to_owned(),
         ..Default::default()
     };
-    let secret = app
-        .subscriptions(token)
-        .get_signing_secret(request)
-        .await
-        .unwrap()
-        .into_owned()
-        .secret;
-    SigningSecret::parse(&secret).expect("a whsec_ secret")
+    let answer = app.subscriptions(token).get_signing_secret(request).await?;
+    Ok(answer.into_owned().secret)
 }
 
 pub async fn delivery_log(app: &TestApp, token: &str, webhook: &str) -> Vec<pb::Delivery> {
@@ -293,7 +297,7 @@ async fn retries_run_out_into_failed_and_redeliver_gives_the_whole_schedule_agai
         (3, 4),
         "FAILED after 1 + 3 retries"
     );
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
 
     // Redelivered, it gets 1 + 3 attempts again, numbered on from 5, under the same id.
     let redeliver = || async {
@@ -309,10 +313,10 @@ async fn retries_run_out_into_failed_and_redeliver_gives_the_whole_schedule_agai
         1,
         "PENDING"
     );
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
     // Asked again while pending, it is not counted twice.
     redeliver().await.unwrap();
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
     receiver.script(failures);
     attempt_one_by_one(&app, 4).await;
     let (failed, tries) = attempts(&app, &token, &delivery.delivery_id).await;
@@ -336,7 +340,7 @@ async fn retries_run_out_into_failed_and_redeliver_gives_the_whole_schedule_agai
     assert_eq!(app.dispatcher().run_once().await.unwrap(), 1);
     let (delivered, tries) = attempts(&app, &token, &delivery.delivery_id).await;
     assert_eq!((delivered.state.to_i32(), tries.len()), (2, 9));
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
 
     // GetDelivery pages the attempts: 4, 4 and 1, numbered on.
     let (mut pages, mut page_token) = (vec![], String::new());
@@ -567,15 +571,7 @@ async fn after_a_rotation_both_secrets_sign_during_the_overlap() {
     verify(&[new], &request.headers, &request.body, now).expect("new secret valid");
     // Another owner's token cannot read or rotate it.
     let stranger = app.token(&["globex"]).await;
-    let request = pb::GetSigningSecretRequest {
-        webhook_id: hook,
-        ..Default::default()
-    };
-    let err = app
-        .subscriptions(&stranger)
-        .get_signing_secret(request)
-        .await
-        .unwrap_err();
+    let err = try_secret_of(&app, &stranger, &hook).await.unwrap_err();
     assert_eq!(err.code, connectrpc::ErrorCode::NotFound);
 }
 
@@ -687,12 +683,12 @@ async fn deleting_a_subscription_cancels_its_queued_deliveries() {
     )
     .await;
     assert_eq!(delivery_rows(&app).await, (2, 1, 1));
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
     assert_eq!(app.delete(&token, &hook).await, 200);
     assert_eq!(app.dispatcher().run_once().await.unwrap(), 0);
     assert_eq!(receiver.captured().len(), 1);
     assert_eq!(delivery_rows(&app).await, (0, 0, 0));
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
 }
 
 /// Deletes `hook` while `tx`, which wrote for it, is still open; commits `tx` 300 ms later
@@ -736,7 +732,7 @@ async fn a_delete_racing_a_publish_waits_for_it_and_leaves_nothing_queued() {
     assert_eq!(stored[0].deliveries_queued, 1);
     delete_racing(&app, &token, &hook, tx).await;
     assert_eq!(delivery_rows(&app).await, (0, 0, 0));
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
 }
 
 #[tokio::test]
@@ -774,13 +770,7 @@ async fn a_signing_secret_copied_into_another_webhooks_row_does_not_open() {
     .execute(&app.pool)
     .await
     .unwrap();
-    let request = pb::GetSigningSecretRequest {
-        webhook_id: second.clone(),
-        ..Default::default()
-    };
-    let err = app
-        .subscriptions(&token)
-        .get_signing_secret(request)
+    let err = try_secret_of(&app, &token, &second)
         .await
         .expect_err("the moved secret opens only as the first webhook's");
     assert_eq!(err.code, connectrpc::ErrorCode::Internal);

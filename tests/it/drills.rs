@@ -5,17 +5,16 @@
 //! `webhook-id`, and no delivery recorded as delivered twice.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use connectrpc::ErrorCode;
-use webhookd::local_pg::{Durability, LocalPg, find_bin_dir};
+use webhookd::local_pg::{Durability, LocalPg};
 use webhookd::proto::webhookd::v1 as pb;
 use webhookd::synthetic::repository_push;
 
 use crate::delivery::subscribe;
 use crate::delivery_loop::{Relay, serve_process, serve_process_at, signal, states, terminate};
-use crate::helpers::{TestApp, spawn_app_on, spawn_app_with, tempdir, wait_until};
+use crate::helpers::{TestApp, pg_ctl, spawn_app_on, spawn_app_with, tempdir, wait_until};
 use crate::receiver::Receiver;
 
 /// The bodies the receiver got, and whether every `webhook-id` that arrived more than once
@@ -54,33 +53,6 @@ async fn delivered_twice(app: &TestApp) -> i64 {
     .fetch_one(&app.pool)
     .await
     .unwrap()
-}
-
-/// Runs `pg_ctl` on `cluster` as the user the server runs as.
-fn pg_ctl(cluster: &Path, args: &[&str]) {
-    let mut command = if nix::unistd::geteuid().is_root() {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--"]);
-        c.arg(find_bin_dir().unwrap().join("pg_ctl"));
-        c
-    } else {
-        std::process::Command::new(find_bin_dir().unwrap().join("pg_ctl"))
-    };
-    let log = cluster.join("server.log");
-    let out = command
-        .arg("-D")
-        .arg(cluster)
-        .args(args)
-        .arg("-l")
-        .arg(log)
-        .current_dir("/")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg_ctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]
@@ -147,9 +119,13 @@ async fn postgresql_restarts_under_load_lose_nothing_and_the_api_says_unavailabl
     for mode in ["fast", "immediate"] {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let cluster = cluster.clone();
-        tokio::task::spawn_blocking(move || pg_ctl(&cluster, &["restart", "-m", mode, "-w"]))
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            let log = cluster.join("server.log");
+            let log = log.to_str().unwrap();
+            pg_ctl(&cluster, &["restart", "-m", mode, "-w", "-l", log]);
+        })
+        .await
+        .unwrap();
     }
     let (acked, refused, slowest) = load.await.unwrap();
     let acked: Vec<uuid::Uuid> = acked.into_iter().collect();
@@ -183,7 +159,7 @@ async fn postgresql_restarts_under_load_lose_nothing_and_the_api_says_unavailabl
     )
     .await;
     assert_eq!(delivered_twice(&app).await, 0);
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
     drop(app);
     tokio::task::spawn_blocking(move || local.release())
         .await
@@ -234,7 +210,7 @@ async fn a_database_unreachable_for_10_s_mid_batch_loses_nothing() {
         "a duplicate under one webhook-id carried another body"
     );
     assert_eq!(delivered_twice(&app).await, 0);
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
 }
 
 #[tokio::test]
@@ -278,5 +254,5 @@ async fn a_serve_process_killed_again_and_again_during_a_drain_loses_nothing() {
         "a duplicate under one webhook-id carried another body"
     );
     assert_eq!(delivered_twice(&app).await, 0);
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
 }

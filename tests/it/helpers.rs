@@ -460,23 +460,26 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Folds the owners' queued counts and checks that they are the true ones: every
-    /// owner's count of pending deliveries, counted row by row. (A fold of the server's
-    /// may hold the turn: then this waits for it.)
-    pub async fn assert_queue_counts_true(&self) {
-        let query = |sql| sqlx::query_as::<_, (String, i64)>(sql).fetch_all(&self.pool);
+    /// Folds the owners' counts and checks that they are the true ones: every owner's
+    /// pending deliveries and webhooks, counted row by row. (A fold of the server's may hold
+    /// the turn: then this waits for it.)
+    pub async fn assert_owner_counts_true(&self) {
+        let query = |sql| sqlx::query_as::<_, (String, i64, i64)>(sql).fetch_all(&self.pool);
         let truth = query(
-            "SELECT w.owner_name, count(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-             WHERE d.state = 'pending' GROUP BY 1 ORDER BY 1",
+            "SELECT w.owner_name, count(d.id) FILTER (WHERE d.state = 'pending'),
+                    count(DISTINCT w.id)
+             FROM webhooks w LEFT JOIN deliveries d ON d.webhook_id = w.id
+             GROUP BY 1 ORDER BY 1",
         )
         .await
         .unwrap();
         let mut counted = vec![];
         for _ in 0..50 {
             let mut conn = self.pool.acquire().await.unwrap();
-            store::queue_counts::fold(&mut conn).await.unwrap();
+            store::owner_counts::fold(&mut conn).await.unwrap();
             counted = query(
-                "SELECT owner_name, queued FROM owner_queue_counts WHERE queued <> 0 ORDER BY 1",
+                "SELECT owner_name, queued, webhooks FROM owner_counts
+                 WHERE (queued, webhooks) <> (0, 0) ORDER BY 1",
             )
             .await
             .unwrap();
@@ -487,7 +490,7 @@ impl TestApp {
         }
         assert_eq!(
             counted, truth,
-            "the folded queued counts drifted from the deliveries"
+            "the folded counts drifted from the deliveries and webhooks"
         );
     }
 }
@@ -642,4 +645,37 @@ pub fn tempdir(label: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Whether the tests run as root (then the embedded server runs as `postgres`).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Runs `program` as the user the embedded server runs as (`postgres` when we are root).
+pub fn as_server_user(program: &Path) -> std::process::Command {
+    if is_root() {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+/// Runs `pg_ctl` on `cluster` with `args`, as the server's user; panics with its error.
+pub fn pg_ctl(cluster: &Path, args: &[&str]) {
+    let pg_ctl = webhookd::local_pg::find_bin_dir().unwrap().join("pg_ctl");
+    let out = as_server_user(&pg_ctl)
+        .arg("-D")
+        .arg(cluster)
+        .args(args)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_ctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

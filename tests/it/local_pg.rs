@@ -5,43 +5,12 @@
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
-use std::process::Command;
 
 use sqlx::Connection as _;
 use webhookd::local_pg::{Durability, LocalPg, find_bin_dir};
 use webhookd::secret_box::SecretBox;
 
-use crate::helpers::tempdir;
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Runs `program` as the user the embedded server runs as (`postgres` when we are root).
-fn as_server_user(program: &Path) -> Command {
-    if is_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
-    }
-}
-
-fn pg_ctl_by_hand(cluster: &Path, args: &[&str]) {
-    let out = as_server_user(&find_bin_dir().unwrap().join("pg_ctl"))
-        .arg("-D")
-        .arg(cluster)
-        .args(args)
-        .current_dir("/")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg_ctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::helpers::{as_server_user, is_root, pg_ctl, tempdir};
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path).unwrap().mode() & 0o777
@@ -108,7 +77,7 @@ async fn a_hand_started_embedded_server_opens_no_tcp_port_and_admits_only_webhoo
     let port_arg = format!("-p {port}");
     let log = cluster.join("by-hand.log");
     let log = log.to_str().unwrap();
-    pg_ctl_by_hand(&cluster, &["start", "-w", "-l", log, "-o", &port_arg]);
+    pg_ctl(&cluster, &["start", "-w", "-l", log, "-o", &port_arg]);
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port));
     let admin = sqlx::postgres::PgConnectOptions::new()
         .socket(&cluster)
@@ -130,7 +99,7 @@ async fn a_hand_started_embedded_server_opens_no_tcp_port_and_admits_only_webhoo
             .output()
             .unwrap()
     });
-    pg_ctl_by_hand(&cluster, &["stop", "-m", "fast", "-w"]);
+    pg_ctl(&cluster, &["stop", "-m", "fast", "-w"]);
     assert!(tcp.is_err(), "a hand-started server listens on TCP");
     socket.expect("webhookd's user gets in");
     if let Some(other) = other {
@@ -141,14 +110,14 @@ async fn a_hand_started_embedded_server_opens_no_tcp_port_and_admits_only_webhoo
 
     // Even told to listen on TCP, it lets nobody in that way.
     let tcp_arg = format!("-p {port} -c listen_addresses=127.0.0.1");
-    pg_ctl_by_hand(&cluster, &["start", "-w", "-l", log, "-o", &tcp_arg]);
+    pg_ctl(&cluster, &["start", "-w", "-l", log, "-o", &tcp_arg]);
     let over_tcp = sqlx::postgres::PgConnectOptions::new()
         .host("127.0.0.1")
         .port(port)
         .username("webhookd")
         .database("postgres");
     let refused = sqlx::PgConnection::connect_with(&over_tcp).await;
-    pg_ctl_by_hand(&cluster, &["stop", "-m", "fast", "-w"]);
+    pg_ctl(&cluster, &["stop", "-m", "fast", "-w"]);
     let err = refused.expect_err("TCP is refused").to_string();
     assert!(err.contains("pg_hba.conf rejects connection"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -17,6 +17,7 @@ use crate::helpers::test_database;
 const CLAIM: &str = include_str!("../../src/store/queue/claim.sql");
 const FAIR_CLAIM: &str = include_str!("../../src/store/queue/fair_claim.sql");
 const CLAIM_TARGETS: &str = include_str!("../../src/store/queue/claim_targets.sql");
+const LEASE: &str = include_str!("../../src/store/queue/lease.sql");
 const RECORD: &str = include_str!("../../src/store/queue/record_attempts.sql");
 const RELEASE: &str = include_str!("../../src/store/queue/release.sql");
 const PUBLISH: &str = include_str!("../../src/store/queue/publish.sql");
@@ -103,7 +104,7 @@ async fn fill_webhooks(conn: &mut PgConnection) {
         FROM generate_series(1, 1000) g;
         INSERT INTO webhook_secrets (webhook_id, secret) SELECT id, '\x00' FROM webhooks;
         -- Other tenants' queued counts, as a shared server has.
-        INSERT INTO owner_queue_counts (owner_name, queued)
+        INSERT INTO owner_counts (owner_name, queued)
         SELECT 'owner' || g, g FROM generate_series(1, 1000) g;
         ",
     )
@@ -167,6 +168,13 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
             .fetch_all(&mut *conn)
             .await
             .unwrap();
+    let waiting: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM deliveries WHERE lease_owner IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(BATCH as i64)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
     let webhooks: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM webhooks LIMIT 100")
         .fetch_all(&mut *conn)
         .await
@@ -178,6 +186,7 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
         ("claim", CLAIM, true),
         ("fair claim", FAIR_CLAIM, true),
         ("fair claim, mid-rotation", FAIR_CLAIM, true),
+        ("lease", LEASE, true),
         ("claim targets", CLAIM_TARGETS, true),
         ("record attempts", RECORD, true),
         ("release", RELEASE, true),
@@ -202,17 +211,14 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
         // EXECUTE takes no bind parameters under EXPLAIN: the arguments are literals.
         let args: Vec<String> = match name {
             "claim" => vec![
-                literal(Uuid::new_v4()),
                 BATCH.to_string(),
-                "30".into(),
                 array(Vec::<Uuid>::new()),
                 "NULL".into(),
                 array(vec!["globex"]),
             ],
+            "lease" => vec![literal(Uuid::new_v4()), array(&waiting), "30".into()],
             "fair claim" | "fair claim, mid-rotation" => vec![
-                literal(Uuid::new_v4()),
                 BATCH.to_string(),
-                "30".into(),
                 array(Vec::<Uuid>::new()),
                 match name {
                     "fair claim" => "NULL".into(),

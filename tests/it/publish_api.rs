@@ -297,7 +297,7 @@ async fn a_publish_past_max_queued_per_owner_is_refused_whole_and_spares_other_o
     assert_eq!(app.delete(&acme, &hooks[0]).await, 200);
     folded(&app, "acme", 2).await;
     app.publisher(&acme).publish(one("acme", 4)).await.unwrap();
-    app.assert_queue_counts_true().await;
+    app.assert_owner_counts_true().await;
 }
 
 /// Waits for the server's fold to bring `owner`'s queued count to `n`.
@@ -305,10 +305,8 @@ async fn folded(app: &crate::helpers::TestApp, owner: &str, n: i64) {
     let what = format!("{owner}'s queued count folded to {n}");
     crate::helpers::wait_until(&what, std::time::Duration::from_secs(10), || async {
         let mut conn = app.pool.acquire().await.unwrap();
-        webhookd::store::queue_counts::queued(&mut conn, owner)
-            .await
-            .unwrap()
-            == n
+        let counts = webhookd::store::owner_counts::get(&mut conn, owner).await;
+        counts.unwrap().queued == n
     })
     .await;
 }

@@ -100,12 +100,7 @@ pub struct Attempted {
 
 /// Where a claim starts and how far it may go: see [`claim`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ClaimScope<'a> {
-    /// Webhooks to skip (this batcher has `--max-in-flight-per-webhook` of theirs in flight).
-    pub saturated: &'a [WebhookId],
-    /// Owners whose webhooks to skip (this batcher has `--max-in-flight-per-owner` of
-    /// theirs in flight).
-    pub full_owners: &'a [String],
+pub struct ClaimScope {
     /// Where the top-up's scan of the due index may start (see `dispatch::Skip`).
     pub from: Option<DateTime<Utc>>,
     /// The webhook the previous claim's walk reached: this one starts just after it.
@@ -117,63 +112,81 @@ pub struct ClaimScope<'a> {
     pub fair: bool,
 }
 
-/// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`.
-/// Without `scope.fair`, the oldest due ones (first in, first out). With it, fairly: the
-/// webhooks with due deliveries are walked in rotation (starting after `scope.after`,
-/// skipping `scope.saturated` and the webhooks of `scope.full_owners`, at most
-/// `scope.max_webhooks` of them) and
-/// each gets an equal share of `limit`, its oldest first, so one webhook's backlog (or one
-/// owner's many webhooks' backlogs) cannot hold back a delivery of another for more than a
-/// claim or two. When a webhook took its whole share and room is left, the claim is topped
-/// up from the oldest due deliveries of any webhook, as a plain first-in-first-out claim.
-/// Only rows that are claimed are locked; `FOR UPDATE SKIP LOCKED` lets concurrent
-/// batchers claim disjoint sets. A claim moves `next_attempt_time` to the lease's end, so
-/// a leased delivery is simply not due until its lease expires. Each claimed webhook's
-/// callback URL and secrets are read once, by a last statement in the same transaction.
+/// How many more attempts each webhook and owner may start: what a claim keeps to.
+pub trait Room {
+    /// Whether a delivery of `webhook`, owned by `owner`, may be taken; counts it if so.
+    fn take(&mut self, webhook: WebhookId, owner: &str) -> bool;
+    /// The webhooks and the owners with no room left, each sorted: the claim's statements
+    /// pass over their deliveries.
+    fn full(&self) -> (Vec<WebhookId>, Vec<String>);
+}
+
+/// One locked candidate of a claim.
+struct Candidate {
+    id: Uuid,
+    webhook: WebhookId,
+    owner: String,
+}
+
+/// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`,
+/// within `room`. Without `scope.fair`, the oldest due ones (first in, first out). With it,
+/// fairly: the webhooks with due deliveries are walked in rotation (starting after
+/// `scope.after`, at most `scope.max_webhooks` of them) and each gets an equal share of
+/// `limit`, its oldest first, so one webhook's backlog (or one owner's many webhooks'
+/// backlogs) cannot hold back a delivery of another for more than a claim or two. When a
+/// webhook took its whole share and room is left, the claim is topped up from the oldest due
+/// deliveries of any webhook, as a plain first-in-first-out claim.
+///
+/// Each step locks its candidates (`FOR UPDATE SKIP LOCKED`, so that concurrent batchers
+/// claim disjoint sets), passing over those of webhooks and owners `room` has no room for,
+/// and keeps, in order, those `room` takes: so no webhook or owner gets more than its room,
+/// however large the batch. The kept ones are leased (their `next_attempt_time` moves to
+/// the lease's end, so a leased delivery is simply not due until its lease expires); the
+/// others are unlocked, unchanged, at commit. Each claimed webhook's callback URL and
+/// secrets are read once, by a last statement in the same transaction.
 pub async fn claim(
     conn: &mut PgConnection,
     worker: Uuid,
     limit: i64,
     lease_secs: f64,
-    scope: ClaimScope<'_>,
+    scope: ClaimScope,
+    room: &mut impl Room,
 ) -> Result<Claim> {
     use sqlx::Acquire as _;
     let mut tx = conn.begin().await?;
     let snapshot_time = transaction_time(&mut tx).await?;
-    let saturated = uuids(scope.saturated);
-    let (mut deliveries, reached, share_filled) = if scope.fair {
-        fair_claim(&mut tx, worker, limit, lease_secs, &saturated, scope).await?
-    } else {
-        (vec![], None, true)
-    };
+    let (mut kept, mut reached, mut share_filled) = (vec![], None, true);
+    if scope.fair {
+        let walked;
+        (walked, reached, share_filled) = fair_candidates(&mut tx, limit, scope, room).await?;
+        kept.extend(keep(walked, room));
+    }
     let (mut full_at, mut topped_up) = (None, false);
-    let room = limit - deliveries.len() as i64;
-    if share_filled && room > 0 {
+    let left = limit - kept.len() as i64;
+    if share_filled && left > 0 {
         topped_up = true;
-        let more = sqlx::query_file!(
+        let (webhooks, owners) = room.full();
+        let candidates = sqlx::query_file!(
             "src/store/queue/claim.sql",
-            worker,
-            room,
-            lease_secs,
-            &saturated,
+            left,
+            &uuids(&webhooks),
             scope.from,
-            scope.full_owners,
+            &owners,
         )
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
-        .filter_map(|r| {
+        .map(|r| {
             full_at = r.full_at;
-            delivery(
-                r.id,
-                r.webhook_id,
-                r.attempt_count,
-                r.scheduled_attempts,
-                r.payload,
-            )
+            Candidate {
+                id: r.id,
+                webhook: WebhookId(r.webhook_id),
+                owner: r.owner_name,
+            }
         });
-        deliveries.extend(more);
+        kept.extend(keep(candidates, room));
     }
+    let deliveries = lease(&mut tx, worker, &kept, lease_secs).await?;
     let targets = claim_targets(&mut tx, &deliveries).await?;
     tx.commit().await?;
     Ok(Claim {
@@ -188,43 +201,74 @@ pub async fn claim(
     })
 }
 
-/// The fair walk of [`claim`]: the deliveries, the webhook the walk reached, and whether
+/// The ids of the candidates `room` takes, in order.
+fn keep(candidates: impl IntoIterator<Item = Candidate>, room: &mut impl Room) -> Vec<Uuid> {
+    candidates
+        .into_iter()
+        .filter(|c| room.take(c.webhook, &c.owner))
+        .map(|c| c.id)
+        .collect()
+}
+
+/// The fair walk of [`claim`]: its candidates, the webhook the walk reached, and whether
 /// some webhook took its whole share (so that a top-up may find more).
-async fn fair_claim(
+async fn fair_candidates(
     conn: &mut PgConnection,
-    worker: Uuid,
     limit: i64,
-    lease_secs: f64,
-    saturated: &[Uuid],
-    scope: ClaimScope<'_>,
-) -> Result<(Vec<ClaimedDelivery>, Option<WebhookId>, bool)> {
+    scope: ClaimScope,
+    room: &impl Room,
+) -> Result<(Vec<Candidate>, Option<WebhookId>, bool)> {
+    let (webhooks, owners) = room.full();
     let (mut reached, mut share_filled) = (None, false);
-    let deliveries = sqlx::query_file!(
+    let candidates = sqlx::query_file!(
         "src/store/queue/fair_claim.sql",
-        worker,
         limit,
-        lease_secs,
-        saturated,
+        &uuids(&webhooks),
         scope.after.map(|w| w.0),
         scope.max_webhooks,
-        scope.full_owners,
+        &owners,
     )
     .fetch_all(conn)
     .await?
     .into_iter()
-    .filter_map(|r| {
+    .map(|r| {
         reached = r.reached.map(WebhookId);
         share_filled |= r.share_filled;
-        delivery(
-            r.id,
-            r.webhook_id,
-            r.attempt_count,
-            r.scheduled_attempts,
-            r.payload,
-        )
+        Candidate {
+            id: r.id,
+            webhook: WebhookId(r.webhook_id),
+            owner: r.owner_name,
+        }
     })
     .collect();
-    Ok((deliveries, reached, share_filled))
+    Ok((candidates, reached, share_filled))
+}
+
+/// Leases the kept candidates `ids` to `worker` (see `lease.sql`).
+async fn lease(
+    conn: &mut PgConnection,
+    worker: Uuid,
+    ids: &[Uuid],
+    lease_secs: f64,
+) -> Result<Vec<ClaimedDelivery>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let rows = sqlx::query_file!("src/store/queue/lease.sql", worker, ids, lease_secs)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            delivery(
+                r.id,
+                r.webhook_id,
+                r.attempt_count,
+                r.scheduled_attempts,
+                r.payload,
+            )
+        })
+        .collect())
 }
 
 /// A claimed row as the batcher holds it. An event row can only be missing if it was

@@ -51,7 +51,7 @@ WITH input AS (
     SELECT a.owner_name, a.queued, a.adding
     FROM (
         SELECT m.owner_name, sum(m.events)::bigint AS adding,
-               COALESCE((SELECT c.queued FROM owner_queue_counts c
+               COALESCE((SELECT c.queued FROM owner_counts c
                          WHERE c.owner_name = m.owner_name), 0) AS queued
         FROM matched m
         WHERE $14::bigint IS NOT NULL
@@ -85,7 +85,7 @@ WITH input AS (
     RETURNING id, event_id, webhook_id, lease_owner IS NOT NULL AS handed
 ), counted AS (
     -- What joins each owner's queued count.
-    INSERT INTO owner_queue_changes (owner_name, queued)
+    INSERT INTO owner_count_changes (owner_name, queued)
     SELECT t.owner_name, count(*)
     FROM queued q
     JOIN targets t ON t.id = q.webhook_id

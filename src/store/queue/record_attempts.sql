@@ -28,7 +28,7 @@ WITH input AS (
 ), counted AS (
     -- Deliveries that are done leave their owners' queued counts (a leased delivery is
     -- pending until this update).
-    INSERT INTO owner_queue_changes (owner_name, queued)
+    INSERT INTO owner_count_changes (owner_name, queued)
     SELECT w.owner_name, -count(*)
     FROM updated u
     JOIN webhooks w ON w.id = u.webhook_id

@@ -1,7 +1,8 @@
-//! Each owner's count of queued (pending) deliveries, for `--max-queued-per-owner`. The
-//! statements that change how many deliveries an owner has pending append the change to
-//! `owner_queue_changes`; [`fold`] moves them into `owner_queue_counts`, which Publish reads
-//! (see migration 20261201000003 for why two tables).
+//! Each owner's count of queued (pending) deliveries and of webhooks, for
+//! `--max-queued-per-owner` and `--max-webhooks-per-owner`. The statements that change them
+//! append the change to `owner_count_changes`; [`fold`] moves the changes into
+//! `owner_counts`, which Publish and CreateWebhook read (see migration 20261201000003 for
+//! why two tables).
 
 use std::time::Duration;
 
@@ -10,8 +11,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 
-/// How often `serve` folds the changes: how far behind the count Publish checks may be.
+/// How often `serve` folds the changes: about how far behind the counts may be.
 pub const FOLD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One owner's folded counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnerCounts {
+    /// Pending deliveries.
+    pub queued: i64,
+    /// Webhooks.
+    pub webhooks: i64,
+}
 
 /// Moves every committed change into the owners' counts, in one transaction (a reader sees
 /// each change in exactly one of the two tables). One fold runs at a time across processes
@@ -24,19 +34,21 @@ pub async fn fold(conn: &mut PgConnection) -> Result<i64> {
     let folded = sqlx::query_scalar!(
         r#"
         WITH turn AS (
-            SELECT pg_try_advisory_xact_lock(hashtext('webhookd_queue_counts_fold')) AS mine
+            SELECT pg_try_advisory_xact_lock(hashtext('webhookd_owner_counts_fold')) AS mine
         ), changes AS (
-            DELETE FROM owner_queue_changes
+            DELETE FROM owner_count_changes
             WHERE (SELECT mine FROM turn)
-            RETURNING owner_name, queued
+            RETURNING owner_name, queued, webhooks
         ), summed AS (
-            SELECT owner_name, sum(queued)::bigint AS queued, count(*) AS n
+            SELECT owner_name, sum(queued)::bigint AS queued, sum(webhooks)::bigint AS webhooks,
+                   count(*) AS n
             FROM changes
             GROUP BY owner_name
         ), applied AS (
-            INSERT INTO owner_queue_counts AS c (owner_name, queued)
-            SELECT owner_name, queued FROM summed
-            ON CONFLICT (owner_name) DO UPDATE SET queued = c.queued + EXCLUDED.queued
+            INSERT INTO owner_counts AS c (owner_name, queued, webhooks)
+            SELECT owner_name, queued, webhooks FROM summed
+            ON CONFLICT (owner_name) DO UPDATE
+                SET queued = c.queued + EXCLUDED.queued, webhooks = c.webhooks + EXCLUDED.webhooks
         )
         SELECT COALESCE(sum(n), 0)::bigint AS "folded!" FROM summed
         "#,
@@ -46,18 +58,19 @@ pub async fn fold(conn: &mut PgConnection) -> Result<i64> {
     Ok(folded)
 }
 
-/// An owner's folded count (0 for an owner never counted).
+/// An owner's folded counts (zeros for an owner never counted).
 ///
 /// # Errors
 /// Database errors.
-pub async fn queued(conn: &mut PgConnection, owner: &str) -> Result<i64> {
-    let queued = sqlx::query_scalar!(
-        r#"SELECT queued FROM owner_queue_counts WHERE owner_name = $1"#,
+pub async fn get(conn: &mut PgConnection, owner: &str) -> Result<OwnerCounts> {
+    let counts = sqlx::query_as!(
+        OwnerCounts,
+        r#"SELECT queued, webhooks FROM owner_counts WHERE owner_name = $1"#,
         owner
     )
     .fetch_optional(conn)
     .await?;
-    Ok(queued.unwrap_or(0))
+    Ok(counts.unwrap_or_default())
 }
 
 /// Folds every [`FOLD_INTERVAL`] until `stop` is cancelled; a failed fold is logged and
@@ -76,7 +89,7 @@ pub async fn fold_until(pool: PgPool, stop: CancellationToken) {
         };
         if let Err(e) = folded.await {
             tracing::warn!(error.cause_chain = ?anyhow::Error::from(e),
-                "folding the owners' queued counts failed; trying again");
+                "folding the owners' counts failed; trying again");
         }
     }
 }

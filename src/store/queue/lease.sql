@@ -1,0 +1,15 @@
+-- Leases the claim's candidates $2 (rows this transaction has locked, see claim.sql and
+-- fair_claim.sql) to worker $1 for $3 seconds: not due until the lease ends, so another
+-- claim passes over them. Found by primary key (an array, not a join the planner could turn
+-- around); each event is read by a correlated lookup.
+WITH leased AS (
+    UPDATE deliveries d
+    SET lease_owner = $1,
+        lease_expire_time = now() + make_interval(secs => $3),
+        next_attempt_time = now() + make_interval(secs => $3)
+    WHERE d.id = ANY ($2::uuid[])
+    RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.schedule_start
+)
+SELECT l.id, l.webhook_id, l.attempt_count, l.attempt_count - l.schedule_start AS "scheduled_attempts!",
+       (SELECT e.payload FROM events e WHERE e.id = l.event_id) AS payload
+FROM leased l
