@@ -125,8 +125,8 @@ pub struct ServeArgs {
     pub max_in_flight_per_webhook: u32,
 
     /// The most delivery attempts of one owner in flight in this process, so that one
-    /// tenant's many slow listeners cannot take every slot [default: half of
-    /// --max-in-flight].
+    /// tenant's many slow listeners cannot take every slot (on a shared server, set it below
+    /// --max-in-flight) [default: --max-in-flight].
     #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_OWNER",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight_per_owner: Option<u32>,
@@ -180,9 +180,7 @@ impl ServeArgs {
             wake_on_publish: self.wake_on_publish,
             max_in_flight: self.max_in_flight,
             max_in_flight_per_webhook: self.max_in_flight_per_webhook,
-            max_in_flight_per_owner: self
-                .max_in_flight_per_owner
-                .unwrap_or((self.max_in_flight / 2).max(1)),
+            max_in_flight_per_owner: self.max_in_flight_per_owner.unwrap_or(self.max_in_flight),
             fair_claim_interval: self.fair_claim_interval,
             delivery_timeout: self.delivery_timeout,
             retry_schedule: self.retry_schedule.clone(),

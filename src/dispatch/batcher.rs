@@ -97,11 +97,12 @@ impl Batcher {
                 target,
                 owner,
             } = claimed;
-            let counted = InFlight::start(&self.dispatcher.inner, delivery.webhook_id, owner);
+            let counted =
+                InFlight::start(&self.dispatcher.inner, delivery.webhook_id, owner.clone());
             let id = delivery.id;
             let dispatcher = self.dispatcher.clone();
             let attempt =
-                AssertUnwindSafe(async move { dispatcher.attempt(delivery, target).await });
+                AssertUnwindSafe(async move { dispatcher.attempt(delivery, target, owner).await });
             let (outcomes, abandon) = (self.outcomes.clone(), self.abandon.clone());
             self.attempts.spawn(async move {
                 let attempted = tokio::select! {
@@ -287,19 +288,23 @@ impl Reservation {
             .filter(|&(_, room)| (room as usize) < permits.len())
             .map(|(webhook, room)| (webhook, saturating_i32(room)))
             .unzip();
-        // Nor is anything handed to an owner with less room than the whole handoff: the
-        // statement cannot share an owner's room between its webhooks, a claim can.
+        // Nothing is handed to an owner at its cap, and no more in all than the owner with
+        // the least room left has (the statement cannot share an owner's room between its
+        // webhooks; a claim can).
+        let owner_room = |n: u32| settings.max_in_flight_per_owner.saturating_sub(n) as usize;
         let full_owners = (in_flight.owners.iter())
-            .filter(|&(_, &n)| {
-                (settings.max_in_flight_per_owner.saturating_sub(n) as usize) < permits.len()
-            })
+            .filter(|&(_, &n)| owner_room(n) == 0)
             .map(|(owner, _)| owner.to_string())
             .collect();
+        let limit = (in_flight.owners.values())
+            .map(|&n| owner_room(n))
+            .filter(|&room| room > 0)
+            .fold(permits.len(), usize::min);
         drop(in_flight);
         let handoff = Handoff {
             worker: inner.worker,
             lease_secs: settings.lease().as_secs_f64(),
-            limit: permits.len() as i64,
+            limit: limit as i64,
             room: saturating_i32(cap),
             busy,
             busy_room,

@@ -329,13 +329,14 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// One attempt of one delivery: build its request, send it, decide what follows.
-    /// `None` when it has no usable target (see [`Self::open_targets`]).
+    /// One attempt of one delivery of `owner`'s: build its request, send it, decide what
+    /// follows. `None` when it has no usable target (see [`Self::open_targets`]).
     #[tracing::instrument(skip_all, fields(delivery_id = %delivery.id, webhook_id = %delivery.webhook_id))]
     async fn attempt(
         &self,
         delivery: ClaimedDelivery,
         target: Option<Arc<Target>>,
+        owner: Arc<str>,
     ) -> Option<Attempted> {
         let settings = &self.inner.settings;
         let target = target?;
@@ -362,6 +363,7 @@ impl Dispatcher {
         tracing::debug!(status = ?record.http_status, error = ?record.error, ?outcome, "attempted");
         Some(Attempted {
             delivery: id,
+            owner,
             record,
             outcome,
         })

@@ -239,6 +239,7 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
                 array(vec![""; n]),
                 array(vec!["\\x"; n]),
                 array(vec![""; n]),
+                array(vec!["acme"; n]),
             ],
             "release" => vec![array(&leased), literal(worker)],
             publish => vec![

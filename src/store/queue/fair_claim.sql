@@ -68,7 +68,6 @@ WITH RECURSIVE after_cursor(webhook_id) AS (
     LIMIT $1
 )
 SELECT c.id AS "id!", c.webhook_id AS "webhook_id!",
-       (SELECT w.owner_name FROM webhooks w WHERE w.id = c.webhook_id) AS "owner_name!",
        -- The webhook the walk reached (where the next claim starts after).
        (SELECT x.webhook_id FROM candidates x ORDER BY x.pos DESC LIMIT 1) AS reached,
        -- Whether some webhook got its whole share (and so may have more due).

@@ -8,7 +8,7 @@
 //! deliveries whose lease the recorder still holds. A claimant that dies leaves leases that
 //! expire, after which any batcher may claim those deliveries again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -92,6 +92,8 @@ pub enum Outcome {
 pub struct Attempted {
     /// The delivery attempted.
     pub delivery: DeliveryId,
+    /// Its webhook's owner (whose queued count a final outcome lowers).
+    pub owner: std::sync::Arc<str>,
     /// What the attempt did.
     pub record: AttemptRecord,
     /// What happens next.
@@ -125,7 +127,6 @@ pub trait Room {
 struct Candidate {
     id: Uuid,
     webhook: WebhookId,
-    owner: String,
 }
 
 /// Claims up to `limit` due deliveries of active webhooks for `worker`, for `lease_secs`,
@@ -138,12 +139,12 @@ struct Candidate {
 /// deliveries of any webhook, as a plain first-in-first-out claim.
 ///
 /// Each step locks its candidates (`FOR UPDATE SKIP LOCKED`, so that concurrent batchers
-/// claim disjoint sets), passing over those of webhooks and owners `room` has no room for,
-/// and keeps, in order, those `room` takes: so no webhook or owner gets more than its room,
-/// however large the batch. The kept ones are leased (their `next_attempt_time` moves to
-/// the lease's end, so a leased delivery is simply not due until its lease expires); the
-/// others are unlocked, unchanged, at commit. Each claimed webhook's callback URL and
-/// secrets are read once, by a last statement in the same transaction.
+/// claim disjoint sets), passing over those of webhooks and owners `room` has no room for;
+/// the claim keeps, in order, those `room` takes, so no webhook or owner gets more than its
+/// room, however large the batch. The kept ones are leased (their `next_attempt_time` moves
+/// to the lease's end, so a leased delivery is simply not due until its lease expires); the
+/// others are unlocked, unchanged, at commit. Each candidate webhook's owner, callback URL
+/// and secrets are read once, in the same transaction.
 pub async fn claim(
     conn: &mut PgConnection,
     worker: Uuid,
@@ -155,20 +156,20 @@ pub async fn claim(
     use sqlx::Acquire as _;
     let mut tx = conn.begin().await?;
     let snapshot_time = transaction_time(&mut tx).await?;
-    let (mut kept, mut reached, mut share_filled) = (vec![], None, true);
+    let (mut candidates, mut reached, mut share_filled) = (vec![], None, true);
     if scope.fair {
-        let walked;
-        (walked, reached, share_filled) = fair_candidates(&mut tx, limit, scope, room).await?;
-        kept.extend(keep(walked, room));
+        (candidates, reached, share_filled) = fair_candidates(&mut tx, limit, scope, room).await?;
     }
     let (mut full_at, mut topped_up) = (None, false);
-    let left = limit - kept.len() as i64;
-    if share_filled && left > 0 {
+    if share_filled && (candidates.len() as i64) < limit {
+        // Asks for the whole limit: the fair walk's candidates, locked by this transaction
+        // and still due, come first again.
         topped_up = true;
         let (webhooks, owners) = room.full();
-        let candidates = sqlx::query_file!(
+        let walked: HashSet<Uuid> = candidates.iter().map(|c| c.id).collect();
+        let more = sqlx::query_file!(
             "src/store/queue/claim.sql",
-            left,
+            limit,
             &uuids(&webhooks),
             scope.from,
             &owners,
@@ -176,19 +177,30 @@ pub async fn claim(
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
-        .map(|r| {
+        .filter_map(|r| {
             full_at = r.full_at;
-            Candidate {
+            (!walked.contains(&r.id)).then_some(Candidate {
                 id: r.id,
                 webhook: WebhookId(r.webhook_id),
-                owner: r.owner_name,
-            }
+            })
         });
-        kept.extend(keep(candidates, room));
+        candidates.extend(more);
     }
+    let mut targets = claim_targets(&mut tx, candidates.iter().map(|c| c.webhook)).await?;
+    let kept: Vec<Uuid> = candidates
+        .iter()
+        .filter(|c| {
+            targets
+                .get(&c.webhook)
+                .is_some_and(|t| room.take(c.webhook, &t.owner))
+        })
+        .map(|c| c.id)
+        .take(usize::try_from(limit).unwrap_or(0))
+        .collect();
     let deliveries = lease(&mut tx, worker, &kept, lease_secs).await?;
-    let targets = claim_targets(&mut tx, &deliveries).await?;
     tx.commit().await?;
+    let used: HashSet<WebhookId> = deliveries.iter().map(|d| d.webhook_id).collect();
+    targets.retain(|webhook, _| used.contains(webhook));
     Ok(Claim {
         leased: Leased {
             deliveries,
@@ -199,15 +211,6 @@ pub async fn claim(
         topped_up,
         reached,
     })
-}
-
-/// The ids of the candidates `room` takes, in order.
-fn keep(candidates: impl IntoIterator<Item = Candidate>, room: &mut impl Room) -> Vec<Uuid> {
-    candidates
-        .into_iter()
-        .filter(|c| room.take(c.webhook, &c.owner))
-        .map(|c| c.id)
-        .collect()
 }
 
 /// The fair walk of [`claim`]: its candidates, the webhook the walk reached, and whether
@@ -237,7 +240,6 @@ async fn fair_candidates(
         Candidate {
             id: r.id,
             webhook: WebhookId(r.webhook_id),
-            owner: r.owner_name,
         }
     })
     .collect();
@@ -289,12 +291,12 @@ fn delivery(
     })
 }
 
-/// The targets of the webhooks of `deliveries`, one lookup each.
+/// The targets of `webhooks`, one lookup each.
 async fn claim_targets(
     conn: &mut PgConnection,
-    deliveries: &[ClaimedDelivery],
+    webhooks: impl Iterator<Item = WebhookId>,
 ) -> Result<HashMap<WebhookId, ClaimTarget>> {
-    let mut webhooks: Vec<Uuid> = deliveries.iter().map(|d| d.webhook_id.0).collect();
+    let mut webhooks: Vec<Uuid> = webhooks.map(|w| w.0).collect();
     webhooks.sort_unstable();
     webhooks.dedup();
     let targets = sqlx::query_file!("src/store/queue/claim_targets.sql", &webhooks)
@@ -359,6 +361,7 @@ pub async fn record_attempts(
 /// carry NULLs through the typed bindings: 0 and "" stand for "none".
 struct Columns<'a> {
     ids: Vec<Uuid>,
+    owners: Vec<&'a str>,
     states: Vec<&'static str>,
     retry_in: Vec<f64>,
     starts: Vec<DateTime<Utc>>,
@@ -379,6 +382,7 @@ impl<'a> Columns<'a> {
         let records = || attempted.iter().map(|a| &a.record);
         Self {
             ids: attempted.iter().map(|a| a.delivery.0).collect(),
+            owners: attempted.iter().map(|a| &*a.owner).collect(),
             states: attempted.iter().map(|a| next(a).0.as_str()).collect(),
             retry_in: attempted.iter().map(|a| next(a).1).collect(),
             starts: records().map(|r| r.start_time).collect(),
@@ -410,6 +414,7 @@ impl<'a> Columns<'a> {
             &self.codes as &[&str],
             &self.bodies as &[&[u8]],
             &self.errors as &[&str],
+            &self.owners as &[&str],
         )
         .fetch_all(conn)
         .await?;

@@ -84,12 +84,16 @@ WITH input AS (
      AND t.event = s.event
     RETURNING id, event_id, webhook_id, lease_owner IS NOT NULL AS handed
 ), counted AS (
-    -- What joins each owner's queued count.
+    -- What joins each owner's queued count: each stored event's webhooks, counted per key
+    -- (not per queued row: a fan-out queues far more rows than it has keys).
     INSERT INTO owner_count_changes (owner_name, queued)
-    SELECT t.owner_name, count(*)
-    FROM queued q
-    JOIN targets t ON t.id = q.webhook_id
-    GROUP BY t.owner_name
+    SELECT s.owner_name, sum(k.webhooks)::bigint
+    FROM stored s
+    JOIN (SELECT owner_name, repository_name, event, count(*) AS webhooks
+          FROM targets GROUP BY owner_name, repository_name, event) k
+      ON k.owner_name = s.owner_name AND k.repository_name = s.repository_name
+     AND k.event = s.event
+    GROUP BY s.owner_name
 )
 SELECT id AS event_id, 0::bigint AS queued, NULL::uuid AS delivery_id, NULL::uuid AS webhook_id,
        NULL::text AS callback_url, NULL::bytea[] AS sealed_secrets, NULL::text AS owner_name,

@@ -2,14 +2,13 @@
 -- worker $1 still holds (see store::deliveries::record_attempts). The deliveries are found
 -- by primary key from the array $2 whatever the statistics say; the input is joined to those
 -- rows alone (at most one per input row), and the attempt rows come from the update's own
--- RETURNING, so no statement here reads more than the batch (and the webhooks of the
--- finished ones, by primary key, for their owners' queued counts).
+-- RETURNING, so no statement here reads more than the batch.
 WITH input AS (
     SELECT *
     FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::timestamptz[], $6::int[],
-                $7::int[], $8::text[], $9::bytea[], $10::text[])
+                $7::int[], $8::text[], $9::bytea[], $10::text[], $11::text[])
          AS t(id, state, retry_in, start_time, duration_ms, http_status, connect_code,
-              response_body, error)
+              response_body, error, owner_name)
 ), updated AS (
     UPDATE deliveries d
     SET state = i.state,
@@ -23,17 +22,16 @@ WITH input AS (
         last_http_status = NULLIF(i.http_status, 0)
     FROM input i
     WHERE d.id = ANY ($2::uuid[]) AND d.id = i.id AND d.lease_owner = $1
-    RETURNING d.id, d.webhook_id, d.attempt_count, i.state, i.start_time, i.duration_ms,
-              i.http_status, i.connect_code, i.response_body, i.error
+    RETURNING d.id, d.attempt_count, i.state, i.start_time, i.duration_ms, i.http_status,
+              i.connect_code, i.response_body, i.error, i.owner_name
 ), counted AS (
     -- Deliveries that are done leave their owners' queued counts (a leased delivery is
-    -- pending until this update).
+    -- pending until this update; the batcher gives each one's owner, $11).
     INSERT INTO owner_count_changes (owner_name, queued)
-    SELECT w.owner_name, -count(*)
+    SELECT u.owner_name, -count(*)
     FROM updated u
-    JOIN webhooks w ON w.id = u.webhook_id
     WHERE u.state <> 'pending'
-    GROUP BY w.owner_name
+    GROUP BY u.owner_name
 )
 INSERT INTO delivery_attempts
     (delivery_id, number, start_time, duration_ms, http_status, connect_code, response_body, error)
