@@ -60,8 +60,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub max_webhooks_per_owner: u32,
 
-    /// The most deliveries one owner may have queued (pending, retries included): a Publish
-    /// that would queue more is refused with `resource_exhausted`.
+    /// The most deliveries one owner may have queued (pending, retries included): once it
+    /// has this many, its Publish calls are refused with `resource_exhausted`.
     #[arg(long, env = "WEBHOOKD_MAX_QUEUED_PER_OWNER", default_value_t = 1_000_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
     pub max_queued_per_owner: u64,

@@ -58,12 +58,13 @@ pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result
     Ok(insert_handing(conn, events, None, None).await?.0)
 }
 
-/// [`insert`], refusing (storing nothing) when an owner's queued deliveries would pass
-/// `max_queued` by its folded count (see [`super::owner_counts`]), and leasing what `handoff`
-/// allows to its batcher; returns those deliveries too.
+/// [`insert`], refusing (storing nothing) when an owner's queued deliveries have reached
+/// `max_queued` by its folded count (see [`super::owner_counts`]; a publish that starts
+/// below it is taken whole), and leasing what `handoff` allows to its batcher; returns
+/// those deliveries too.
 ///
 /// # Errors
-/// `ResourceExhausted` naming the owner past `max_queued`; database errors.
+/// `ResourceExhausted` naming the owner at `max_queued`; database errors.
 pub async fn insert_handing(
     conn: &mut PgConnection,
     events: &[OutboundEvent],
@@ -74,7 +75,7 @@ pub async fn insert_handing(
     let rows = publish_rows(conn, &ids, events, max_queued, handoff).await?;
     if let Some(refused) = rows.iter().find(|r| r.over_queued.is_some()) {
         return Err(Error::ResourceExhausted(format!(
-            "{} would have {} deliveries queued, past the {} allowed \
+            "{} has {} deliveries queued, the most allowed is {} \
              (--max-queued-per-owner); publish again once its listeners have caught up",
             refused.owner_name.as_deref().unwrap_or_default(),
             refused.over_queued.unwrap_or_default(),

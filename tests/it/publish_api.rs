@@ -248,7 +248,7 @@ async fn webhookd_publish_queues_synthetic_pushes_and_webhookd_listen_prints_ver
 }
 
 #[tokio::test]
-async fn a_publish_past_max_queued_per_owner_is_refused_whole_and_spares_other_owners() {
+async fn a_publish_at_max_queued_per_owner_is_refused_whole_and_spares_other_owners() {
     let app = spawn_app_with(&[
         "--allow-insecure-callbacks",
         "--no-dispatch",
@@ -268,9 +268,12 @@ async fn a_publish_past_max_queued_per_owner_is_refused_whole_and_spares_other_o
     app.create(&globex, "globex", "petapis", &receiver.url())
         .await;
     let one = |owner: &str, n| batch(vec![repository_push(owner, "petapis", n)]);
+    // Below the limit a publish is taken whole, even one that takes the owner past it.
     app.publisher(&acme).publish(one("acme", 1)).await.unwrap();
-    // The server folds the count every second; then 3 queued + 3 more is past 5.
     folded(&app, "acme", 3).await;
+    app.publisher(&acme).publish(one("acme", 2)).await.unwrap();
+    // The server folds the count every second; at 6 of 5, acme is refused.
+    folded(&app, "acme", 6).await;
     let err = app
         .publisher(&acme)
         .publish(one("acme", 3))
@@ -278,13 +281,13 @@ async fn a_publish_past_max_queued_per_owner_is_refused_whole_and_spares_other_o
         .unwrap_err();
     let message = err.message.unwrap_or_default();
     assert!(
-        message.contains("acme would have 6 deliveries queued, past the 5 allowed")
+        message.contains("acme has 6 deliveries queued, the most allowed is 5")
             && message.contains("--max-queued-per-owner"),
         "{message}"
     );
     assert_eq!(
         stored_events(&app).await,
-        1,
+        2,
         "a refused publish stored nothing"
     );
     // Another owner is not held back by acme's queue.
@@ -293,9 +296,9 @@ async fn a_publish_past_max_queued_per_owner_is_refused_whole_and_spares_other_o
         .await
         .unwrap();
 
-    // Deleting a webhook takes its queued delivery off the count: 2 queued + 2 fit in 5.
+    // Deleting a webhook takes its queued deliveries off the count: 4 of 5.
     assert_eq!(app.delete(&acme, &hooks[0]).await, 200);
-    folded(&app, "acme", 2).await;
+    folded(&app, "acme", 4).await;
     app.publisher(&acme).publish(one("acme", 4)).await.unwrap();
     app.assert_owner_counts_true().await;
 }

@@ -13,9 +13,8 @@
 -- `--max-in-flight-per-owner` in that batcher) is handed anything. What is not handed is
 -- queued as usual.
 --
--- With $14, an owner whose queued deliveries this would take past it refuses the whole
--- statement: nothing is stored, and a row names each such owner with the count it would
--- reach.
+-- With $14, an owner whose queued deliveries have reached it refuses the whole statement:
+-- nothing is stored, and a row names each such owner with its count.
 --
 -- Returns a row per stored event (queued 0), a row per event with deliveries (with their
 -- count), a row per handed delivery, a row per webhook with handed deliveries (its callback
@@ -45,19 +44,18 @@ WITH input AS (
     ) AS w
     LEFT JOIN UNNEST($11::uuid[], $12::int[]) AS r(webhook_id, room) ON r.webhook_id = w.id
 ), over AS (
-    -- The owners this publish would take past `--max-queued-per-owner` ($14; no limit when
-    -- NULL) by their folded queued counts (see migration 20261201000003), with those counts
-    -- and what it would add: when there is any, nothing is stored.
-    SELECT a.owner_name, a.queued, a.adding
+    -- The owners of this publish that have reached `--max-queued-per-owner` ($14; no limit
+    -- when NULL) by their folded queued counts (see migration 20261201000003), with those
+    -- counts: when there is any, nothing is stored. (From the routing array, not from
+    -- `matched`, which is then read once and not materialized.)
+    SELECT o.owner_name, o.queued
     FROM (
-        SELECT m.owner_name, sum(m.events)::bigint AS adding,
-               COALESCE((SELECT c.queued FROM owner_counts c
-                         WHERE c.owner_name = m.owner_name), 0) AS queued
-        FROM matched m
+        SELECT r.owner_name,
+               (SELECT c.queued FROM owner_counts c WHERE c.owner_name = r.owner_name) AS queued
+        FROM (SELECT DISTINCT owner_name FROM UNNEST($2::text[]) AS u(owner_name)) r
         WHERE $14::bigint IS NOT NULL
-        GROUP BY m.owner_name
-    ) a
-    WHERE a.queued + a.adding > $14::bigint
+    ) o
+    WHERE o.queued >= $14::bigint
 ), stored AS (
     INSERT INTO events (id, owner_name, repository_name, event, payload, idempotency_key)
     SELECT id, owner_name, repository_name, event, payload, NULLIF(key, '')
@@ -117,5 +115,5 @@ UNION ALL
 SELECT NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL
 FROM (SELECT pg_notify($7, '') FROM queued WHERE NOT handed LIMIT 1) AS woke
 UNION ALL
-SELECT NULL, 0, NULL, NULL, NULL, NULL, o.owner_name, o.queued + o.adding
+SELECT NULL, 0, NULL, NULL, NULL, NULL, o.owner_name, o.queued
 FROM over o
