@@ -1,9 +1,9 @@
 //! One batcher's pipeline: room for `--max-in-flight` attempts, the attempts themselves
 //! (each counted against its webhook's `--max-in-flight-per-webhook` and its owner's
-//! `--max-in-flight-per-owner` while it runs), and the
-//! recorder that writes their outcomes in bulk. [`Batcher::step`] is the one step of work:
-//! `serve` runs it on every wake-up, tests call it directly, and [`Batcher::finish`] waits
-//! for everything it started to be recorded.
+//! `--max-in-flight-per-owner` while it runs), and the recorder that writes their outcomes
+//! in bulk. [`Batcher::step`] is the one step of work: `serve` runs it on every wake-up,
+//! tests call it directly, and [`Batcher::finish`] waits for everything it started to be
+//! recorded.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -88,8 +88,8 @@ impl Batcher {
     }
 
     /// Starts an attempt of each delivery of `batch` with one of `permits` (as many as
-    /// `batch` has, or more: the rest are given back), counted against its webhook's cap;
-    /// outcomes go to the recorder.
+    /// `batch` has, or more: the rest are given back), counted against its webhook's and
+    /// its owner's caps; outcomes go to the recorder.
     fn start_attempts(&self, batch: Vec<Claimed>, permits: Vec<OwnedSemaphorePermit>) {
         for (claimed, permit) in batch.into_iter().zip(permits) {
             let Claimed {
