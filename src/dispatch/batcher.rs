@@ -267,8 +267,9 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// Up to a batch of room in `batcher`, and for each webhook what its
-    /// `--max-in-flight-per-webhook` leaves; `None` when there is no room.
+    /// Up to a batch of room in `batcher`, for each webhook what its
+    /// `--max-in-flight-per-webhook` leaves, and no more in all than the owner with the least
+    /// room left could take (see [`Dispatcher::reserve`]); `None` when there is no room.
     pub(super) fn take(batcher: Batcher) -> Option<Self> {
         let inner = batcher.dispatcher.inner.clone();
         let settings = &inner.settings;

@@ -220,9 +220,10 @@ impl Dispatcher {
     }
 
     /// Room for a publish of this process to lease its deliveries to this batcher as it
-    /// queues them (with `--wake-on-publish`, while `run` claims): up to a batch, and for
-    /// each webhook what its `--max-in-flight-per-webhook` leaves. `None` when there is no
-    /// room, or no batcher to hand to.
+    /// queues them (with `--wake-on-publish`, while `run` claims): up to a batch, for each
+    /// webhook what its `--max-in-flight-per-webhook` leaves, and no more in all than the
+    /// owner with the least room left could take. `None` when there is no room, or no
+    /// batcher to hand to.
     pub fn reserve(&self) -> Option<Reservation> {
         if !self.inner.settings.wake_on_publish {
             return None;
