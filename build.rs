@@ -11,6 +11,7 @@ const FILES: &[&str] = &[
     "buf/alpha/registry/v1alpha1/repository_commit.proto",
     "buf/alpha/registry/v1alpha1/repository_tag.proto",
     "buf/alpha/webhook/v1alpha1/event.proto",
+    "webhookd/v1/event.proto",
     "webhookd/v1/publish.proto",
     "webhookd/v1/subscription.proto",
     "webhookd/v1/delivery.proto",

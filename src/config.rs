@@ -263,9 +263,24 @@ pub struct PublishArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub count: u32,
 
+    /// Which events: BSR repository pushes, registry artifact pushes, or GitHub-style pushes.
+    #[arg(long, value_enum, default_value_t = SyntheticFamily::Bsr)]
+    pub family: SyntheticFamily,
+
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArgs,
+}
+
+/// The event family `webhookd publish` makes events of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyntheticFamily {
+    /// `repository.push`, as the BSR sends it.
+    Bsr,
+    /// `artifact.pushed`, with a tag.
+    Registry,
+    /// `push`, with GitHub's key payload fields.
+    Github,
 }
 
 /// `webhookd listen`.

@@ -122,10 +122,17 @@ async fn list_tokens(args: &DatabaseArgs) -> anyhow::Result<()> {
 
 async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     use sqlx::Acquire as _;
+    use webhookd::config::SyntheticFamily;
+    use webhookd::domain::{Family, RepositoryName};
     use webhookd::publish::{MAX_BATCH, OutboundEvent};
+    let family = match args.family {
+        SyntheticFamily::Bsr => Family::Bsr,
+        SyntheticFamily::Registry => Family::Registry,
+        SyntheticFamily::Github => Family::GitHub,
+    };
     let (owner, repository) = (
-        OwnerName::parse(&args.owner)?,
-        webhookd::domain::RepositoryName::parse(&args.repository)?,
+        OwnerName::parse_in(family, "--owner", &args.owner)?,
+        RepositoryName::parse_in(family, "--repository", &args.repository)?,
     );
     let db = Database::open(&args.database, 2).await?;
     let (mut events, mut queued) = (0u64, 0i64);
@@ -135,14 +142,21 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
             let n = (u64::from(args.count) - events).min(MAX_BATCH as u64);
             let batch = (events..events + n)
                 .map(|i| {
-                    OutboundEvent::from_request(
-                        &webhookd::synthetic::repository_push(
-                            owner.as_str(),
-                            repository.as_str(),
-                            i,
+                    let (owner, repository) = (owner.as_str(), repository.as_str());
+                    match args.family {
+                        SyntheticFamily::Bsr => OutboundEvent::from_request(
+                            &webhookd::synthetic::repository_push(owner, repository, i),
+                            None,
                         ),
-                        None,
-                    )
+                        SyntheticFamily::Registry => OutboundEvent::from_registry(
+                            &webhookd::synthetic::artifact_push(owner, repository, i),
+                            None,
+                        ),
+                        SyntheticFamily::Github => OutboundEvent::from_github(
+                            &webhookd::synthetic::github_push(owner, repository, i),
+                            None,
+                        ),
+                    }
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let mut tx = conn.begin().await?;

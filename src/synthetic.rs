@@ -70,3 +70,73 @@ pub fn repository_push(owner: &str, repository: &str, sequence: u64) -> EventReq
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The `sequence`-th push of an image to `owner/repository`: an `artifact.pushed` registry
+/// event with a tag, as a registry would publish it.
+pub fn artifact_push(
+    owner: &str,
+    repository: &str,
+    sequence: u64,
+) -> crate::proto::webhookd::v1::RegistryEvent {
+    use crate::proto::webhookd::v1::{Actor, RegistryEvent};
+    let digest = hex(&Sha256::digest(format!("{owner}/{repository}@{sequence}")));
+    RegistryEvent {
+        kind: "artifact.pushed".to_owned(),
+        owner: owner.to_owned(),
+        repository: repository.to_owned(),
+        digest: format!("sha256:{digest}"),
+        tags: vec![format!("v1.{sequence}.0")],
+        media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+        size: 1024 + i64::try_from(sequence % 1024).unwrap_or(0),
+        actor: MessageField::some(Actor {
+            name: "ci-bot".to_owned(),
+            id: "robot-1".to_owned(),
+            client_ip: "192.0.2.10".to_owned(),
+            ..Default::default()
+        }),
+        occur_time: MessageField::some(Timestamp::from(Utc::now())),
+        registry_host: "registry.example.com".to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The `sequence`-th push to `owner/repository`, as a GitHub-style `push` event with the
+/// key fields of GitHub's payload.
+pub fn github_push(
+    owner: &str,
+    repository: &str,
+    sequence: u64,
+) -> crate::proto::webhookd::v1::GitHubEvent {
+    let after = hex(&Sha256::digest(format!("{owner}/{repository}#{sequence}")))[..40].to_owned();
+    let before = if sequence == 0 {
+        "0".repeat(40)
+    } else {
+        hex(&Sha256::digest(format!(
+            "{owner}/{repository}#{}",
+            sequence - 1
+        )))[..40]
+            .to_owned()
+    };
+    let payload = serde_json::json!({
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": after,
+        "created": sequence == 0,
+        "deleted": false,
+        "forced": false,
+        "base_ref": null,
+        "compare": format!("https://github.com/{owner}/{repository}/compare/{}...{}", &before[..12], &after[..12]),
+        "commits": [],
+        "head_commit": null,
+        "pusher": {"name": "ci-bot", "email": "ci-bot@example.com"},
+        "repository": {"name": repository, "full_name": format!("{owner}/{repository}"), "owner": {"login": owner}},
+        "sender": {"login": "ci-bot"},
+    });
+    crate::proto::webhookd::v1::GitHubEvent {
+        name: "push".to_owned(),
+        owner: owner.to_owned(),
+        repository: repository.to_owned(),
+        payload_json: payload.to_string(),
+        ..Default::default()
+    }
+}

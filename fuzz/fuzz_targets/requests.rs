@@ -45,6 +45,12 @@ fuzz_target!(|data: &[u8]| {
             if let Some(event) = item.event.as_option() {
                 let _ = OutboundEvent::from_request(event, Some(&item.idempotency_key));
             }
+            if let Some(event) = item.registry.as_option() {
+                let _ = OutboundEvent::from_registry(event, Some(&item.idempotency_key));
+            }
+            if let Some(event) = item.github.as_option() {
+                let _ = OutboundEvent::from_github(event, Some(&item.idempotency_key));
+            }
         }
     }
     let counted = count_json_events(data, 1000);

@@ -8,6 +8,7 @@ mod deliveries;
 pub mod gate;
 mod health;
 mod publish;
+mod subscription_proto;
 mod subscriptions;
 mod webhooks;
 

@@ -66,13 +66,23 @@ fn validate(req: &pb::PublishRequest, scope: &TokenScope) -> Result<Vec<Outbound
         .iter()
         .enumerate()
         .map(|(index, item)| {
-            let request = item
-                .event
-                .as_option()
-                .ok_or_else(|| Error::InvalidArgument("event is required".into()))
-                .map_err(at(index))?;
-            let event = OutboundEvent::from_request(request, Some(&item.idempotency_key))
-                .map_err(at(index))?;
+            let key = Some(item.idempotency_key.as_str());
+            let event = match (
+                item.event.as_option(),
+                item.registry.as_option(),
+                item.github.as_option(),
+            ) {
+                (Some(request), None, None) => OutboundEvent::from_request(request, key),
+                (None, Some(registry), None) => OutboundEvent::from_registry(registry, key),
+                (None, None, Some(github)) => OutboundEvent::from_github(github, key),
+                (None, None, None) => Err(Error::InvalidArgument(
+                    "one of event, registry or github is required".into(),
+                )),
+                _ => Err(Error::InvalidArgument(
+                    "set exactly one of event, registry and github".into(),
+                )),
+            }
+            .map_err(at(index))?;
             scope.require(&event.owner).map_err(at(index))?;
             Ok(event)
         })

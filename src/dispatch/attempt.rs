@@ -17,7 +17,8 @@ pub const MAX_RECORDED_BODY: usize = 4096;
 /// Builds the delivery HTTP client: no redirects, a whole-attempt timeout, (unless insecure
 /// mode) a resolver that refuses internal addresses after DNS resolution, and no proxy but
 /// `proxy`: proxy variables in the environment are ignored, since through a proxy the
-/// resolver would only ever see the proxy's address (see [`Guard`]).
+/// resolver would only ever see the proxy's address (see [`Guard`]). Without `verify_tls`,
+/// listeners' certificates are not verified (the address guard still applies).
 ///
 /// # Errors
 /// When the TLS stack cannot be set up, or the proxy URL is unusable.
@@ -25,9 +26,11 @@ pub fn client(
     timeout: Duration,
     allow_internal: bool,
     proxy: Option<&url::Url>,
+    verify_tls: bool,
 ) -> anyhow::Result<reqwest::Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let builder = reqwest::Client::builder()
+        .danger_accept_invalid_certs(!verify_tls)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))

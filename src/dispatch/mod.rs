@@ -110,6 +110,9 @@ pub struct Dispatcher {
 struct Inner {
     pool: PgPool,
     client: reqwest::Client,
+    /// The same, without TLS certificate verification, for subscriptions that ask for it
+    /// (`skip_tls_verify`: Harbor's `skip_cert_verify`, GitHub's `insecure_ssl`).
+    insecure_client: reqwest::Client,
     settings: DispatchSettings,
     secrets: SecretBox,
     /// Identifies this process's leases.
@@ -144,15 +147,20 @@ impl Dispatcher {
         settings: DispatchSettings,
         secrets: SecretBox,
     ) -> anyhow::Result<Self> {
-        let client = attempt::client(
-            settings.delivery_timeout,
-            settings.allow_insecure_callbacks,
-            settings.delivery_proxy.as_ref(),
-        )?;
+        let client = |verify_tls| {
+            attempt::client(
+                settings.delivery_timeout,
+                settings.allow_insecure_callbacks,
+                settings.delivery_proxy.as_ref(),
+                verify_tls,
+            )
+        };
+        let (client, insecure_client) = (client(true)?, client(false)?);
         Ok(Self {
             inner: Arc::new(Inner {
                 pool: store::queue_pool(&pool, QUEUE_CONNECTIONS),
                 client,
+                insecure_client,
                 settings,
                 secrets,
                 worker: Uuid::new_v4(),
@@ -349,7 +357,12 @@ impl Dispatcher {
                     allow_internal: settings.allow_insecure_callbacks,
                     proxied: settings.delivery_proxy.is_some(),
                 };
-                attempt::send(&self.inner.client, request, guard, start_time).await
+                let client = if request.skip_tls_verify {
+                    &self.inner.insecure_client
+                } else {
+                    &self.inner.client
+                };
+                attempt::send(client, request, guard, start_time).await
             }
             Err(error) => (
                 crate::domain::AttemptRecord::failed(start_time, error),

@@ -23,7 +23,18 @@ impl CallbackUrl {
     /// Validates `value`. `allow_insecure` (the server's `--allow-insecure-callbacks`)
     /// additionally admits `http` and loopback or private hosts.
     pub fn parse(value: &str, allow_insecure: bool) -> Result<Self> {
-        let invalid = |why: String| Err(Error::InvalidArgument(format!("callback_url {why}")));
+        Self::parse_as("callback_url", value, allow_insecure, true)
+    }
+
+    /// Validates a subscription's target URL (field `field`): as [`Self::parse`], but any
+    /// path, and a query string allowed (Teams and some Slack-style URLs carry their
+    /// signature there).
+    pub fn parse_target(field: &str, value: &str, allow_insecure: bool) -> Result<Self> {
+        Self::parse_as(field, value, allow_insecure, false)
+    }
+
+    fn parse_as(field: &str, value: &str, allow_insecure: bool, bsr: bool) -> Result<Self> {
+        let invalid = |why: String| Err(Error::InvalidArgument(format!("{field} {why}")));
         if value.is_empty() {
             return invalid("is required".into());
         }
@@ -54,17 +65,22 @@ impl CallbackUrl {
         if !url.username().is_empty() || url.password().is_some() {
             return invalid("must not contain a user name or password".into());
         }
-        if url.query().is_some() {
+        if bsr && url.query().is_some() {
             return invalid("must not have a query string".into());
         }
         if url.fragment().is_some() {
             return invalid("must not have a fragment".into());
         }
-        if !url.path().ends_with(EVENT_PATH_SUFFIX) {
+        if bsr && !url.path().ends_with(EVENT_PATH_SUFFIX) {
             return invalid(format!("path must end with {EVENT_PATH_SUFFIX}"));
         }
         check_host(&url, allow_insecure)?;
         Ok(Self(url))
+    }
+
+    /// A URL read back from the database (validated when it was stored).
+    pub fn from_stored(value: &str) -> Option<Self> {
+        Url::parse(value).ok().map(Self)
     }
 
     /// The URL as stored and sent back to clients.

@@ -1,8 +1,14 @@
-//! Owner and repository names: one naming rule for both, enforced at the edge.
+//! Owner and repository names, enforced at the edge: the BSR's rule for both (BSR events and
+//! webhooks), OCI distribution's for registry events, GitHub's for GitHub-style events.
 
 use std::fmt;
 
+use super::Family;
 use crate::error::{Error, Result};
+
+/// The longest registry repository name (owner and repository with their `/`), as OCI
+/// distribution implementations commonly limit it.
+pub const MAX_REGISTRY_NAME_CHARS: usize = 255;
 
 /// The longest owner or repository name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -35,6 +41,96 @@ fn check_name(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks `value` against `family`'s rule for an owner (`owner`) or a repository.
+fn check_in(family: Family, owner: bool, field: &str, value: &str) -> Result<()> {
+    let invalid = |why: String| Err(Error::InvalidArgument(format!("{field} {why}")));
+    if value.is_empty() {
+        return invalid("is required".into());
+    }
+    match (family, owner) {
+        (Family::Bsr, _) => check_name(field, value),
+        (Family::Registry, _) => {
+            if value.len() > MAX_REGISTRY_NAME_CHARS {
+                return invalid(format!(
+                    "is {} bytes long; the limit is {MAX_REGISTRY_NAME_CHARS}",
+                    value.len()
+                ));
+            }
+            if owner && value.contains('/') {
+                return invalid("is one path component: it may not contain '/'".into());
+            }
+            if value.split('/').all(oci_component) {
+                Ok(())
+            } else {
+                invalid(
+                    "must be OCI path components (lowercase letters and digits, separated \
+                     inside a component by '.', '_', '__' or dashes) joined by '/'"
+                        .into(),
+                )
+            }
+        }
+        (Family::GitHub, true) => {
+            let ok = value.len() <= 39
+                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !value.starts_with('-')
+                && !value.ends_with('-');
+            if ok {
+                Ok(())
+            } else {
+                invalid(
+                    "must be 1 to 39 letters, digits or '-', not starting or ending with '-'"
+                        .into(),
+                )
+            }
+        }
+        (Family::GitHub, false) => {
+            let ok = value.len() <= MAX_NAME_CHARS
+                && value != "."
+                && value != ".."
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if ok {
+                Ok(())
+            } else {
+                invalid(format!(
+                    "must be 1 to {MAX_NAME_CHARS} letters, digits, '.', '_' or '-' (not \".\" \
+                     or \"..\")"
+                ))
+            }
+        }
+    }
+}
+
+/// Whether `part` is an OCI distribution path component:
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+fn oci_component(part: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let bytes: Vec<char> = part.chars().collect();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if alnum(c) {
+            i += 1;
+            continue;
+        }
+        // A separator run: ".", "_", "__" or one or more "-", then an alphanumeric.
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let run: String = bytes[start..i].iter().collect();
+        let ok = run == "." || run == "_" || run == "__" || run.chars().all(|c| c == '-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {
         $(#[$doc])*
@@ -45,6 +141,12 @@ macro_rules! name_type {
             /// Validates `value` against the naming rule; the error names the field.
             pub fn parse(value: &str) -> Result<Self> {
                 check_name($field, value)?;
+                Ok(Self(value.to_owned()))
+            }
+
+            /// Validates `value` against `family`'s naming rule; the error names `field`.
+            pub fn parse_in(family: Family, field: &str, value: &str) -> Result<Self> {
+                check_in(family, $field == "owner_name", field, value)?;
                 Ok(Self(value.to_owned()))
             }
 
@@ -102,5 +204,29 @@ mod tests {
             let err = RepositoryName::parse(bad).expect_err(bad).to_string();
             assert!(err.starts_with("repository_name "), "{err}");
         }
+    }
+
+    #[test]
+    fn registry_and_github_names_follow_their_systems() {
+        let registry = |v| RepositoryName::parse_in(Family::Registry, "repository", v);
+        for ok in ["nginx", "team/app", "a.b_c__d--e/f-g", "x1"] {
+            assert!(registry(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "Nginx", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a_", "a b",
+        ] {
+            assert!(registry(bad).is_err(), "{bad}");
+        }
+        assert!(OwnerName::parse_in(Family::Registry, "owner", "library").is_ok());
+        assert!(OwnerName::parse_in(Family::Registry, "owner", "a/b").is_err());
+        let github = |v| RepositoryName::parse_in(Family::GitHub, "repository", v);
+        for ok in ["Hello-World", "my.repo_1", "x"] {
+            assert!(github(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b"] {
+            assert!(github(bad).is_err(), "{bad}");
+        }
+        assert!(OwnerName::parse_in(Family::GitHub, "owner", "Octo-Cat").is_ok());
+        assert!(OwnerName::parse_in(Family::GitHub, "owner", "-octo").is_err());
     }
 }

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::queue::{ClaimTarget, ClaimedDelivery, Leased};
-use crate::domain::{DeliveryId, EventId, OutboundEvent, WebhookId, uuids};
+use super::queue::{ClaimTarget, ClaimedDelivery, EventHead, Leased, RenderSettings};
+use super::routing::{self, Routed};
+use crate::domain::{DeliveryId, EventId, Family, OutboundEvent, Subscription, WebhookId, uuids};
 use crate::error::{Error, Result};
 
 /// The channel `--wake-on-publish` batchers listen on.
@@ -72,7 +73,31 @@ pub async fn insert_handing(
     handoff: Option<&Handoff>,
 ) -> Result<(Vec<Stored>, Leased)> {
     let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();
-    let rows = publish_rows(conn, &ids, events, max_queued, handoff).await?;
+    let mut owners = routing::owners_to_route(events);
+    let mut routed = routing::route(conn, &ids, events, owners.clone()).await?;
+    let mut tries = 0;
+    let rows = loop {
+        let rows = publish_rows(conn, &ids, events, max_queued, handoff, &routed).await?;
+        let missed: Vec<String> = rows
+            .iter()
+            .filter(|r| r.missed == Some(true) && r.over_queued.is_none())
+            .filter_map(|r| r.owner_name.clone())
+            .collect();
+        if missed.is_empty() || rows.iter().any(|r| r.over_queued.is_some()) {
+            break rows;
+        }
+        // Owners routing did not know to look at, or subscriptions created since: the
+        // statement stored nothing; route them too and run it again.
+        tries += 1;
+        if tries > 3 {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "the subscriptions of {missed:?} changed during four publish attempts"
+            )));
+        }
+        routing::remember(&missed);
+        owners.extend(missed);
+        routed = routing::route(conn, &ids, events, owners.clone()).await?;
+    };
     if let Some(refused) = rows.iter().find(|r| r.over_queued.is_some()) {
         return Err(Error::ResourceExhausted(format!(
             "{} has {} deliveries queued, the most allowed is {} \
@@ -120,6 +145,7 @@ async fn publish_rows(
     events: &[OutboundEvent],
     max_queued: Option<u64>,
     handoff: Option<&Handoff>,
+    routed: &Routed,
 ) -> Result<Vec<PublishRow>> {
     let column = |value: fn(&OutboundEvent) -> &str| events.iter().map(value).collect::<Vec<_>>();
     let busy = handoff.map(|h| uuids(&h.busy)).unwrap_or_default();
@@ -129,7 +155,7 @@ async fn publish_rows(
         &uuids(ids),
         &column(|e| e.owner.as_str()) as &[&str],
         &column(|e| e.repository.as_str()) as &[&str],
-        &events.iter().map(|e| e.event.number()).collect::<Vec<_>>(),
+        &events.iter().map(|e| e.kind.number()).collect::<Vec<_>>(),
         &events
             .iter()
             .map(|e| e.payload.as_slice())
@@ -145,6 +171,15 @@ async fn publish_rows(
         handoff.map_or(0, |h| h.room),
         max_queued.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
         handoff.map_or(&[][..], |h| &h.full_owners[..]),
+        &routed.event_ids,
+        &routed.webhook_ids,
+        &routed.parts,
+        &routed.considered,
+        &events
+            .iter()
+            .map(|e| e.kind.family().as_str())
+            .collect::<Vec<_>>() as &[&str],
+        &column(|e| e.kind.stored_type()) as &[&str],
     )
     .fetch_all(conn)
     .await?;
@@ -161,6 +196,7 @@ struct PublishRow {
     sealed_secrets: Option<Vec<Vec<u8>>>,
     owner_name: Option<String>,
     over_queued: Option<i64>,
+    missed: Option<bool>,
 }
 
 impl PublishRow {
@@ -191,6 +227,15 @@ impl PublishRow {
                             .copied()
                             .unwrap_or_default()
                             .to_vec(),
+                        // Handed deliveries are BSR events to plain BSR webhooks (see
+                        // publish.sql), rendered as the BSR's Connect requests.
+                        event: EventHead {
+                            id: EventId(event),
+                            family: Family::Bsr,
+                            event_type: String::new(),
+                            create_time: chrono::Utc::now(),
+                            part: 0,
+                        },
                     });
                 }
                 (Some(event), _, _) => {
@@ -201,6 +246,7 @@ impl PublishRow {
                         callback_url: row.callback_url.unwrap_or_default(),
                         sealed_secrets: row.sealed_secrets.unwrap_or_default(),
                         owner: row.owner_name.unwrap_or_default(),
+                        render: RenderSettings::default(),
                     };
                     handed.targets.insert(WebhookId(webhook), target);
                 }
@@ -259,4 +305,49 @@ pub async fn notify_batchers(conn: &mut PgConnection) -> Result<()> {
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Queues a `ping` event to subscription `subscription` alone, rendered in its format at
+/// delivery time: an event of its family with type `ping` and an empty payload, and one
+/// delivery, in one statement (so nothing is half-written); wakes the
+/// `--wake-on-publish` batchers. Returns the delivery's id.
+///
+/// # Errors
+/// `NotFound` when the subscription was deleted or disabled meanwhile; database errors.
+pub async fn ping(conn: &mut PgConnection, subscription: &Subscription) -> Result<DeliveryId> {
+    let delivery = DeliveryId::generate();
+    let queued = sqlx::query_scalar!(
+        r#"
+        WITH hook AS (
+            SELECT id, owner_name, repository_name FROM webhooks
+            WHERE id = $1 AND state <> 'disabled'
+            FOR KEY SHARE
+        ), event AS (
+            INSERT INTO events (id, owner_name, repository_name, event, payload, family, event_type)
+            SELECT $2, owner_name, repository_name, 0, '', $3, 'ping' FROM hook
+            RETURNING id
+        ), queued AS (
+            INSERT INTO deliveries (id, event_id, webhook_id)
+            SELECT $4, id, $1 FROM event
+            RETURNING id
+        ), counted AS (
+            INSERT INTO owner_count_changes (owner_name, queued)
+            SELECT owner_name, 1 FROM hook WHERE EXISTS (SELECT 1 FROM queued)
+        )
+        SELECT id FROM queued
+        "#,
+        subscription.id.0,
+        EventId::generate().0,
+        subscription.family.as_str(),
+        delivery.0,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if queued.is_none() {
+        return Err(Error::NotFound(
+            "no such subscription (it was deleted or disabled meanwhile)".into(),
+        ));
+    }
+    notify_batchers(conn).await?;
+    Ok(delivery)
 }

@@ -8,7 +8,9 @@ pub mod keys;
 pub mod notifications;
 pub mod owner_counts;
 pub mod queue;
+pub mod routing;
 pub mod secrets;
+pub mod subscriptions;
 pub mod tokens;
 pub mod webhooks;
 

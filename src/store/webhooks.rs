@@ -84,7 +84,12 @@ pub async fn insert(
     sealed_secret: &[u8],
 ) -> Result<Webhook> {
     let Some(created) = insert_row(conn, id, new, limits, sealed_secret).await? else {
-        return Err(at_limit(conn, new, limits).await?);
+        // A duplicate is the more useful answer than a limit.
+        if exists(conn, new).await? {
+            return Err(already_exists(new));
+        }
+        let (owner, repository) = (new.owner.as_str(), new.repository.as_str());
+        return Err(at_limit(conn, owner, repository, limits).await?);
     };
     Ok(Webhook {
         id,
@@ -165,26 +170,23 @@ async fn insert_row(
 /// CreateWebhook sums its repositories instead: half the limit (and 100 more), far more
 /// than an owner creates in the second or so the folded count trails by, unless it creates
 /// over half its limit in that second.
-fn owner_margin(per_owner: u32) -> i64 {
+pub(super) fn owner_margin(per_owner: u32) -> i64 {
     i64::from(per_owner / 2) + 100
 }
 
 /// `n` as an SQL integer.
-fn sql_int(n: u32) -> i32 {
+pub(super) fn sql_int(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Why a create found no slot: a duplicate is still the more useful answer; then whichever
+/// Why a create in `owner`'s `repository` (`''` for all of them) found no slot: whichever
 /// limit the repository or its owner is at.
-async fn at_limit(
+pub(super) async fn at_limit(
     conn: &mut PgConnection,
-    new: &NewWebhook,
+    owner: &str,
+    repository: &str,
     limits: WebhookLimits,
 ) -> Result<Error> {
-    if exists(conn, new).await? {
-        return Ok(already_exists(new));
-    }
-    let (owner, repository) = (new.owner.as_str(), new.repository.as_str());
     let counts = sqlx::query!(
         r#"
         SELECT COALESCE(sum(webhooks), 0) AS "owner!"
@@ -200,6 +202,12 @@ async fn at_limit(
             "{owner} already has {} webhooks; {} is the most allowed \
              (--max-webhooks-per-owner); delete one first",
             counts.owner, limits.per_owner
+        )
+    } else if repository.is_empty() {
+        format!(
+            "{owner} already has {} subscriptions to all its repositories, the most allowed \
+             (--max-webhooks-per-repository); delete one first",
+            limits.per_repository
         )
     } else {
         format!(
@@ -225,6 +233,7 @@ async fn exists(conn: &mut PgConnection, new: &NewWebhook) -> Result<bool> {
         SELECT EXISTS (
             SELECT 1 FROM webhooks
             WHERE owner_name = $1 AND repository_name = $2 AND event = $3 AND callback_url = $4
+              AND face = 'bsr'
         ) AS "exists!"
         "#,
         new.owner.as_str(),
@@ -255,6 +264,7 @@ pub async fn list_page(
         FROM webhooks
         WHERE owner_name = $1
           AND repository_name = $2
+          AND face = 'bsr'
           AND ($3::timestamptz IS NULL OR (create_time, id) > ($3, $4::uuid))
         ORDER BY create_time, id
         LIMIT $5

@@ -30,9 +30,37 @@ fn server() -> &'static (PgConnectOptions, Option<LocalPg>) {
             let dir = std::env::temp_dir().join("webhookd-test-pg");
             let local = LocalPg::start(&dir, None, Durability::Ephemeral)
                 .expect("starting the test PostgreSQL");
+            drop_old_databases(&local.admin_options());
             (local.admin_options(), Some(local))
         }
     })
+}
+
+/// Drops the databases earlier runs left on the embedded test server (the cluster is kept
+/// between runs; its databases would pile up, a few hundred MB a run). One still in use by
+/// a run going on now refuses, and is left.
+fn drop_old_databases(admin: &PgConnectOptions) {
+    let admin = admin.clone();
+    let drop_all = async move {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect_with(&admin).await?;
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'")
+                .fetch_all(&mut conn)
+                .await?;
+        for name in names {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+                .execute(&mut conn)
+                .await;
+        }
+        anyhow::Ok(())
+    };
+    // On a runtime of its own: this runs inside a OnceLock initialiser, off the tests' runtime.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let _ = runtime.block_on(drop_all);
 }
 
 /// A fresh, migrated database for one test.
@@ -369,6 +397,30 @@ impl TestApp {
         let (status, _, bytes) = self
             .call(method, token, "application/json", body.as_bytes().to_vec())
             .await;
+        let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{method} answered non-JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, value)
+    }
+
+    /// A Connect JSON call of `method` ("webhookd.v1.SubscriptionService/GetSubscription")
+    /// with a `serde_json` body; returns the status and the parsed answer.
+    pub async fn rpc(&self, method: &str, token: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(&format!("/{method}")))
+            .header("content-type", "application/json")
+            .header("connect-protocol-version", "1")
+            .bearer_auth(token)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
         let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
             panic!(
                 "{method} answered non-JSON ({e}): {}",

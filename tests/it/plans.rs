@@ -266,6 +266,14 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
                 // With the queued limit checked.
                 "1000000".into(),
                 array(vec!["globex"]),
+                // Routed deliveries to native subscriptions: none here (the owner has
+                // none), so none considered either.
+                array(Vec::<Uuid>::new()),
+                array(Vec::<Uuid>::new()),
+                array(Vec::<i16>::new()),
+                array(Vec::<Uuid>::new()),
+                array(vec!["bsr"; BATCH]),
+                array(vec![""; BATCH]),
             ],
         };
         let explain = format!(

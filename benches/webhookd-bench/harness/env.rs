@@ -10,8 +10,8 @@ use connectrpc::client::{ClientConfig, HttpClient};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use webhookd::domain::{
-    ApiToken, CallbackUrl, NewWebhook, OwnerName, RepositoryName, TokenScope, WebhookEvent,
-    WebhookId,
+    ApiToken, CallbackUrl, CustomHeaders, Family, Filters, Format, FormatOptions, NewSubscription,
+    NewWebhook, OwnerName, RepositoryName, SubscriptionSpec, TokenScope, WebhookEvent, WebhookId,
 };
 use webhookd::local_pg::{Durability, LocalPg};
 use webhookd::proto::webhookd::v1 as pb;
@@ -158,6 +158,51 @@ impl Bench {
                 per_owner: 10_000_000,
             };
             store::webhooks::insert(&mut conn, id, &new, limits, &sealed).await?;
+        }
+        Ok(())
+    }
+
+    /// Subscribes `count` callback URLs on `receiver` (subscribers `from..`) to registry
+    /// events of `owner` in `format`, every repository, with the repository filter
+    /// `filter(i)` for subscriber `i` when given.
+    pub async fn subscribe_registry(
+        &self,
+        owner: &str,
+        receiver: &Receiver,
+        (count, from): (usize, usize),
+        format: Format,
+        filter: Option<&dyn Fn(usize) -> String>,
+    ) -> anyhow::Result<()> {
+        let secrets = SecretBox::from_base64(&self.key)?;
+        let mut conn = self.pool.acquire().await?;
+        for i in from..from + count {
+            let filters: Vec<String> = filter.map(|f| vec![f(i)]).unwrap_or_default();
+            let new = NewSubscription {
+                owner: OwnerName::parse_in(Family::Registry, "owner", owner)?,
+                family: Family::Registry,
+                spec: SubscriptionSpec {
+                    repository: None,
+                    event_types: vec![],
+                    repository_filters: Filters::parse("repository_filters", &filters)?,
+                    tag_filters: Filters::default(),
+                    url: CallbackUrl::parse_target("url", &receiver.subscriber_url(i), true)?,
+                    format,
+                    format_options: FormatOptions::default(),
+                    auth_header: None,
+                    skip_tls_verify: false,
+                    headers: CustomHeaders::default(),
+                    omit_standard_headers: false,
+                    name: String::new(),
+                    description: String::new(),
+                },
+            };
+            let id = WebhookId::generate();
+            let sealed = secrets.seal(id, SigningSecret::generate().expose().as_bytes());
+            let limits = store::webhooks::WebhookLimits {
+                per_repository: 100_000,
+                per_owner: 10_000_000,
+            };
+            store::subscriptions::insert(&mut conn, id, &new, limits, &sealed, None).await?;
         }
         Ok(())
     }

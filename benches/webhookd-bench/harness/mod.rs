@@ -6,6 +6,7 @@
 pub mod api;
 pub mod env;
 pub mod flood;
+pub mod formats;
 pub mod one_per_call;
 pub mod report;
 pub mod scenarios;

@@ -483,6 +483,7 @@ pub async fn run(name: &str, server: &Server, plan: &Plan) -> anyhow::Result<Vec
         "resources" => resources(server, plan).await,
         "one-per-call" => super::one_per_call::one_per_call(server, plan).await,
         "body-flood" => super::flood::body_flood(server, plan).await,
+        "formats" => super::formats::formats(server, plan).await,
         other => anyhow::bail!("unknown scenario {other:?}"),
     }
 }
@@ -499,4 +500,5 @@ pub const ALL: &[&str] = &[
     "resources",
     "one-per-call",
     "body-flood",
+    "formats",
 ];

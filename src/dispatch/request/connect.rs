@@ -1,40 +1,35 @@
-//! The BSR's delivery format: a Connect unary POST (`application/proto`) of the stored
-//! `buf.alpha.webhook.v1alpha1.EventRequest` to the listener's `EventService/Event`, with
-//! Standard Webhooks signature headers over the raw body.
+//! The BSR's delivery format: a Connect unary POST of the stored
+//! `buf.alpha.webhook.v1alpha1.EventRequest` to the listener's `EventService/Event`, as
+//! `application/proto` (the bytes stored, as is) or, with `connect_json`, Connect JSON.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use http::{HeaderMap, HeaderValue, header};
+use buffa::Message as _;
+use http::HeaderValue;
 
-use crate::signing::{SigningSecret, signature_header};
-use crate::store::queue::ClaimedDelivery;
+use super::{Rendered, Rendering};
+use crate::proto::buf::alpha::webhook::v1alpha1::EventRequest;
 
-/// The headers and body of an attempt of `delivery`, signed by each of `secrets`.
-pub fn render(
-    delivery: ClaimedDelivery,
-    secrets: &[SigningSecret],
-    sent_at: DateTime<Utc>,
-    timeout: Duration,
-) -> (HeaderMap, Vec<u8>) {
-    let id = delivery.id.to_string();
-    let timestamp = sent_at.timestamp();
-    let signature = signature_header(secrets, &id, timestamp, &delivery.payload);
-    let mut headers = HeaderMap::with_capacity(6);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/proto"),
-    );
+/// The headers and body of an attempt: the stored `EventRequest` as is.
+pub fn render(payload: &[u8], timeout: Duration) -> Rendered {
+    let mut rendered = Rendered::new("application/proto", payload.to_vec());
+    connect_headers(&mut rendered, timeout);
+    rendered
+}
+
+/// The same request in Connect JSON. A ping is an empty `EventRequest` (`{}`).
+pub fn render_json(rendering: &Rendering<'_>, timeout: Duration) -> Result<Rendered, String> {
+    let request = EventRequest::decode_from_slice(&rendering.delivery.payload)
+        .map_err(|e| format!("stored event does not decode: {e}"))?;
+    let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    let mut rendered = Rendered::new("application/json", body);
+    connect_headers(&mut rendered, timeout);
+    Ok(rendered)
+}
+
+fn connect_headers(rendered: &mut Rendered, timeout: Duration) {
+    let headers = &mut rendered.headers;
     headers.insert("connect-protocol-version", HeaderValue::from_static("1"));
     let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
     headers.insert("connect-timeout-ms", HeaderValue::from(timeout_ms));
-    headers.insert("webhook-id", text(id));
-    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
-    headers.insert("webhook-signature", text(signature));
-    (headers, delivery.payload)
-}
-
-/// A header value of text made of visible ASCII (a UUID, base64 signatures).
-fn text(value: String) -> HeaderValue {
-    HeaderValue::try_from(value).expect("UUIDs and base64 signatures are valid header values")
 }

@@ -1,42 +1,66 @@
 //! The request of one attempt: where it goes, its headers, its body and its signature, built
 //! from a claimed delivery and its webhook's [`Target`]. This is where delivery formats plug
-//! in: each is one file here and one arm of [`Format`]; sending the request is
+//! in: each is one file here and one arm of [`build`]'s match; sending the request is
 //! [`super::attempt`]'s job and deciding what follows it [`super::retry`]'s.
+//!
+//! One stored event is rendered here for each subscriber in its own format, at delivery
+//! time. Every format gets the subscription's custom headers, its `Authorization` header (but
+//! Slack and Teams, whose URLs are the credential) and, unless the subscription turns them
+//! off, the Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature`), signed over the body sent.
 
+mod angos;
+mod chat;
 mod connect;
+mod github;
+mod harbor;
+mod json;
+mod registry;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::domain::WebhookId;
+use crate::domain::{Format, FormatOptions, WebhookId};
 use crate::secret_box::SecretBox;
-use crate::signing::SigningSecret;
+use crate::signing::{SigningSecret, signature_header};
 use crate::store::queue::{ClaimTarget, ClaimedDelivery};
 
-/// How a webhook's deliveries are rendered on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// The BSR's: a Connect unary `application/proto` POST of the stored `EventRequest`,
-    /// signed the Standard Webhooks way ([`connect`]).
-    Connect,
-}
+/// The event type of a ping (see `store::events::ping`).
+pub const PING: &str = "ping";
 
 /// A claimed webhook's target, ready for its attempts: the callback URL parsed and the
 /// secrets opened once per claim rather than once per delivery.
 #[derive(Debug)]
 pub struct Target {
+    /// The webhook's id.
+    id: WebhookId,
     /// The callback URL, or why it does not parse (recorded on each attempt).
     url: Result<reqwest::Url, String>,
+    /// Newest first.
     secrets: Vec<SigningSecret>,
     format: Format,
+    options: FormatOptions,
+    /// The `Authorization` header, opened.
+    auth_header: Option<String>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    standard_headers: bool,
+    skip_tls_verify: bool,
+    number: i64,
+    owner: String,
+    repository: String,
+    all_repositories: bool,
+    event_types: Vec<String>,
+    name: String,
 }
 
 impl Target {
-    /// Parses the URL and opens the secrets of claimed `webhook`.
+    /// Parses the URL and opens the secrets and auth header of claimed `webhook`.
     ///
     /// # Errors
-    /// When a secret cannot be opened with this server's key, or is malformed.
+    /// When a secret cannot be opened with this server's key, or is malformed, or the
+    /// stored format is unknown to this build.
     pub fn open(
         webhook: WebhookId,
         stored: &ClaimTarget,
@@ -53,10 +77,46 @@ impl Target {
             .collect::<anyhow::Result<_>>()?;
         let url = reqwest::Url::parse(&stored.callback_url)
             .map_err(|e| format!("invalid callback URL: {e}"));
+        let render = &stored.render;
+        let format = match render.format.as_str() {
+            "" => Format::Connect,
+            name => Format::from_stored(name)
+                .ok_or_else(|| anyhow::anyhow!("stored format {name:?} is unknown"))?,
+        };
+        let auth_header = render
+            .sealed_auth_header
+            .as_ref()
+            .map(|sealed| -> anyhow::Result<String> {
+                Ok(String::from_utf8(secret_box.open(webhook, sealed)?)?)
+            })
+            .transpose()?;
+        let pairs: Vec<(String, String)> =
+            serde_json::from_value(render.custom_headers.clone()).unwrap_or_default();
+        let headers = pairs
+            .into_iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    HeaderName::from_bytes(name.as_bytes()).ok()?,
+                    HeaderValue::try_from(value).ok()?,
+                ))
+            })
+            .collect();
         Ok(Self {
+            id: webhook,
             url,
             secrets,
-            format: Format::Connect,
+            format,
+            options: serde_json::from_value(render.format_options.clone()).unwrap_or_default(),
+            auth_header,
+            headers,
+            standard_headers: !render.omit_standard_headers,
+            skip_tls_verify: render.skip_tls_verify,
+            number: render.number,
+            owner: stored.owner.clone(),
+            repository: render.repository.clone(),
+            all_repositories: render.all_repositories,
+            event_types: render.event_types.clone(),
+            name: render.name.clone(),
         })
     }
 }
@@ -67,17 +127,50 @@ pub struct Request {
     /// Where it goes.
     pub url: reqwest::Url,
     /// Its headers, signature included.
-    pub headers: http::HeaderMap,
+    pub headers: HeaderMap,
     /// Its body.
     pub body: Vec<u8>,
+    /// Send without verifying the listener's TLS certificate.
+    pub skip_tls_verify: bool,
+}
+
+/// What a renderer makes: the format's own headers and the body.
+pub(super) struct Rendered {
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Rendered {
+    fn new(content_type: &'static str, body: Vec<u8>) -> Self {
+        let mut headers = HeaderMap::with_capacity(8);
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+        Self { headers, body }
+    }
+}
+
+/// What every renderer reads.
+pub(super) struct Rendering<'a> {
+    delivery: &'a ClaimedDelivery,
+    target: &'a Target,
+    sent_at: DateTime<Utc>,
+}
+
+impl Rendering<'_> {
+    /// Whether this delivery is a ping with nothing published in it.
+    fn is_ping(&self) -> bool {
+        self.delivery.event.event_type == PING && self.delivery.payload.is_empty()
+    }
 }
 
 /// Builds the request of an attempt of `delivery` to `target`, starting at `sent_at` with
 /// `timeout` to answer.
 ///
 /// # Errors
-/// Why there is nothing to send (the callback URL does not parse), to record as the
-/// attempt's error.
+/// Why there is nothing to send (the callback URL does not parse, the stored event cannot
+/// be rendered in the format), to record as the attempt's error.
 pub fn build(
     delivery: ClaimedDelivery,
     target: &Target,
@@ -85,8 +178,64 @@ pub fn build(
     timeout: Duration,
 ) -> Result<Request, String> {
     let url = target.url.clone()?;
-    let (headers, body) = match target.format {
-        Format::Connect => connect::render(delivery, &target.secrets, sent_at, timeout),
-    };
-    Ok(Request { url, headers, body })
+    let id = delivery.id.to_string();
+    let Rendered { mut headers, body } =
+        if target.format == Format::Connect && !target.options.connect_json {
+            // The BSR's path, unchanged: the stored EventRequest as is.
+            connect::render(&delivery.payload, timeout)
+        } else {
+            let rendering = Rendering {
+                delivery: &delivery,
+                target,
+                sent_at,
+            };
+            match target.format {
+                Format::Connect => connect::render_json(&rendering, timeout)?,
+                Format::Json => json::render(&rendering)?,
+                Format::GitHub => github::render(&rendering)?,
+                Format::Harbor => harbor::render(&rendering, harbor::Shape::Default)?,
+                Format::CloudEvents => harbor::render(&rendering, harbor::Shape::CloudEvents)?,
+                Format::Angos => angos::render(&rendering)?,
+                Format::Slack => chat::render(&rendering, chat::App::Slack)?,
+                Format::Teams => chat::render(&rendering, chat::App::Teams)?,
+            }
+        };
+    for (name, value) in &target.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    let chat = matches!(target.format, Format::Slack | Format::Teams);
+    if let Some(auth) = target.auth_header.as_ref().filter(|_| !chat)
+        && let Ok(value) = HeaderValue::try_from(auth.as_str())
+    {
+        headers.insert(http::header::AUTHORIZATION, value);
+    }
+    if target.standard_headers {
+        let timestamp = sent_at.timestamp();
+        let signature = signature_header(&target.secrets, &id, timestamp, &body);
+        headers.insert("webhook-id", text(id));
+        headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
+        headers.insert("webhook-signature", text(signature));
+    }
+    Ok(Request {
+        url,
+        headers,
+        body,
+        skip_tls_verify: target.skip_tls_verify,
+    })
+}
+
+/// A header value of text made of visible ASCII (a UUID, base64 signatures, hex digests).
+fn text(value: String) -> HeaderValue {
+    HeaderValue::try_from(value).expect("UUIDs, digests and base64 are valid header values")
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

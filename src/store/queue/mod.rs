@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{AttemptRecord, DeliveryId, DeliveryState, WebhookId, uuids};
+use crate::domain::{AttemptRecord, DeliveryId, DeliveryState, EventId, Family, WebhookId, uuids};
 use crate::error::Result;
 
 /// A delivery leased to a batcher; where it goes and how it is signed is in the
@@ -30,8 +30,37 @@ pub struct ClaimedDelivery {
     /// Attempts made since its retry schedule last started (at its queueing, or at its
     /// last redelivery): where it stands in the schedule.
     pub scheduled_attempts: i32,
-    /// The encoded `EventRequest`.
+    /// The event's stored payload (an encoded `EventRequest` or `RegistryEvent`, or a
+    /// GitHub event's JSON).
     pub payload: Vec<u8>,
+    /// What rendering needs of the event besides its payload.
+    pub event: EventHead,
+}
+
+/// A delivery's event, as rendering sees it.
+#[derive(Debug, Clone)]
+pub struct EventHead {
+    /// The event's id (shared by every delivery of it: GitHub's `X-GitHub-Delivery`).
+    pub id: EventId,
+    /// Its family.
+    pub family: Family,
+    /// Its type as stored: empty for the BSR's; `ping` for a ping.
+    pub event_type: String,
+    /// When it was stored.
+    pub create_time: DateTime<Utc>,
+    /// Which request of the event's rendering this delivery is (see migration
+    /// 20261202000001).
+    pub part: i16,
+}
+
+/// The composite `lease.sql` reads an event as.
+#[derive(Debug, sqlx::Type)]
+#[sqlx(type_name = "webhookd_event_head")]
+pub struct EventHeadRow {
+    payload: Vec<u8>,
+    family: String,
+    event_type: Option<String>,
+    create_time: DateTime<Utc>,
 }
 
 /// Where the deliveries of one webhook in a claim go, read once per claim (not per
@@ -44,6 +73,35 @@ pub struct ClaimTarget {
     pub callback_url: String,
     /// The sealed secrets that sign: the current one and any still in their overlap.
     pub sealed_secrets: Vec<Vec<u8>>,
+    /// How its deliveries are rendered.
+    pub render: RenderSettings,
+}
+
+/// A subscription's rendering settings, as stored (checked when they were).
+#[derive(Debug, Clone, Default)]
+pub struct RenderSettings {
+    /// Its number (GitHub's hook id).
+    pub number: i64,
+    /// Its repository ('' for all of the owner's).
+    pub repository: String,
+    /// Whether it covers every repository of the owner.
+    pub all_repositories: bool,
+    /// Its event types (GitHub's ping names them).
+    pub event_types: Vec<String>,
+    /// Its format's stored name; empty reads as `connect`.
+    pub format: String,
+    /// The format's options.
+    pub format_options: serde_json::Value,
+    /// The sealed `Authorization` header.
+    pub sealed_auth_header: Option<Vec<u8>>,
+    /// TLS verification off.
+    pub skip_tls_verify: bool,
+    /// `[[name, value], ...]`.
+    pub custom_headers: serde_json::Value,
+    /// Standard Webhooks headers off.
+    pub omit_standard_headers: bool,
+    /// Its name.
+    pub name: String,
 }
 
 /// Deliveries leased to a batcher (by a claim, or by the publish that queued them), with the
@@ -259,36 +317,29 @@ async fn lease(
     let rows = sqlx::query_file!("src/store/queue/lease.sql", worker, ids, lease_secs)
         .fetch_all(conn)
         .await?;
+    // An event row can only be missing if it was deleted by hand (or its family is
+    // unknown to this build); such a delivery stays leased, and is retried when its lease
+    // expires.
     Ok(rows
         .into_iter()
         .filter_map(|r| {
-            delivery(
-                r.id,
-                r.webhook_id,
-                r.attempt_count,
-                r.scheduled_attempts,
-                r.payload,
-            )
+            let head = r.head?;
+            Some(ClaimedDelivery {
+                id: DeliveryId(r.id),
+                webhook_id: WebhookId(r.webhook_id),
+                attempt_count: r.attempt_count,
+                scheduled_attempts: r.scheduled_attempts,
+                payload: head.payload,
+                event: EventHead {
+                    id: EventId(r.event_id),
+                    family: Family::from_stored(&head.family)?,
+                    event_type: head.event_type.unwrap_or_default(),
+                    create_time: head.create_time,
+                    part: r.part,
+                },
+            })
         })
         .collect())
-}
-
-/// A claimed row as the batcher holds it. An event row can only be missing if it was
-/// deleted by hand; such a delivery stays leased, and is retried when its lease expires.
-fn delivery(
-    id: Uuid,
-    webhook_id: Uuid,
-    attempt_count: i32,
-    scheduled_attempts: i32,
-    payload: Option<Vec<u8>>,
-) -> Option<ClaimedDelivery> {
-    Some(ClaimedDelivery {
-        id: DeliveryId(id),
-        webhook_id: WebhookId(webhook_id),
-        attempt_count,
-        scheduled_attempts,
-        payload: payload?,
-    })
 }
 
 /// The targets of `webhooks`, one lookup each.
@@ -308,6 +359,19 @@ async fn claim_targets(
                 owner: r.owner_name,
                 callback_url: r.callback_url,
                 sealed_secrets: r.sealed_secrets,
+                render: RenderSettings {
+                    number: r.number,
+                    repository: r.repository_name,
+                    all_repositories: r.all_repositories,
+                    event_types: r.event_types,
+                    format: r.format,
+                    format_options: r.format_options,
+                    sealed_auth_header: r.sealed_auth_header,
+                    skip_tls_verify: r.skip_tls_verify,
+                    custom_headers: r.custom_headers,
+                    omit_standard_headers: r.omit_standard_headers,
+                    name: r.name,
+                },
             };
             (WebhookId(r.id), target)
         })

@@ -1,12 +1,21 @@
--- Stores events and queues one delivery per active webhook of each event's repository, in
--- one statement (see store::events::insert). An event whose idempotency key its owner used
--- before stores nothing. Each distinct (owner, repository, event) looks its webhooks up by
--- index and locks them FOR KEY SHARE (once per webhook, as a foreign key would once per
--- delivery): a concurrent DeleteWebhook waits for this statement's transaction, then deletes
--- what it queued; a webhook deleted or disabled first is skipped.
+-- Stores events and queues one delivery per matching subscription, in one statement (see
+-- store::events::insert). An event whose idempotency key its owner used before stores
+-- nothing.
 --
--- With a worker ($8), the deliveries of the webhooks it has room for are leased to it for
--- $10 seconds as they are inserted (handed to the publishing process's batcher, which
+-- BSR webhooks (face 'bsr') are routed here: each distinct (owner, repository, event) looks
+-- its webhooks up by index and locks them FOR KEY SHARE (once per webhook, as a foreign key
+-- would once per delivery): a concurrent DeleteWebhook waits for this statement's
+-- transaction, then deletes what it queued; a webhook deleted or disabled first is skipped;
+-- a paused one is queued for, not handed. Native subscriptions are routed before, in Rust
+-- (store::routing: filters are regular expressions, matched in linear time there): $16-$18
+-- are the (event id, subscription id, part) deliveries it chose, each checked again here
+-- (not disabled meanwhile, locked FOR KEY SHARE). $19 are the ids of every native
+-- subscription it considered: should a batch's owner have one that is not among them (one
+-- created since, or an owner routing did not know to look at), nothing is stored and a
+-- row names the owner (`missed`), to route again and retry.
+--
+-- With a worker ($8), the deliveries of the BSR webhooks it has room for are leased to it
+-- for $10 seconds as they are inserted (handed to the publishing process's batcher, which
 -- attempts them without a claim): a webhook's deliveries are handed when all of them fit in
 -- its room ($12 for the webhooks in $11, $13 for the others), and webhooks are handed in
 -- id order while the total fits in $9; none of the owners in $15 (at their
@@ -23,10 +32,11 @@
 -- sent at commit).
 WITH input AS (
     SELECT *
-    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::text[])
-         AS t(id, owner_name, repository_name, event, payload, key)
+    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::text[],
+                $20::text[], $21::text[])
+         AS t(id, owner_name, repository_name, event, payload, key, family, event_type)
 ), matched AS (
-    SELECT w.id, w.callback_url, k.owner_name, k.repository_name, k.event, k.events,
+    SELECT w.id, w.callback_url, w.handable, k.owner_name, k.repository_name, k.event, k.events,
            COALESCE(r.room, $13::int) AS room
     FROM (
         -- From the routing arrays, not from `input`: read once, `input` (with the payloads)
@@ -36,10 +46,14 @@ WITH input AS (
         GROUP BY owner_name, repository_name, event
     ) AS k
     CROSS JOIN LATERAL (
-        SELECT w.id, w.callback_url
+        -- Handed only when active and plain (rendered as the BSR's request, nothing added).
+        SELECT w.id, w.callback_url,
+               w.state = 'active' AND w.format_options = '{}' AND w.sealed_auth_header IS NULL
+               AND w.custom_headers = '[]' AND NOT w.skip_tls_verify
+               AND NOT w.omit_standard_headers AS handable
         FROM webhooks w
         WHERE w.owner_name = k.owner_name AND w.repository_name = k.repository_name
-          AND w.event = k.event AND w.state = 'active'
+          AND w.event = k.event AND w.face = 'bsr' AND w.state <> 'disabled'
         FOR KEY SHARE
     ) AS w
     LEFT JOIN UNNEST($11::uuid[], $12::int[]) AS r(webhook_id, room) ON r.webhook_id = w.id
@@ -56,17 +70,28 @@ WITH input AS (
         WHERE $14::bigint IS NOT NULL
     ) o
     WHERE o.queued >= $14::bigint
+), missed AS (
+    -- The batch's owners with a native subscription routing did not consider.
+    SELECT r.owner_name
+    FROM (SELECT DISTINCT owner_name FROM UNNEST($2::text[]) AS u(owner_name)) r
+    WHERE EXISTS (SELECT 1 FROM webhooks w
+                  WHERE w.owner_name = r.owner_name AND w.face <> 'bsr'
+                    AND w.state <> 'disabled' AND w.id <> ALL ($19::uuid[]))
 ), stored AS (
-    INSERT INTO events (id, owner_name, repository_name, event, payload, idempotency_key)
-    SELECT id, owner_name, repository_name, event, payload, NULLIF(key, '')
+    INSERT INTO events (id, owner_name, repository_name, event, payload, idempotency_key,
+                        family, event_type)
+    SELECT id, owner_name, repository_name, event, payload, NULLIF(key, ''), family,
+           NULLIF(event_type, '')
     FROM input
-    WHERE NOT EXISTS (SELECT 1 FROM over)
+    WHERE NOT EXISTS (SELECT 1 FROM over) AND NOT EXISTS (SELECT 1 FROM missed)
     ON CONFLICT (owner_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, owner_name, repository_name, event
 ), targets AS (
     SELECT m.*,
-           $8::uuid IS NOT NULL AND m.events <= m.room AND m.owner_name <> ALL ($15::text[])
-           AND sum(m.events) FILTER (WHERE m.events <= m.room AND m.owner_name <> ALL ($15::text[]))
+           $8::uuid IS NOT NULL AND m.handable AND m.events <= m.room
+           AND m.owner_name <> ALL ($15::text[])
+           AND sum(m.events) FILTER (WHERE m.handable AND m.events <= m.room
+                                       AND m.owner_name <> ALL ($15::text[]))
                    OVER (ORDER BY m.id ROWS UNBOUNDED PRECEDING) <= $9::bigint AS handed
     FROM matched m
 ), queued AS (
@@ -81,26 +106,43 @@ WITH input AS (
       ON t.owner_name = s.owner_name AND t.repository_name = s.repository_name
      AND t.event = s.event
     RETURNING id, event_id, webhook_id, lease_owner IS NOT NULL AS handed
+), routed AS (
+    -- The native subscriptions' deliveries, each subscription checked again.
+    INSERT INTO deliveries (id, event_id, webhook_id, part)
+    SELECT webhookd_uuid_v7(), n.event_id, n.webhook_id, n.part
+    FROM UNNEST($16::uuid[], $17::uuid[], $18::smallint[]) AS n(event_id, webhook_id, part)
+    JOIN stored s ON s.id = n.event_id
+    WHERE EXISTS (SELECT 1 FROM webhooks w
+                  WHERE w.id = n.webhook_id AND w.state <> 'disabled' FOR KEY SHARE)
+    RETURNING id, event_id
 ), counted AS (
     -- What joins each owner's queued count: each stored event's webhooks, counted per key
-    -- (not per queued row: a fan-out queues far more rows than it has keys).
+    -- (not per queued row: a fan-out queues far more rows than it has keys), and the
+    -- routed deliveries.
     INSERT INTO owner_count_changes (owner_name, queued)
-    SELECT s.owner_name, sum(k.webhooks)::bigint
-    FROM stored s
-    JOIN (SELECT owner_name, repository_name, event, count(*) AS webhooks
-          FROM targets GROUP BY owner_name, repository_name, event) k
-      ON k.owner_name = s.owner_name AND k.repository_name = s.repository_name
-     AND k.event = s.event
-    GROUP BY s.owner_name
+    SELECT c.owner_name, sum(c.n)::bigint
+    FROM (
+        SELECT s.owner_name, k.webhooks AS n
+        FROM stored s
+        JOIN (SELECT owner_name, repository_name, event, count(*) AS webhooks
+              FROM targets GROUP BY owner_name, repository_name, event) k
+          ON k.owner_name = s.owner_name AND k.repository_name = s.repository_name
+         AND k.event = s.event
+        UNION ALL
+        SELECT s.owner_name, 1 FROM routed r JOIN stored s ON s.id = r.event_id
+    ) c
+    GROUP BY c.owner_name
 )
 SELECT id AS event_id, 0::bigint AS queued, NULL::uuid AS delivery_id, NULL::uuid AS webhook_id,
        NULL::text AS callback_url, NULL::bytea[] AS sealed_secrets, NULL::text AS owner_name,
-       NULL::bigint AS over_queued
+       NULL::bigint AS over_queued, NULL::bool AS missed
 FROM stored
 UNION ALL
-SELECT event_id, count(*), NULL, NULL, NULL, NULL, NULL, NULL FROM queued GROUP BY event_id
+SELECT event_id, count(*), NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM queued GROUP BY event_id
 UNION ALL
-SELECT event_id, 0, id, webhook_id, NULL, NULL, NULL, NULL FROM queued WHERE $8::uuid IS NOT NULL AND handed
+SELECT event_id, count(*), NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM routed GROUP BY event_id
+UNION ALL
+SELECT event_id, 0, id, webhook_id, NULL, NULL, NULL, NULL, NULL FROM queued WHERE $8::uuid IS NOT NULL AND handed
 UNION ALL
 SELECT NULL, 0, NULL, t.id, t.callback_url,
        ARRAY(
@@ -108,12 +150,17 @@ SELECT NULL, 0, NULL, t.id, t.callback_url,
            WHERE s.webhook_id = t.id AND (s.expire_time IS NULL OR s.expire_time > now())
            ORDER BY s.create_time DESC
        ),
-       t.owner_name, NULL
+       t.owner_name, NULL, NULL
 FROM targets t
 WHERE $8::uuid IS NOT NULL AND t.handed
 UNION ALL
-SELECT NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL
-FROM (SELECT pg_notify($7, '') FROM queued WHERE NOT handed LIMIT 1) AS woke
+SELECT NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM (SELECT pg_notify($7, '')
+      FROM (SELECT 1 FROM queued WHERE NOT handed UNION ALL SELECT 1 FROM routed) AS q
+      LIMIT 1) AS woke
 UNION ALL
-SELECT NULL, 0, NULL, NULL, NULL, NULL, o.owner_name, o.queued
+SELECT NULL, 0, NULL, NULL, NULL, NULL, o.owner_name, o.queued, NULL
 FROM over o
+UNION ALL
+SELECT NULL, 0, NULL, NULL, NULL, NULL, m.owner_name, NULL, true
+FROM missed m
