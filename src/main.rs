@@ -76,7 +76,8 @@ async fn create_token(args: TokenCreateArgs) -> anyhow::Result<()> {
     let owners = args
         .owners
         .iter()
-        .map(|o| OwnerName::parse(o).map(|o| o.as_str().to_owned()))
+        // An owner of any family: a BSR owner, a registry project, a GitHub organization.
+        .map(|o| OwnerName::parse_any("owner_name", o).map(|o| o.as_str().to_owned()))
         .collect::<Result<Vec<_>, _>>()?;
     let scope = TokenScope {
         owners,

@@ -6,7 +6,10 @@
 use buffa::Message as _;
 use libfuzzer_sys::fuzz_target;
 use webhookd::api::gate::{count_json_events, count_proto_events};
-use webhookd::domain::{ApiToken, DeliveryId, OutboundEvent, OwnerName, RepositoryName, WebhookId};
+use webhookd::domain::{
+    ApiToken, CallbackUrl, CustomHeaders, DeliveryId, Family, Filters, OutboundEvent, OwnerName,
+    RepositoryName, WebhookId, check_header_value, check_texts, parse_event_types,
+};
 use webhookd::proto::buf::alpha::registry::v1alpha1 as reg;
 use webhookd::proto::webhookd::v1 as pb;
 
@@ -19,7 +22,18 @@ fn decode_all(data: &[u8]) {
     let _ = pb::ListDeliveriesRequest::decode_from_slice(data);
     let _ = pb::GetDeliveryRequest::decode_from_slice(data);
     let _ = pb::RedeliverRequest::decode_from_slice(data);
+    if let Ok(request) = pb::CreateSubscriptionRequest::decode_from_slice(data) {
+        subscription(request.subscription.as_option());
+    }
+    if let Ok(request) = pb::UpdateSubscriptionRequest::decode_from_slice(data) {
+        subscription(request.subscription.as_option());
+    }
+    let _ = pb::ListSubscriptionsRequest::decode_from_slice(data);
     if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(request) = serde_json::from_str::<pb::CreateSubscriptionRequest>(text) {
+            subscription(request.subscription.as_option());
+        }
+        let _ = serde_json::from_str::<pb::UpdateSubscriptionRequest>(text);
         let _ = serde_json::from_str::<reg::CreateWebhookRequest>(text);
         let _ = serde_json::from_str::<reg::ListWebhooksRequest>(text);
         let _ = serde_json::from_str::<pb::ListDeliveriesRequest>(text);
@@ -29,7 +43,34 @@ fn decode_all(data: &[u8]) {
         let _ = WebhookId::parse(text);
         let _ = DeliveryId::parse(text);
         let _ = ApiToken::from_authorization(Some(text));
+        for family in Family::ALL {
+            let _ = OwnerName::parse_in(family, "owner", text);
+            let _ = RepositoryName::parse_in(family, "repository", text);
+            let _ = family.check_type("event_types[0]", text);
+        }
+        let _ = CallbackUrl::parse_target("url", text, false);
+        let _ = check_header_value("auth_header", text);
     }
+}
+
+/// The checks CreateSubscription and UpdateSubscription run on a subscription's fields.
+fn subscription(from: Option<&pb::Subscription>) {
+    let Some(from) = from else { return };
+    for family in Family::ALL {
+        let _ = parse_event_types(family, &from.event_types);
+    }
+    // Compiling is the costly part: a pattern past the limits must be refused, not built.
+    if let Ok(filters) = Filters::parse("repository_filters", &from.repository_filters) {
+        let _ = filters.matches(&from.repository);
+    }
+    let _ = Filters::parse("tag_filters", &from.tag_filters);
+    let _ = CustomHeaders::parse(
+        from.headers
+            .iter()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect(),
+    );
+    let _ = check_texts(&from.name, &from.description);
 }
 
 fuzz_target!(|data: &[u8]| {

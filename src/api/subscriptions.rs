@@ -138,7 +138,7 @@ impl SubscriptionApi {
         let scope = authenticate(api, ctx).await?;
         let family = family_filter(req.family)?;
         // Owner names of every family; the loosest rule that still refuses garbage.
-        let owner = parse_any_owner(&req.owner)?;
+        let owner = OwnerName::parse_any("owner", &req.owner)?;
         scope.require(&owner)?;
         let filter = store::subscriptions::ListFilter {
             repository: (!req.repository.is_empty()).then(|| req.repository.clone()),
@@ -446,14 +446,6 @@ impl SubscriptionApi {
             ..Default::default()
         })
     }
-}
-
-/// An owner name of any family (ListSubscriptions does not say which).
-fn parse_any_owner(value: &str) -> Result<OwnerName> {
-    Family::ALL
-        .into_iter()
-        .find_map(|f| OwnerName::parse_in(f, "owner", value).ok())
-        .map_or_else(|| OwnerName::parse_in(Family::Registry, "owner", value), Ok)
 }
 
 /// The paths of an update mask, without a leading `subscription.`, each checked.

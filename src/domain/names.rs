@@ -150,6 +150,22 @@ macro_rules! name_type {
                 Ok(Self(value.to_owned()))
             }
 
+            /// Validates `value` against the rule of any family (for what does not say
+            /// its family: tokens, listings); the error is the BSR rule's, saying that the
+            /// other families' names are accepted too.
+            pub fn parse_any(field: &str, value: &str) -> Result<Self> {
+                let owner = $field == "owner_name";
+                if Family::ALL.into_iter().any(|f| check_in(f, owner, field, value).is_ok()) {
+                    return Ok(Self(value.to_owned()));
+                }
+                match check_in(Family::Bsr, owner, field, value) {
+                    Err(Error::InvalidArgument(why)) => Err(Error::InvalidArgument(format!(
+                        "{why} (or follow the registry or GitHub naming rule)"
+                    ))),
+                    other => other.map(|()| Self(value.to_owned())),
+                }
+            }
+
             /// The name as text.
             pub fn as_str(&self) -> &str {
                 &self.0

@@ -149,6 +149,15 @@ async fn publish_rows(
 ) -> Result<Vec<PublishRow>> {
     let column = |value: fn(&OutboundEvent) -> &str| events.iter().map(value).collect::<Vec<_>>();
     let busy = handoff.map(|h| uuids(&h.busy)).unwrap_or_default();
+    // Families and types, left empty for a batch of BSR events alone (see publish.sql).
+    let (families, types) = if events.iter().all(|e| e.kind.family() == Family::Bsr) {
+        (vec![], vec![])
+    } else {
+        (
+            events.iter().map(|e| e.kind.family().as_str()).collect(),
+            column(|e| e.kind.stored_type()),
+        )
+    };
     let rows = sqlx::query_file_as!(
         PublishRow,
         "src/store/queue/publish.sql",
@@ -175,11 +184,8 @@ async fn publish_rows(
         &routed.webhook_ids,
         &routed.parts,
         &routed.considered,
-        &events
-            .iter()
-            .map(|e| e.kind.family().as_str())
-            .collect::<Vec<_>>() as &[&str],
-        &column(|e| e.kind.stored_type()) as &[&str],
+        &families as &[&str],
+        &types as &[&str],
     )
     .fetch_all(conn)
     .await?;

@@ -79,8 +79,11 @@ pub fn remember(owners: &[String]) {
     known.extend(owners.iter().cloned());
 }
 
-/// Routes `events` (stored under `ids`) to the native subscriptions of `owners`, locking
-/// those subscriptions FOR KEY SHARE for the rest of the transaction.
+/// Routes `events` (stored under `ids`) to the native subscriptions of `owners`. Nothing is
+/// locked here: the publish statement locks (FOR KEY SHARE) the subscriptions it queues
+/// for, skipping one deleted or disabled meanwhile, and refuses the batch should one have
+/// been created meanwhile; locking every candidate here cost a row lock per subscription
+/// per publish (BENCHMARKS.md, scenario 11).
 pub async fn route(
     conn: &mut PgConnection,
     ids: &[EventId],
@@ -98,8 +101,6 @@ pub async fn route(
                repository_filters, tag_filters, format
         FROM webhooks
         WHERE owner_name = ANY ($1) AND face <> 'bsr' AND state <> 'disabled'
-        ORDER BY id
-        FOR KEY SHARE
         "#,
         &names,
     )

@@ -169,6 +169,11 @@ fn name_taken(e: sqlx::Error, owner: &str, name: &str) -> Error {
         Error::AlreadyExists(format!(
             "{owner} already has a subscription named {name:?}; names are unique per owner"
         ))
+    } else if is_unique_violation(&e, "webhooks_subscription_key") {
+        // A BSR webhook's URL changed to another of its repository's for the same event.
+        Error::AlreadyExists(format!(
+            "{owner} already has a webhook for this repository, event and URL"
+        ))
     } else {
         e.into()
     }

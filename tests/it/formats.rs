@@ -643,19 +643,31 @@ async fn github_style_events_are_sent_as_github_sends_them_and_ping_carries_the_
 async fn a_bsr_event_reaches_native_subscriptions_beside_bsr_webhooks() {
     let app = spawn_app_with(MANUAL).await;
     let token = app.token(&["acme"]).await;
-    let (bsr, native) = (Receiver::start().await, Receiver::start().await);
+    let (bsr, native, connect_json) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
     app.create(&token, "acme", "petapis", &bsr.url()).await;
-    create(
+    let json_sub = create(
         &app,
         &token,
         json!({"owner": "acme", "family": "EVENT_FAMILY_BSR", "format": "FORMAT_JSON",
                "url": format!("http://{}/all", native.addr)}),
     )
     .await;
+    create(
+        &app,
+        &token,
+        json!({"owner": "acme", "repository": "petapis", "family": "EVENT_FAMILY_BSR",
+               "format": "FORMAT_CONNECT", "formatOptions": {"connectJson": true},
+               "url": connect_json.url()}),
+    )
+    .await;
     let event = webhookd::synthetic::repository_push("acme", "petapis", 7);
     let published = crate::delivery::publish(&app, &token, vec![(event.clone(), "")]).await;
-    assert_eq!(published.deliveries_queued, 2);
-    assert_eq!(app.dispatcher().run_once().await.unwrap(), 2);
+    assert_eq!(published.deliveries_queued, 3);
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 3);
     let connect = bsr.wait_for(1, WAIT).await;
     use buffa::Message as _;
     assert_eq!(
@@ -667,9 +679,35 @@ async fn a_bsr_event_reaches_native_subscriptions_beside_bsr_webhooks() {
     let body = body_json(&envelope[0]);
     assert_eq!(body["type"], "repository.push");
     assert_eq!(body["data"]["event"], "WEBHOOK_EVENT_REPOSITORY_PUSH");
+    // Connect JSON: the same EventRequest, as connect-go's JSON codec would send it.
+    let sent = connect_json.wait_for(1, WAIT).await;
+    assert_eq!(sent[0].header("content-type"), "application/json");
+    assert_eq!(sent[0].header("connect-protocol-version"), "1");
+    let decoded: webhookd::proto::buf::alpha::webhook::v1alpha1::EventRequest =
+        serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(decoded, event);
     // A second publish finds the owner known: routed before the statement.
     let again = crate::delivery::publish(&app, &token, vec![(event, "")]).await;
-    assert_eq!(again.deliveries_queued, 2);
+    assert_eq!(again.deliveries_queued, 3);
+
+    // A ping in the json format.
+    let (status, ping) = call(
+        &app,
+        &token,
+        "PingSubscription",
+        json!({"subscriptionId": json_sub["subscriptionId"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{ping}");
+    app.dispatcher().run_once().await.unwrap();
+    let got = native.wait_for(3, WAIT).await;
+    let pinged = got
+        .iter()
+        .find(|c| c.header("webhook-id") == ping["deliveryId"])
+        .expect("the ping arrived");
+    let body = body_json(pinged);
+    assert_eq!(body["type"], "ping");
+    assert_eq!(body["data"]["subscription_id"], json_sub["subscriptionId"]);
     app.assert_owner_counts_true().await;
 }
 
@@ -731,4 +769,71 @@ async fn a_bad_registry_or_github_event_rejects_the_batch_naming_its_index() {
         .await
         .unwrap();
     assert_eq!(stored, 0, "nothing stored");
+}
+
+#[tokio::test]
+async fn angos_subscribers_get_the_requests_angos_emits_for_deletes_and_tags() {
+    let app = spawn_app_with(MANUAL).await;
+    let token = app.token(&["test-webhook"]).await;
+    let angos = Receiver::start().await;
+    subscribe(&app, &token, &angos, "FORMAT_ANGOS", json!({})).await;
+    let event = |kind: &str, tags: &[&str]| pb::RegistryEvent {
+        kind: kind.into(),
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        actor: MessageField::some(pb::Actor {
+            internal: "prune".into(),
+            ..Default::default()
+        }),
+        ..harbor_sample()
+    };
+    let published = publish_registry(
+        &app,
+        &token,
+        vec![
+            event("artifact.deleted", &["old"]), // by tag: manifest.delete + tag.delete
+            event("artifact.deleted", &[]),      // by digest: manifest.delete only
+            event("tag.created", &["stable"]),   // tag.create
+            event("scan.completed", &[]),        // Angos has no such kind: nothing
+        ],
+    )
+    .await;
+    let queued: Vec<i64> = published
+        .events
+        .iter()
+        .map(|e| e.deliveries_queued)
+        .collect();
+    assert_eq!(queued, vec![2, 1, 1, 0]);
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 4);
+    let got = angos.wait_for(4, WAIT).await;
+    let mut bodies: Vec<String> = got
+        .iter()
+        .map(|c| {
+            let mut body = body_json(c);
+            assert_eq!(body["kind"], c.header("x-registry-event"));
+            assert_eq!(
+                c.header("x-registry-signature-256"),
+                "",
+                "no token, no signature"
+            );
+            assert_eq!(body["actor"], json!({"internal": "prune"}));
+            let object = body.as_object_mut().unwrap();
+            object.remove("id");
+            object.remove("timestamp");
+            object.remove("actor");
+            object.remove("namespace");
+            object.remove("repository");
+            body.to_string()
+        })
+        .collect();
+    bodies.sort();
+    let mut expected = vec![
+        format!(r#"{{"digest":"{DIGEST}","kind":"manifest.delete","reference":"{DIGEST}"}}"#),
+        r#"{"kind":"manifest.delete","reference":"old"}"#.to_owned(),
+        format!(
+            r#"{{"digest":"{DIGEST}","kind":"tag.create","reference":"stable","tag":"stable"}}"#
+        ),
+        r#"{"kind":"tag.delete","reference":"old","tag":"old"}"#.to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(bodies, expected);
 }

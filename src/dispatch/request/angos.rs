@@ -95,14 +95,15 @@ fn body(rendering: &Rendering<'_>) -> Result<(&'static str, Vec<u8>), String> {
     let Some(first) = kinds.first() else {
         return Err(format!("Angos has no kind for {:?}", event.kind));
     };
-    // Part 0 is the manifest's (or the only) request; parts 1... one per tag.
+    // Part 0 is the manifest's (or the only) request, about the first tag; parts 1... one
+    // per tag.
+    let first_tag = event.tags.first().map(String::as_str);
     let (kind, tag) = match (part, kinds.get(1)) {
-        (0, _) => (*first, None),
+        (0, _) => (*first, first_tag),
         (n, Some(per_tag)) => (*per_tag, event.tags.get(n - 1).map(String::as_str)),
         (_, None) => return Err(format!("{:?} has one Angos request", event.kind)),
     };
     let digest = (!event.digest.is_empty()).then_some(event.digest.as_str());
-    let first_tag = event.tags.first().map(String::as_str);
     let (digest, reference, tag) = match kind {
         "manifest.push" => (digest, first_tag.or(digest), None),
         "tag.create" => (digest, tag, tag),

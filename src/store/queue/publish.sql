@@ -12,7 +12,8 @@
 -- (not disabled meanwhile, locked FOR KEY SHARE). $19 are the ids of every native
 -- subscription it considered: should a batch's owner have one that is not among them (one
 -- created since, or an owner routing did not know to look at), nothing is stored and a
--- row names the owner (`missed`), to route again and retry.
+-- row names the owner (`missed`), to route again and retry. $20 and $21 are the events'
+-- families and types, empty for a batch of BSR events alone (UNNEST pads them with NULLs).
 --
 -- With a worker ($8), the deliveries of the BSR webhooks it has room for are leased to it
 -- for $10 seconds as they are inserted (handed to the publishing process's batcher, which
@@ -80,8 +81,8 @@ WITH input AS (
 ), stored AS (
     INSERT INTO events (id, owner_name, repository_name, event, payload, idempotency_key,
                         family, event_type)
-    SELECT id, owner_name, repository_name, event, payload, NULLIF(key, ''), family,
-           NULLIF(event_type, '')
+    SELECT id, owner_name, repository_name, event, payload, NULLIF(key, ''),
+           COALESCE(family, 'bsr'), NULLIF(event_type, '')
     FROM input
     WHERE NOT EXISTS (SELECT 1 FROM over) AND NOT EXISTS (SELECT 1 FROM missed)
     ON CONFLICT (owner_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
