@@ -259,20 +259,26 @@ impl SubscriptionApi {
         }
         check_filters_fit(&spec)?;
         let state = has("state").then(|| state_to_set(from.state)).transpose()?;
+        if state.is_some() {
+            check_reason(&from.state_reason)?;
+        }
         let sealed_auth = if has("auth_header") {
             let header = auth_header(&from.auth_header)?;
             Some(header.map(|h| api.secrets.seal(current.id, h.as_bytes())))
         } else {
             None
         };
-        let mut updated = store::subscriptions::update(&mut conn, &current, &spec, sealed_auth)
+        // The fields and the state together, or neither.
+        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+        let mut updated = store::subscriptions::update(&mut tx, &current, &spec, sealed_auth)
             .await?
             .ok_or_else(super::auth::subscription_not_found)?;
         if let Some(state) = state {
             updated = self
-                .move_to(&mut conn, current.id, state, &from.state_reason)
+                .move_to(&mut tx, current.id, state, &from.state_reason)
                 .await?;
         }
+        tx.commit().await?;
         drop(conn);
         if current.face == FACE_BSR {
             (api.cache)
@@ -295,11 +301,7 @@ impl SubscriptionApi {
         state: SubscriptionState,
         reason: &str,
     ) -> Result<Subscription> {
-        if reason.chars().count() > 1000 || reason.chars().any(char::is_control) {
-            return Err(Error::InvalidArgument(
-                "reason is at most 1000 characters, without control characters".into(),
-            ));
-        }
+        check_reason(reason)?;
         let moved = store::subscriptions::set_state(conn, id, state, reason)
             .await?
             .ok_or_else(super::auth::subscription_not_found)?;
@@ -446,6 +448,16 @@ impl SubscriptionApi {
             ..Default::default()
         })
     }
+}
+
+/// Checks a pause or disable reason.
+fn check_reason(reason: &str) -> Result<()> {
+    if reason.chars().count() > 1000 || reason.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(
+            "reason is at most 1000 characters, without control characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The paths of an update mask, without a leading `subscription.`, each checked.

@@ -11,8 +11,8 @@ use super::{Rendered, Rendering};
 use crate::proto::buf::alpha::webhook::v1alpha1::EventRequest;
 
 /// The headers and body of an attempt: the stored `EventRequest` as is.
-pub fn render(payload: &[u8], timeout: Duration) -> Rendered {
-    let mut rendered = Rendered::new("application/proto", payload.to_vec());
+pub fn render(payload: Vec<u8>, timeout: Duration) -> Rendered {
+    let mut rendered = Rendered::new("application/proto", payload);
     connect_headers(&mut rendered, timeout);
     rendered
 }

@@ -181,8 +181,8 @@ pub fn build(
     let id = delivery.id.to_string();
     let Rendered { mut headers, body } =
         if target.format == Format::Connect && !target.options.connect_json {
-            // The BSR's path, unchanged: the stored EventRequest as is.
-            connect::render(&delivery.payload, timeout)
+            // The BSR's path, unchanged: the stored EventRequest as is (moved, not copied).
+            connect::render(delivery.payload, timeout)
         } else {
             let rendering = Rendering {
                 delivery: &delivery,

@@ -72,12 +72,15 @@ WITH input AS (
     ) o
     WHERE o.queued >= $14::bigint
 ), missed AS (
-    -- The batch's owners with a native subscription routing did not consider.
+    -- The batch's owners with a native subscription routing did not consider: a lookup
+    -- per owner; the considered ids are hashed, not compared one by one (an owner with
+    -- 1,000 subscriptions would cost 1,000,000 comparisons).
     SELECT r.owner_name
     FROM (SELECT DISTINCT owner_name FROM UNNEST($2::text[]) AS u(owner_name)) r
     WHERE EXISTS (SELECT 1 FROM webhooks w
                   WHERE w.owner_name = r.owner_name AND w.face <> 'bsr'
-                    AND w.state <> 'disabled' AND w.id <> ALL ($19::uuid[]))
+                    AND w.state <> 'disabled'
+                    AND w.id NOT IN (SELECT c.id FROM UNNEST($19::uuid[]) AS c(id)))
 ), stored AS (
     INSERT INTO events (id, owner_name, repository_name, event, payload, idempotency_key,
                         family, event_type)
