@@ -837,3 +837,59 @@ async fn angos_subscribers_get_the_requests_angos_emits_for_deletes_and_tags() {
     expected.sort();
     assert_eq!(bodies, expected);
 }
+
+#[tokio::test]
+async fn webhookd_publish_makes_synthetic_registry_and_github_events() {
+    let app = spawn_app_with(MANUAL).await;
+    let token = app.token(&["library", "Octo-Org"]).await;
+    let receiver = Receiver::start().await;
+    for (owner, family, format) in [
+        ("library", "EVENT_FAMILY_REGISTRY", "FORMAT_HARBOR"),
+        ("Octo-Org", "EVENT_FAMILY_GITHUB", "FORMAT_GITHUB"),
+    ] {
+        create(
+            &app,
+            &token,
+            json!({"owner": owner, "family": family, "format": format,
+                   "url": format!("http://{}/hook", receiver.addr)}),
+        )
+        .await;
+    }
+    for (family, owner, repository) in [
+        ("registry", "library", "team/nginx"),
+        ("github", "Octo-Org", "Hello-World"),
+    ] {
+        let mut publish = std::process::Command::new(env!("CARGO_BIN_EXE_webhookd"));
+        publish
+            .args(["publish", "--family", family, "--owner", owner])
+            .args(["--repository", repository, "--count", "2"])
+            .env("DATABASE_URL", app.database_url())
+            .env("RUST_LOG", "warn");
+        let (code, out, err) = run(publish).await;
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(err.contains("2 deliveries queued"), "{err}");
+    }
+    assert_eq!(app.dispatcher().run_once().await.unwrap(), 4);
+    let got = receiver.wait_for(4, WAIT).await;
+    let harbor: Vec<&Captured> = got
+        .iter()
+        .filter(|c| c.header("x-github-event").is_empty())
+        .collect();
+    assert_eq!(harbor.len(), 2);
+    let body = body_json(harbor[0]);
+    assert_eq!(body["type"], "PUSH_ARTIFACT");
+    assert_eq!(
+        body["event_data"]["repository"]["repo_full_name"],
+        "library/team/nginx"
+    );
+    let github: Vec<&Captured> = got
+        .iter()
+        .filter(|c| c.header("x-github-event") == "push")
+        .collect();
+    assert_eq!(github.len(), 2);
+    assert_eq!(
+        body_json(github[0])["repository"]["full_name"],
+        "Octo-Org/Hello-World"
+    );
+}

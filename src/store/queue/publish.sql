@@ -98,27 +98,33 @@ WITH input AS (
                                        AND m.owner_name <> ALL ($15::text[]))
                    OVER (ORDER BY m.id ROWS UNBOUNDED PRECEDING) <= $9::bigint AS handed
     FROM matched m
-), queued AS (
-    INSERT INTO deliveries (id, event_id, webhook_id, lease_owner, lease_expire_time,
-                            next_attempt_time)
-    SELECT webhookd_uuid_v7(), s.id, t.id,
-           CASE WHEN t.handed THEN $8::uuid END,
-           CASE WHEN t.handed THEN now() + make_interval(secs => $10) END,
-           now() + CASE WHEN t.handed THEN make_interval(secs => $10) ELSE '0s' END
-    FROM stored s
-    JOIN targets t
-      ON t.owner_name = s.owner_name AND t.repository_name = s.repository_name
-     AND t.event = s.event
-    RETURNING id, event_id, webhook_id, lease_owner IS NOT NULL AS handed
 ), routed AS (
-    -- The native subscriptions' deliveries, each subscription checked again.
-    INSERT INTO deliveries (id, event_id, webhook_id, part)
-    SELECT webhookd_uuid_v7(), n.event_id, n.webhook_id, n.part
+    -- The native subscriptions' deliveries, each subscription checked again (and locked).
+    SELECT n.event_id, n.webhook_id, n.part, s.owner_name
     FROM UNNEST($16::uuid[], $17::uuid[], $18::smallint[]) AS n(event_id, webhook_id, part)
     JOIN stored s ON s.id = n.event_id
     WHERE EXISTS (SELECT 1 FROM webhooks w
                   WHERE w.id = n.webhook_id AND w.state <> 'disabled' FOR KEY SHARE)
-    RETURNING id, event_id
+), queued AS (
+    -- One insert for both kinds (one more would open the table and its indexes again on
+    -- every publish).
+    INSERT INTO deliveries (id, event_id, webhook_id, lease_owner, lease_expire_time,
+                            next_attempt_time, part)
+    SELECT webhookd_uuid_v7(), q.event_id, q.webhook_id,
+           CASE WHEN q.handed THEN $8::uuid END,
+           CASE WHEN q.handed THEN now() + make_interval(secs => $10) END,
+           now() + CASE WHEN q.handed THEN make_interval(secs => $10) ELSE '0s' END,
+           q.part
+    FROM (
+        SELECT s.id AS event_id, t.id AS webhook_id, t.handed, 0::smallint AS part
+        FROM stored s
+        JOIN targets t
+          ON t.owner_name = s.owner_name AND t.repository_name = s.repository_name
+         AND t.event = s.event
+        UNION ALL
+        SELECT r.event_id, r.webhook_id, false, r.part FROM routed r
+    ) q
+    RETURNING id, event_id, webhook_id, lease_owner IS NOT NULL AS handed
 ), counted AS (
     -- What joins each owner's queued count: each stored event's webhooks, counted per key
     -- (not per queued row: a fan-out queues far more rows than it has keys), and the
@@ -133,7 +139,7 @@ WITH input AS (
           ON k.owner_name = s.owner_name AND k.repository_name = s.repository_name
          AND k.event = s.event
         UNION ALL
-        SELECT s.owner_name, 1 FROM routed r JOIN stored s ON s.id = r.event_id
+        SELECT r.owner_name, 1 FROM routed r
     ) c
     GROUP BY c.owner_name
 )
@@ -143,8 +149,6 @@ SELECT id AS event_id, 0::bigint AS queued, NULL::uuid AS delivery_id, NULL::uui
 FROM stored
 UNION ALL
 SELECT event_id, count(*), NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM queued GROUP BY event_id
-UNION ALL
-SELECT event_id, count(*), NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM routed GROUP BY event_id
 UNION ALL
 SELECT event_id, 0, id, webhook_id, NULL, NULL, NULL, NULL, NULL FROM queued WHERE $8::uuid IS NOT NULL AND handed
 UNION ALL
@@ -159,9 +163,7 @@ FROM targets t
 WHERE $8::uuid IS NOT NULL AND t.handed
 UNION ALL
 SELECT NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM (SELECT pg_notify($7, '')
-      FROM (SELECT 1 FROM queued WHERE NOT handed UNION ALL SELECT 1 FROM routed) AS q
-      LIMIT 1) AS woke
+FROM (SELECT pg_notify($7, '') FROM queued WHERE NOT handed LIMIT 1) AS woke
 UNION ALL
 SELECT NULL, 0, NULL, NULL, NULL, NULL, o.owner_name, o.queued, NULL
 FROM over o
