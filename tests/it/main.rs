@@ -28,4 +28,5 @@ mod publish_api;
 mod receiver;
 mod ssrf;
 mod subscriptions;
+mod tls;
 mod webhooks_api;
