@@ -28,8 +28,6 @@ pub struct Routed {
     pub parts: Vec<i16>,
     /// Every subscription considered.
     pub considered: Vec<Uuid>,
-    /// The owners looked at.
-    pub owners: HashSet<String>,
 }
 
 /// A native subscription, as routing reads it.
@@ -147,7 +145,6 @@ pub async fn route(
         }
     }
     routed.considered = candidates.iter().map(|c| c.id).collect();
-    routed.owners = owners;
     Ok(routed)
 }
 

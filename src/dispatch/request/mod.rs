@@ -90,8 +90,11 @@ impl Target {
                 Ok(String::from_utf8(secret_box.open(webhook, sealed)?)?)
             })
             .transpose()?;
-        let pairs: Vec<(String, String)> =
-            serde_json::from_value(render.custom_headers.clone()).unwrap_or_default();
+        let pairs: Vec<(String, String)> = render
+            .custom_headers
+            .clone()
+            .and_then(|h| serde_json::from_value(h).ok())
+            .unwrap_or_default();
         let headers = pairs
             .into_iter()
             .filter_map(|(name, value)| {
@@ -106,7 +109,11 @@ impl Target {
             url,
             secrets,
             format,
-            options: serde_json::from_value(render.format_options.clone()).unwrap_or_default(),
+            options: render
+                .format_options
+                .clone()
+                .and_then(|o| serde_json::from_value(o).ok())
+                .unwrap_or_default(),
             auth_header,
             headers,
             standard_headers: !render.omit_standard_headers,

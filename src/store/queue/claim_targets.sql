@@ -9,8 +9,10 @@ SELECT w.id, w.owner_name, w.callback_url,
            ORDER BY s.create_time DESC
            LIMIT 2
        ) AS "sealed_secrets!",
+       -- The options and headers NULL when empty: nothing to parse for a plain webhook.
        w.number AS "number!", w.repository_name, w.all_repositories, w.event_types, w.format,
-       w.format_options, w.sealed_auth_header, w.skip_tls_verify, w.custom_headers,
+       NULLIF(w.format_options, '{}') AS format_options, w.sealed_auth_header,
+       w.skip_tls_verify, NULLIF(w.custom_headers, '[]') AS custom_headers,
        w.omit_standard_headers, w.name
 FROM webhooks w
 WHERE w.id = ANY ($1::uuid[])

@@ -90,14 +90,14 @@ pub struct RenderSettings {
     pub event_types: Vec<String>,
     /// Its format's stored name; empty reads as `connect`.
     pub format: String,
-    /// The format's options.
-    pub format_options: serde_json::Value,
+    /// The format's options; `None` for the defaults.
+    pub format_options: Option<serde_json::Value>,
     /// The sealed `Authorization` header.
     pub sealed_auth_header: Option<Vec<u8>>,
     /// TLS verification off.
     pub skip_tls_verify: bool,
-    /// `[[name, value], ...]`.
-    pub custom_headers: serde_json::Value,
+    /// `[[name, value], ...]`; `None` for none.
+    pub custom_headers: Option<serde_json::Value>,
     /// Standard Webhooks headers off.
     pub omit_standard_headers: bool,
     /// Its name.
