@@ -53,20 +53,6 @@ pub async fn authorize_webhook(
     visible(scope, owner, id, webhook_not_found)
 }
 
-/// Resolves a subscription id to one the token may see, like [`authorize_webhook`].
-///
-/// # Errors
-/// `NotFound`, or `Unavailable` when the database cannot be asked.
-pub async fn authorize_subscription(
-    conn: &mut sqlx::PgConnection,
-    scope: &TokenScope,
-    id: &str,
-) -> Result<WebhookId> {
-    let id = WebhookId::parse(id).ok_or_else(subscription_not_found)?;
-    let owner = store::webhooks::owner_of(conn, id).await?;
-    visible(scope, owner, id, subscription_not_found)
-}
-
 /// The one answer for a subscription that does not exist or that the token may not see.
 pub fn subscription_not_found() -> Error {
     Error::NotFound(
