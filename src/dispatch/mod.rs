@@ -298,14 +298,15 @@ impl Dispatcher {
             .targets
             .into_iter()
             .map(|(webhook, stored)| {
-                let target = Target::open(webhook, &stored, &self.inner.secrets)
+                let owner = Arc::<str>::from(stored.owner.as_str());
+                let target = Target::open(webhook, stored, &self.inner.secrets)
                     .inspect_err(|e| {
                         tracing::error!(error.cause_chain = ?e, webhook_id = %webhook,
                             "cannot read the signing secrets");
                     })
                     .ok()
                     .map(Arc::new);
-                (webhook, (target, Arc::<str>::from(stored.owner)))
+                (webhook, (target, owner))
             })
             .collect();
         leased

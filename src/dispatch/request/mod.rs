@@ -63,7 +63,7 @@ impl Target {
     /// stored format is unknown to this build.
     pub fn open(
         webhook: WebhookId,
-        stored: &ClaimTarget,
+        stored: ClaimTarget,
         secret_box: &SecretBox,
     ) -> anyhow::Result<Self> {
         let secrets = stored
@@ -77,7 +77,7 @@ impl Target {
             .collect::<anyhow::Result<_>>()?;
         let url = reqwest::Url::parse(&stored.callback_url)
             .map_err(|e| format!("invalid callback URL: {e}"));
-        let render = &stored.render;
+        let render = stored.render;
         let format = match render.format.as_str() {
             "" => Format::Connect,
             name => Format::from_stored(name)
@@ -92,7 +92,6 @@ impl Target {
             .transpose()?;
         let pairs: Vec<(String, String)> = render
             .custom_headers
-            .clone()
             .and_then(|h| serde_json::from_value(h).ok())
             .unwrap_or_default();
         let headers = pairs
@@ -111,7 +110,6 @@ impl Target {
             format,
             options: render
                 .format_options
-                .clone()
                 .and_then(|o| serde_json::from_value(o).ok())
                 .unwrap_or_default(),
             auth_header,
@@ -119,11 +117,11 @@ impl Target {
             standard_headers: !render.omit_standard_headers,
             skip_tls_verify: render.skip_tls_verify,
             number: render.number,
-            owner: stored.owner.clone(),
-            repository: render.repository.clone(),
+            owner: stored.owner,
+            repository: render.repository,
             all_repositories: render.all_repositories,
-            event_types: render.event_types.clone(),
-            name: render.name.clone(),
+            event_types: render.event_types,
+            name: render.name,
         })
     }
 }
