@@ -355,28 +355,23 @@ async fn claim_targets(
         .await?
         .into_iter()
         .map(|r| {
-            // A plain BSR webhook's rendering columns are all NULL (see the statement).
-            let render = match r.format {
-                None => RenderSettings::default(),
-                Some(format) => RenderSettings {
-                    number: r.number.unwrap_or_default(),
-                    repository: r.repository_name.unwrap_or_default(),
-                    all_repositories: r.all_repositories.unwrap_or_default(),
-                    event_types: r.event_types.unwrap_or_default(),
-                    format,
-                    format_options: r.format_options,
-                    sealed_auth_header: r.sealed_auth_header,
-                    skip_tls_verify: r.skip_tls_verify.unwrap_or_default(),
-                    custom_headers: r.custom_headers,
-                    omit_standard_headers: r.omit_standard_headers.unwrap_or_default(),
-                    name: r.name.unwrap_or_default(),
-                },
-            };
             let target = ClaimTarget {
                 owner: r.owner_name,
                 callback_url: r.callback_url,
                 sealed_secrets: r.sealed_secrets,
-                render,
+                render: RenderSettings {
+                    number: r.number,
+                    repository: r.repository_name,
+                    all_repositories: r.all_repositories,
+                    event_types: r.event_types,
+                    format: r.format,
+                    format_options: r.format_options,
+                    sealed_auth_header: r.sealed_auth_header,
+                    skip_tls_verify: r.skip_tls_verify,
+                    custom_headers: r.custom_headers,
+                    omit_standard_headers: r.omit_standard_headers,
+                    name: r.name,
+                },
             };
             (WebhookId(r.id), target)
         })
