@@ -2,6 +2,7 @@
 //! serve the API and run the batcher until the signal fires, then stop both cleanly.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,6 +15,7 @@ use crate::api::{self, ApiCache, ApiContext, ApiSettings};
 use crate::config::ServeArgs;
 use crate::dispatch::Dispatcher;
 use crate::domain::PageKey;
+use crate::metrics::Metrics;
 use crate::publish::GroupCommit;
 use crate::secret_box::SecretBox;
 use crate::store;
@@ -34,6 +36,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let secrets = secret_box(args)?;
+    let metrics = Metrics::new(args.metrics_webhook_ids as usize);
+    // Bound before anything starts: a port in use stops the server with its address.
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?,
+        ),
+        None => None,
+    };
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     // Every process folds (one at a time): the counts stay current while any one runs.
@@ -44,16 +56,37 @@ pub async fn run(
     let batcher = if args.no_dispatch {
         None
     } else {
-        let dispatcher = Dispatcher::new(pool.clone(), args.dispatch_settings(), secrets.clone())?;
+        let dispatcher = Dispatcher::new(
+            pool.clone(),
+            args.dispatch_settings(),
+            secrets.clone(),
+            metrics.clone(),
+        )?;
         tasks.spawn(dispatcher.clone().run(stop.clone()));
         Some(dispatcher)
     };
+    // The metrics on the serving port, unless they have a port of their own.
+    let served_metrics = match metrics_listener {
+        Some(listener) => {
+            let router = api::metrics_router(pool.clone(), metrics.clone());
+            tracing::info!(addr = %listener.local_addr()?, "serving metrics");
+            let server = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.clone().cancelled_owned());
+            tasks.spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "the metrics listener failed; delivery goes on");
+                }
+            });
+            None
+        }
+        None => Some(metrics.clone()),
+    };
     let router = if args.no_api {
-        api::probes_router(pool)
+        api::probes_router(pool, served_metrics)
     } else {
         let publisher =
             GroupCommit::start(pool.clone(), batcher, args.max_queued_per_owner, &tasks);
-        api_router(args, pool, publisher, secrets, &tasks, &stop).await?
+        api_router(args, pool, publisher, secrets, metrics, &tasks, &stop).await?
     };
     tracing::info!(addr = %listener.local_addr()?, api = !args.no_api, batcher = !args.no_dispatch, "serving");
     let server =
@@ -82,6 +115,7 @@ async fn api_router(
     pool: PgPool,
     publisher: GroupCommit,
     secrets: SecretBox,
+    metrics: Arc<Metrics>,
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) -> anyhow::Result<axum::Router> {
@@ -95,18 +129,25 @@ async fn api_router(
             per_repository: args.max_webhooks_per_repository,
             per_owner: args.max_webhooks_per_owner,
         },
+        record_request_bytes: args.record_request_bytes as usize,
     };
     let (cache, changes) = ApiCache::new(args.token_cache_ttl, args.list_cache_ttl);
     tasks.spawn(cache.clone().listen(pool.clone(), stop.clone()));
     tasks.spawn(api::announce_changes(changes, pool.clone()));
-    api::router(ApiContext {
-        pool,
-        publisher,
-        settings,
-        page_key,
-        secrets,
-        cache,
-    })
+    // The metrics on the serving port, unless they have a port of their own.
+    let served_metrics = args.metrics_listen.is_none().then(|| metrics.clone());
+    api::router(
+        ApiContext {
+            pool,
+            publisher,
+            settings,
+            page_key,
+            secrets,
+            cache,
+            metrics,
+        },
+        served_metrics,
+    )
 }
 
 /// The key that encrypts signing secrets: `--secret-key`, else the file

@@ -165,6 +165,26 @@ pub struct ServeArgs {
     #[arg(long, env = "WEBHOOKD_SECRET_KEY_FILE", conflicts_with = "secret_key")]
     pub secret_key_file: Option<PathBuf>,
 
+    /// How much of each request's body the delivery log keeps per attempt (bytes; `0`: none).
+    /// A body that is the event's stored payload, sent as is (the BSR's Connect format),
+    /// costs nothing: it is read from the event when shown.
+    #[arg(long, env = "WEBHOOKD_RECORD_REQUEST_BYTES", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(0..=16_777_216))]
+    pub record_request_bytes: u32,
+
+    /// Serve the Prometheus metrics on this address instead of at `/metrics` on --listen
+    /// (the serving port then answers 404 there). The metrics name subscriptions of every
+    /// owner: keep them where only operators reach.
+    #[arg(long, env = "WEBHOOKD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// How many webhooks without a name get their id as the metrics' `webhook` label; the
+    /// rest are counted under `other` (a named subscription is always labelled by its
+    /// name).
+    #[arg(long, env = "WEBHOOKD_METRICS_WEBHOOK_IDS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub metrics_webhook_ids: u32,
+
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -191,6 +211,7 @@ impl ServeArgs {
                 .as_deref()
                 .and_then(|p| url::Url::parse(p).ok()),
             shutdown_timeout: self.shutdown_timeout,
+            record_request_bytes: self.record_request_bytes as usize,
         }
     }
 }

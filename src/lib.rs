@@ -38,6 +38,7 @@ pub mod domain;
 pub mod error;
 pub mod listener;
 pub mod local_pg;
+pub mod metrics;
 pub mod proto;
 pub mod publish;
 pub mod secret_box;

@@ -21,6 +21,7 @@ fn decode_all(data: &[u8]) {
     let _ = pb::RotateSigningSecretRequest::decode_from_slice(data);
     let _ = pb::ListDeliveriesRequest::decode_from_slice(data);
     let _ = pb::GetDeliveryRequest::decode_from_slice(data);
+    let _ = pb::RecoverDeliveriesRequest::decode_from_slice(data);
     let _ = pb::RedeliverRequest::decode_from_slice(data);
     if let Ok(request) = pb::CreateSubscriptionRequest::decode_from_slice(data) {
         subscription(request.subscription.as_option());
@@ -38,6 +39,7 @@ fn decode_all(data: &[u8]) {
         let _ = serde_json::from_str::<reg::ListWebhooksRequest>(text);
         let _ = serde_json::from_str::<pb::ListDeliveriesRequest>(text);
         let _ = serde_json::from_str::<pb::GetDeliveryRequest>(text);
+        let _ = serde_json::from_str::<pb::RecoverDeliveriesRequest>(text);
         let _ = OwnerName::parse(text);
         let _ = RepositoryName::parse(text);
         let _ = WebhookId::parse(text);

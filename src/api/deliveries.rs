@@ -6,13 +6,17 @@ use buffa::{EnumValue, MessageField};
 use buffa_types::google::protobuf::{Duration, Timestamp};
 use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
 
-use super::auth::{authenticate, authorize_delivery, authorize_webhook, delivery_not_found};
+use super::auth::{
+    authenticate, authorize_delivery, authorize_webhook, delivery_not_found, subscription_not_found,
+};
 use super::{ApiContext, decode_page_token, paginate};
-use crate::domain::{AttemptRecord, Delivery, DeliveryState, PageCursor};
+use crate::domain::{
+    AttemptRecord, Delivery, DeliveryState, MAX_EVENT_NAME_CHARS, PageCursor, parse_header_lines,
+};
 use crate::error::{Error, Result};
 use crate::proto::webhookd::v1 as pb;
 use crate::store;
-use crate::store::deliveries::Redelivery;
+use crate::store::deliveries::{DeliveryFilter, Recovery, Redelivery};
 
 /// The largest (and default) ListDeliveries page.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -28,18 +32,21 @@ impl DeliveryApi {
     ) -> Result<pb::ListDeliveriesResponse> {
         let api = &self.0;
         let scope = authenticate(api, ctx).await?;
-        let state = DeliveryState::from_number(req.state.to_i32())
-            .map_err(|n| Error::InvalidArgument(format!("state {n} is not a DeliveryState")))?;
+        let filter = list_filter(req)?;
         let size = page_size(req.page_size)?;
         let mut conn = store::acquire(&api.pool).await?;
         let webhook = authorize_webhook(&mut conn, &scope, &req.webhook_id).await?;
+        // A page token holds for the listing it came from: the same webhook and filters.
         let listing = format!(
-            "deliveries/{webhook}/{}",
-            state.map_or("any", DeliveryState::as_str)
+            "deliveries/{webhook}/{}/{}/{}/{}",
+            filter.state.map_or("any", DeliveryState::as_str),
+            filter.event_type.as_deref().unwrap_or(""),
+            filter.since.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            filter.until.map(|t| t.to_rfc3339()).unwrap_or_default(),
         );
         let after = decode_page_token(&req.page_token, &api.page_key, &listing)?;
         let limit = i64::try_from(size + 1).unwrap_or(i64::MAX);
-        let page = store::deliveries::list(&mut conn, webhook, state, after, limit).await?;
+        let page = store::deliveries::list(&mut conn, webhook, &filter, after, limit).await?;
         let (page, next_page_token) =
             paginate(page, size, &api.page_key, &listing, |d: &Delivery| {
                 PageCursor {
@@ -67,8 +74,9 @@ impl DeliveryApi {
         let listing = format!("attempts/{id}");
         let after = decode_page_token(&req.page_token, &api.page_key, &listing)?;
         let limit = i64::try_from(size + 1).unwrap_or(i64::MAX);
+        let cap = api.settings.record_request_bytes;
         let (delivery, attempts) =
-            store::deliveries::get(&mut conn, id, after.map(|c| c.create_time), limit)
+            store::deliveries::get(&mut conn, id, after.map(|c| c.create_time), limit, cap)
                 .await?
                 .ok_or_else(delivery_not_found)?;
         let (attempts, next_page_token) =
@@ -118,6 +126,99 @@ impl DeliveryApi {
     }
 }
 
+impl DeliveryApi {
+    async fn recover(
+        &self,
+        ctx: &RequestContext,
+        req: &pb::RecoverDeliveriesRequest,
+    ) -> Result<pb::RecoverDeliveriesResponse> {
+        let api = &self.0;
+        let scope = authenticate(api, ctx).await?;
+        let since = timestamp(req.since.as_option(), "since")?.ok_or_else(|| {
+            Error::InvalidArgument("since is required: recover failures since when?".into())
+        })?;
+        let until = timestamp(req.until.as_option(), "until")?;
+        check_window(Some(since), until)?;
+        let mut conn = store::acquire(&api.pool).await?;
+        let webhook = authorize_webhook(&mut conn, &scope, &req.subscription_id)
+            .await
+            .map_err(|_| subscription_not_found())?;
+        let until = until.unwrap_or_else(chrono::Utc::now);
+        match store::deliveries::recover(&mut conn, webhook, since, until).await? {
+            Recovery::Queued(queued) => {
+                if queued > 0 {
+                    store::events::notify_batchers(&mut conn).await?;
+                }
+                tracing::info!(subscription_id = %webhook, queued, "failed deliveries recovered");
+                Ok(pb::RecoverDeliveriesResponse {
+                    queued,
+                    ..Default::default()
+                })
+            }
+            Recovery::NotFound => Err(subscription_not_found()),
+            Recovery::NotActive(state, reason) => Err(Error::FailedPrecondition(format!(
+                "subscription {webhook} is {state}{}: resume or enable it first; nothing was \
+                 queued",
+                reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            ))),
+        }
+    }
+}
+
+/// A ListDeliveries request's filters, checked.
+fn list_filter(req: &pb::ListDeliveriesRequest) -> Result<DeliveryFilter> {
+    let state = DeliveryState::from_number(req.state.to_i32())
+        .map_err(|n| Error::InvalidArgument(format!("state {n} is not a DeliveryState")))?;
+    let (since, until) = (
+        timestamp(req.since.as_option(), "since")?,
+        timestamp(req.until.as_option(), "until")?,
+    );
+    check_window(since, until)?;
+    let event_type = match req.event_type.as_str() {
+        "" => None,
+        name if name.len() > MAX_EVENT_NAME_CHARS => {
+            return Err(Error::InvalidArgument(format!(
+                "event_type is longer than {MAX_EVENT_NAME_CHARS} characters"
+            )));
+        }
+        name => Some(name.to_owned()),
+    };
+    Ok(DeliveryFilter {
+        state,
+        event_type,
+        since,
+        until,
+    })
+}
+
+/// A request's optional timestamp `field`, checked.
+fn timestamp(
+    value: Option<&Timestamp>,
+    field: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    value
+        .map(|t| {
+            chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(u32::MAX))
+                .ok_or_else(|| Error::InvalidArgument(format!("{field} is not a valid time")))
+        })
+        .transpose()
+}
+
+/// A window whose `since` is not after its `until`.
+fn check_window(
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<()> {
+    match (since, until) {
+        (Some(since), Some(until)) if since > until => Err(Error::InvalidArgument(format!(
+            "since ({}) is after until ({}): the window is empty",
+            since.to_rfc3339(),
+            until.to_rfc3339()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn to_proto(d: Delivery) -> pb::Delivery {
     pb::Delivery {
         delivery_id: d.id.to_string(),
@@ -137,6 +238,7 @@ fn to_proto(d: Delivery) -> pb::Delivery {
             .map(MessageField::some)
             .unwrap_or_default(),
         last_http_status: d.last_http_status.unwrap_or(0),
+        event_type: d.event_type,
         ..Default::default()
     }
 }
@@ -163,8 +265,32 @@ fn attempt_to_proto(number: i32, a: AttemptRecord) -> pb::Attempt {
         connect_code: a.connect_code.unwrap_or_default(),
         response_body: a.response_body.unwrap_or_default(),
         error: a.error.unwrap_or_default(),
+        request_headers: a
+            .request
+            .as_ref()
+            .map(|r| headers_to_proto(&r.headers))
+            .unwrap_or_default(),
+        request_body_size: a.request.as_ref().map_or(0, |r| i64::from(r.body_size)),
+        request_body: a.request.and_then(|r| r.body).unwrap_or_default(),
+        response_headers: a
+            .response_headers
+            .as_deref()
+            .map(headers_to_proto)
+            .unwrap_or_default(),
         ..Default::default()
     }
+}
+
+/// Recorded header lines as `Header`s.
+fn headers_to_proto(lines: &str) -> Vec<pb::Header> {
+    parse_header_lines(lines)
+        .into_iter()
+        .map(|(name, value)| pb::Header {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            ..Default::default()
+        })
+        .collect()
 }
 
 impl pb::DeliveryService for DeliveryApi {
@@ -195,6 +321,16 @@ impl pb::DeliveryService for DeliveryApi {
     ) -> ServiceResult<pb::RedeliverResponse> {
         Ok(Response::new(
             DeliveryApi::redeliver(self, &ctx, &request.to_owned_message()).await?,
+        ))
+    }
+
+    async fn recover_deliveries(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, pb::RecoverDeliveriesRequest>,
+    ) -> ServiceResult<pb::RecoverDeliveriesResponse> {
+        Ok(Response::new(
+            self.recover(&ctx, &request.to_owned_message()).await?,
         ))
     }
 }

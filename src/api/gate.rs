@@ -19,6 +19,7 @@ use connectrpc::{CodecFormat, ConnectError, Interceptor};
 
 use super::ApiContext;
 use super::auth::authenticate_header;
+use crate::metrics::Metrics;
 use crate::publish::MAX_BATCH;
 
 /// The procedures that need a token, and what authenticates them.
@@ -43,14 +44,50 @@ pub async fn authenticate_first(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    let started = std::time::Instant::now();
     match authenticate_header(&gate.api, header).await {
         Ok(scope) => {
             request.extensions_mut().insert(scope);
             next.run(request).await
         }
-        Err(e) => ConnectError::from(e)
-            .into_http_response(request.headers())
-            .into_response(),
+        Err(e) => {
+            let error = ConnectError::from(e);
+            // Refused before the interceptors: counted here.
+            let method = request.uri().path().trim_start_matches('/');
+            gate.api
+                .metrics
+                .rpc(method, error.code.as_str(), started.elapsed());
+            error.into_http_response(request.headers()).into_response()
+        }
+    }
+}
+
+/// Counts and times every unary RPC the router dispatches, by procedure and code.
+pub struct RpcMetrics {
+    /// Where they are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+#[connectrpc::async_trait]
+impl Interceptor for RpcMetrics {
+    async fn intercept_unary(
+        &self,
+        req: connectrpc::interceptor::UnaryRequest,
+        next: connectrpc::Next<'_>,
+    ) -> Result<connectrpc::interceptor::UnaryResponse, ConnectError> {
+        let method = req
+            .ctx
+            .path()
+            .map(|p| p.trim_start_matches('/').to_owned())
+            .unwrap_or_default();
+        let started = std::time::Instant::now();
+        let answer = next.run(req).await;
+        let code = match &answer {
+            Ok(_) => "ok",
+            Err(e) => e.code.as_str(),
+        };
+        self.metrics.rpc(&method, code, started.elapsed());
+        answer
     }
 }
 

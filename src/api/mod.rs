@@ -19,6 +19,7 @@ use sqlx::PgPool;
 
 use crate::domain::{PageCursor, PageKey};
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::proto::buf::alpha::registry::v1alpha1::{
     WEBHOOK_SERVICE_SERVICE_NAME, WebhookServiceExt as _,
 };
@@ -47,6 +48,8 @@ pub struct ApiSettings {
     /// The most webhooks one repository and one owner may have
     /// (`--max-webhooks-per-repository`, `--max-webhooks-per-owner`).
     pub webhook_limits: WebhookLimits,
+    /// How much of a request body GetDelivery shows (`--record-request-bytes`).
+    pub record_request_bytes: usize,
 }
 
 /// What every handler shares.
@@ -63,14 +66,21 @@ pub struct ApiContext {
     pub cache: Arc<ApiCache>,
     /// Writes Publish calls, several to a commit when they arrive together.
     pub publisher: GroupCommit,
+    /// The server's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
-/// Builds the router that serves every protocol on one port.
+/// Builds the router that serves every protocol on one port, with `/metrics` when given
+/// `served_metrics`.
 ///
 /// # Errors
 /// Fails only if the embedded descriptor set is corrupt (a build problem).
-pub fn router(context: ApiContext) -> anyhow::Result<axum::Router> {
+pub fn router(
+    context: ApiContext,
+    served_metrics: Option<Arc<Metrics>>,
+) -> anyhow::Result<axum::Router> {
     let pool = context.pool.clone();
+    let metrics = context.metrics.clone();
     let context = Arc::new(context);
     let mut connect =
         Arc::new(webhooks::WebhookApi(context.clone())).register(connectrpc::Router::new());
@@ -110,10 +120,14 @@ pub fn router(context: ApiContext) -> anyhow::Result<axum::Router> {
     ]);
     let connect = connectrpc_reflection::install(connect, reflector);
     let publish = format!("/{PUBLISH_SERVICE_SERVICE_NAME}/Publish");
-    let service =
-        ConnectRpcService::new(connect).with_interceptor(gate::PublishCount { path: publish });
+    // The RPC metrics first: they time and count what the others refuse too.
+    let service = ConnectRpcService::new(connect)
+        .with_interceptor(gate::RpcMetrics {
+            metrics: metrics.clone(),
+        })
+        .with_interceptor(gate::PublishCount { path: publish });
     // Layers run outermost last-added first: the size check (free), then authentication.
-    Ok(probes_router(pool)
+    Ok(probes_router(pool, served_metrics)
         .fallback_service(service)
         .layer(axum::middleware::from_fn_with_state(
             gate,
@@ -159,12 +173,40 @@ fn exceeds(headers: &http::HeaderMap, limit: usize) -> bool {
     !grpc && declared.is_some_and(|n| n > limit as u64)
 }
 
-/// Only `/healthz` and `/readyz`, for a `--no-api` process.
-pub fn probes_router(pool: PgPool) -> axum::Router {
-    axum::Router::new()
+/// `/healthz` and `/readyz` (all a `--no-api` process serves), and `/metrics` with
+/// `metrics`.
+pub fn probes_router(pool: PgPool, metrics: Option<Arc<Metrics>>) -> axum::Router {
+    let probes = axum::Router::new()
         .route("/healthz", axum::routing::get(health::healthz))
         .route("/readyz", axum::routing::get(health::readyz))
-        .with_state(pool)
+        .with_state(pool.clone());
+    match metrics {
+        Some(metrics) => probes.merge(metrics_router(pool, metrics)),
+        None => probes,
+    }
+}
+
+/// `GET /metrics` alone (for `--metrics-listen`).
+pub fn metrics_router(pool: PgPool, metrics: Arc<Metrics>) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(serve_metrics))
+        .with_state((pool, metrics))
+}
+
+/// The metrics in the text exposition format.
+async fn serve_metrics(
+    axum::extract::State((pool, metrics)): axum::extract::State<(PgPool, Arc<Metrics>)>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let text = metrics.render(&pool).await;
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// Reads a request's page token for a listing of `scope`; empty means the first page.

@@ -23,8 +23,12 @@ impl PublishApi {
         let api = &self.0;
         let scope = authenticate(api, ctx).await?;
         let events = validate(req, &scope)?;
+        let families: Vec<&'static str> = events.iter().map(|e| e.kind.family().as_str()).collect();
         let stored = api.publisher.publish(events).await?;
         let queued: i64 = stored.iter().map(|s| s.deliveries_queued).sum();
+        let new = stored.iter().zip(&families).filter(|(s, _)| !s.duplicate);
+        api.metrics
+            .published(new.map(|(_, family)| *family), queued);
         tracing::debug!(events = stored.len(), deliveries = queued, "published");
         Ok(pb::PublishResponse {
             events: stored

@@ -11,6 +11,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::proto::webhookd::v1 as pb;
+use crate::store::activity::Activity;
 
 /// The family a request names; `UNSPECIFIED` is refused.
 pub fn family(value: EnumValue<pb::EventFamily>, field: &str) -> Result<Family> {
@@ -328,6 +329,34 @@ pub fn to_proto(s: Subscription) -> pb::Subscription {
         managed_by: s.face,
         create_time: MessageField::some(Timestamp::from(s.create_time)),
         update_time: MessageField::some(Timestamp::from(s.update_time)),
+        last_response: MessageField::some(pb::LastResponse {
+            status: "unused".into(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
+}
+
+/// `subscription` with its last triggers and last response.
+pub fn with_activity(mut subscription: pb::Subscription, activity: &Activity) -> pb::Subscription {
+    subscription.last_triggers = activity
+        .triggers
+        .iter()
+        .map(|(event_type, time)| pb::LastTrigger {
+            event_type: event_type.clone(),
+            last_trigger_time: MessageField::some(Timestamp::from(*time)),
+            ..Default::default()
+        })
+        .collect();
+    if let Some(last) = &activity.last_response {
+        let answered = last.code.is_some_and(|c| (200..300).contains(&c));
+        subscription.last_response = MessageField::some(pb::LastResponse {
+            code: last.code.unwrap_or(0),
+            status: if answered { "active" } else { "failing" }.into(),
+            message: last.message.clone(),
+            time: MessageField::some(Timestamp::from(last.time)),
+            ..Default::default()
+        });
+    }
+    subscription
 }

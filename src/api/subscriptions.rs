@@ -11,7 +11,7 @@ use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
 use super::auth::{authenticate, authorize_webhook};
 use super::subscription_proto::{
     SpecFields, auth_header, check_filters_fit, family, family_filter, family_proto, format_proto,
-    state_filter, state_to_set, stored_spec, to_proto,
+    state_filter, state_to_set, stored_spec, to_proto, with_activity,
 };
 use super::{ApiContext, decode_page_token, paginate};
 use crate::domain::{
@@ -125,9 +125,15 @@ impl SubscriptionApi {
         ctx: &RequestContext,
         req: &pb::GetSubscriptionRequest,
     ) -> Result<pb::GetSubscriptionResponse> {
-        let (_, found) = self.find(ctx, &req.subscription_id).await?;
+        let (mut conn, found) = self.find(ctx, &req.subscription_id).await?;
+        let activity = store::activity::of(&mut conn, &[found.id]).await?;
+        let id = found.id;
+        let subscription = with_activity(
+            to_proto(found),
+            &activity.get(&id).cloned().unwrap_or_default(),
+        );
         Ok(pb::GetSubscriptionResponse {
-            subscription: MessageField::some(to_proto(found)),
+            subscription: MessageField::some(subscription),
             ..Default::default()
         })
     }
@@ -176,8 +182,17 @@ impl SubscriptionApi {
                     id: s.id.0,
                 }
             });
+        let ids: Vec<WebhookId> = page.iter().map(|s| s.id).collect();
+        let activity = store::activity::of(&mut conn, &ids).await?;
+        let none = store::activity::Activity::default();
         Ok(pb::ListSubscriptionsResponse {
-            subscriptions: page.into_iter().map(to_proto).collect(),
+            subscriptions: page
+                .into_iter()
+                .map(|s| {
+                    let found = activity.get(&s.id).unwrap_or(&none);
+                    with_activity(to_proto(s), found)
+                })
+                .collect(),
             next_page_token,
             ..Default::default()
         })

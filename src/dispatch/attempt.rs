@@ -13,6 +13,10 @@ use crate::domain::{AttemptRecord, is_internal_ip};
 
 /// How much of a response body is kept in the attempt record.
 pub const MAX_RECORDED_BODY: usize = 4096;
+/// How much of a response's headers (as lines) is kept in the attempt record.
+pub const MAX_RECORDED_HEADERS: usize = 16 * 1024;
+/// The `User-Agent` of every request whose format sets none.
+pub const USER_AGENT: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
 
 /// Builds the delivery HTTP client: no redirects, a whole-attempt timeout, (unless insecure
 /// mode) a resolver that refuses internal addresses after DNS resolution, and no proxy but
@@ -34,7 +38,7 @@ pub fn client(
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .user_agent(concat!("webhookd/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .dns_resolver(Arc::new(GuardedResolver {
             allow_internal,
             proxy_host: proxy.and_then(|p| p.host_str()).map(str::to_owned),
@@ -167,6 +171,17 @@ async fn post(
         .map_err(describe)?;
     let status = response.status();
     record.http_status = Some(i32::from(status.as_u16()));
+    let received = response.headers().iter();
+    let mut headers =
+        crate::domain::header_lines(received.map(|(n, v)| (n.as_str(), v.as_bytes())), |_| false);
+    if headers.len() > MAX_RECORDED_HEADERS {
+        let cut = (0..=MAX_RECORDED_HEADERS)
+            .rev()
+            .find(|i| headers.is_char_boundary(*i))
+            .unwrap_or(0);
+        headers.truncate(cut);
+    }
+    record.response_headers = Some(headers);
     let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
     let retry_after = header("retry-after").and_then(parse_retry_after);
     let is_json = header("content-type").is_some_and(|t| t.starts_with("application/json"));

@@ -7,7 +7,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -15,15 +15,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::activity::ActivityBuffer;
 use super::{Claimed, Dispatcher, Inner, lock};
 use crate::domain::WebhookId;
 use crate::error::Result;
+use crate::metrics::{DeliveryLabels, Finished};
 use crate::store;
 use crate::store::events::Handoff;
-use crate::store::queue::{Attempted, Leased};
+use crate::store::queue::{Attempted, Leased, Outcome};
 
 /// The most outcomes written in one statement.
 const RECORD_BATCH: usize = 1000;
+/// How often the recorder writes the subscriptions' activity while attempts keep coming.
+const ACTIVITY_EVERY: Duration = Duration::from_secs(1);
 
 /// The pipeline of one batcher (see the module docs). Clones share it.
 #[derive(Clone)]
@@ -31,7 +35,7 @@ pub struct Batcher {
     dispatcher: Dispatcher,
     room: Arc<Semaphore>,
     attempts: TaskTracker,
-    outcomes: mpsc::Sender<Attempted>,
+    outcomes: mpsc::Sender<(Attempted, DeliveryLabels)>,
     /// Cancelled when the shutdown timeout runs out: in-flight attempts are dropped.
     abandon: CancellationToken,
     recorder: Arc<Mutex<Option<JoinHandle<()>>>>,
@@ -96,13 +100,15 @@ impl Batcher {
                 delivery,
                 target,
                 owner,
+                label,
             } = claimed;
             let counted =
                 InFlight::start(&self.dispatcher.inner, delivery.webhook_id, owner.clone());
             let id = delivery.id;
             let dispatcher = self.dispatcher.clone();
-            let attempt =
-                AssertUnwindSafe(async move { dispatcher.attempt(delivery, target, owner).await });
+            let attempt = AssertUnwindSafe(async move {
+                dispatcher.attempt(delivery, target, owner, label).await
+            });
             let (outcomes, abandon) = (self.outcomes.clone(), self.abandon.clone());
             self.attempts.spawn(async move {
                 let attempted = tokio::select! {
@@ -167,7 +173,7 @@ impl Batcher {
 /// Writes outcomes as they come, as many per statement as are waiting (one commit for all of
 /// them), until every sender is gone. A failed write is logged; those deliveries are
 /// attempted again when their leases expire. A panic is logged with its cause.
-async fn record(dispatcher: Dispatcher, outcomes: mpsc::Receiver<Attempted>) {
+async fn record(dispatcher: Dispatcher, outcomes: mpsc::Receiver<(Attempted, DeliveryLabels)>) {
     let recording = AssertUnwindSafe(record_until_closed(&dispatcher.inner, outcomes));
     if let Err(panic) = recording.catch_unwind().await {
         tracing::error!(
@@ -177,23 +183,95 @@ async fn record(dispatcher: Dispatcher, outcomes: mpsc::Receiver<Attempted>) {
     }
 }
 
-async fn record_until_closed(inner: &Inner, mut outcomes: mpsc::Receiver<Attempted>) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let written = async {
-            let mut conn = store::acquire(&inner.pool).await?;
-            store::queue::record_attempts(&mut conn, inner.worker, &batch).await
-        };
-        match written.await {
-            Ok(n) if n < batch.len() => tracing::info!(
-                lost = batch.len() - n,
-                "leases lost before recording; their new holders record them"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error.cause_chain = ?anyhow::Error::from(e),
-                count = batch.len(), "recording attempts failed"),
+async fn record_until_closed(
+    inner: &Inner,
+    mut outcomes: mpsc::Receiver<(Attempted, DeliveryLabels)>,
+) {
+    let mut received = Vec::with_capacity(RECORD_BATCH);
+    let mut activity = ActivityBuffer::default();
+    let mut written = Instant::now();
+    loop {
+        // Activity is written once a second while attempts keep coming, and at once when
+        // they pause.
+        let waited = tokio::time::timeout(
+            ACTIVITY_EVERY,
+            outcomes.recv_many(&mut received, RECORD_BATCH),
+        )
+        .await;
+        match waited {
+            Ok(0) => break,
+            Ok(_) => record_batch(inner, received.drain(..).unzip(), &mut activity).await,
+            Err(_) => {}
         }
-        batch.clear();
+        if waited.is_err() || written.elapsed() >= ACTIVITY_EVERY {
+            write_activity(inner, &mut activity).await;
+            written = Instant::now();
+        }
+    }
+    write_activity(inner, &mut activity).await;
+}
+
+/// Records one batch of outcomes, and counts and notes those recorded.
+async fn record_batch(
+    inner: &Inner,
+    (batch, labels): (Vec<Attempted>, Vec<DeliveryLabels>),
+    activity: &mut ActivityBuffer,
+) {
+    let started = Instant::now();
+    let written = async {
+        let mut conn = store::acquire(&inner.pool).await?;
+        store::queue::record_attempts(&mut conn, inner.worker, &batch).await
+    };
+    match written.await {
+        Ok(recorded) => {
+            inner.metrics.recorded(started.elapsed());
+            // Counted once recorded: a delivery whose lease was lost is its new holder's
+            // to count.
+            for (attempted, labels) in batch.iter().zip(&labels) {
+                if recorded.contains(&attempted.delivery.0) {
+                    let record = &attempted.record;
+                    let finished = finished(&attempted.outcome);
+                    inner
+                        .metrics
+                        .attempted(labels, record.http_status, finished);
+                    activity.note(labels.webhook_id, labels.event, labels.published, record);
+                }
+            }
+            if recorded.len() < batch.len() {
+                tracing::info!(
+                    lost = batch.len() - recorded.len(),
+                    "leases lost before recording; their new holders record them"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error.cause_chain = ?anyhow::Error::from(e),
+            count = batch.len(), "recording attempts failed"),
+    }
+}
+
+/// Writes the activity noted so far; on failure it is dropped (it is only ever the latest
+/// of what the delivery log holds in full).
+async fn write_activity(inner: &Inner, activity: &mut ActivityBuffer) {
+    if activity.is_empty() {
+        return;
+    }
+    let rows = activity.take();
+    let written = async {
+        let mut conn = store::acquire(&inner.pool).await?;
+        store::activity::record(&mut conn, rows).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(error.cause_chain = ?anyhow::Error::from(e),
+            "writing subscriptions' last triggers and responses failed; dropped");
+    }
+}
+
+/// What `outcome` finishes, as the metrics count it.
+fn finished(outcome: &Outcome) -> Finished {
+    match outcome {
+        Outcome::Delivered => Finished::Success,
+        Outcome::RetryIn(_) => Finished::No,
+        Outcome::Failed | Outcome::FailedAndDisable(_) => Finished::Error,
     }
 }
 

@@ -21,6 +21,7 @@
 //! holds a bounded share; infrastructure errors (`Err`) are logged once, in `run`, and the
 //! loop goes on.
 
+mod activity;
 pub mod attempt;
 mod batcher;
 pub mod request;
@@ -41,8 +42,9 @@ use self::request::Target;
 use self::retry::RetrySchedule;
 use self::rooms::{Caps, InFlightCounts, Rooms};
 use self::skip::Skip;
-use crate::domain::{DeliveryId, WebhookId};
+use crate::domain::{DeliveryId, RecordedRequest, WebhookId};
 use crate::error::Result;
+use crate::metrics::{self, DeliveryLabels, Metrics};
 use crate::secret_box::SecretBox;
 use crate::store;
 use crate::store::notifications::{Notice, Notifications};
@@ -58,6 +60,8 @@ struct Claimed {
     delivery: ClaimedDelivery,
     target: Option<Arc<Target>>,
     owner: Arc<str>,
+    /// Its webhook's `webhook` label in the metrics.
+    label: Arc<str>,
 }
 
 /// How the batcher runs (the `serve` flags).
@@ -91,6 +95,8 @@ pub struct DispatchSettings {
     pub delivery_proxy: Option<url::Url>,
     /// How long in-flight attempts may finish after shutdown starts (`--shutdown-timeout`).
     pub shutdown_timeout: Duration,
+    /// How much of each request's body its attempt record keeps (`--record-request-bytes`).
+    pub record_request_bytes: usize,
 }
 
 impl DispatchSettings {
@@ -115,6 +121,7 @@ struct Inner {
     insecure_client: reqwest::Client,
     settings: DispatchSettings,
     secrets: SecretBox,
+    metrics: Arc<Metrics>,
     /// Identifies this process's leases.
     worker: Uuid,
     /// Signalled when a webhook drops below `--max-in-flight-per-webhook` or an owner below
@@ -146,6 +153,7 @@ impl Dispatcher {
         pool: PgPool,
         settings: DispatchSettings,
         secrets: SecretBox,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let client = |verify_tls| {
             attempt::client(
@@ -163,6 +171,7 @@ impl Dispatcher {
                 insecure_client,
                 settings,
                 secrets,
+                metrics,
                 worker: Uuid::new_v4(),
                 unsaturated: tokio::sync::Notify::new(),
                 room_limited: std::sync::atomic::AtomicBool::new(false),
@@ -253,6 +262,7 @@ impl Dispatcher {
             max_webhooks: webhooks_per_claim(limit),
             fair: self.fair_turn(),
         };
+        let started = std::time::Instant::now();
         let claim = store::queue::claim(
             &mut conn,
             inner.worker,
@@ -262,6 +272,7 @@ impl Dispatcher {
             &mut rooms,
         )
         .await?;
+        inner.metrics.claimed(started.elapsed());
         if claim.reached.is_some() {
             *lock(&inner.reached) = claim.reached;
         }
@@ -299,6 +310,10 @@ impl Dispatcher {
             .into_iter()
             .map(|(webhook, stored)| {
                 let owner = Arc::<str>::from(stored.owner.as_str());
+                let label = self
+                    .inner
+                    .metrics
+                    .webhook_label(webhook, &stored.render.name);
                 let target = Target::open(webhook, stored, &self.inner.secrets)
                     .inspect_err(|e| {
                         tracing::error!(error.cause_chain = ?e, webhook_id = %webhook,
@@ -306,21 +321,22 @@ impl Dispatcher {
                     })
                     .ok()
                     .map(Arc::new);
-                (webhook, (target, owner))
+                (webhook, (target, owner, label))
             })
             .collect();
         leased
             .deliveries
             .into_iter()
             .map(|delivery| {
-                let (target, owner) = targets
+                let (target, owner, label) = targets
                     .get(&delivery.webhook_id)
                     .cloned()
-                    .unwrap_or_else(|| (None, Arc::from("")));
+                    .unwrap_or_else(|| (None, Arc::from(""), Arc::from(metrics::OTHER)));
                 Claimed {
                     delivery,
                     target,
                     owner,
+                    label,
                 }
             })
             .collect()
@@ -347,13 +363,20 @@ impl Dispatcher {
         delivery: ClaimedDelivery,
         target: Option<Arc<Target>>,
         owner: Arc<str>,
-    ) -> Option<Attempted> {
+        label: Arc<str>,
+    ) -> Option<(Attempted, DeliveryLabels)> {
         let settings = &self.inner.settings;
         let target = target?;
+        let labels = DeliveryLabels {
+            webhook_id: delivery.webhook_id,
+            webhook: label,
+            event: metrics::event_label(&delivery.event.event_type),
+            published: delivery.event.create_time,
+        };
         let (id, scheduled) = (delivery.id, delivery.scheduled_attempts);
         let start_time = chrono::Utc::now();
         let sent = match request::build(delivery, &target, start_time, settings.delivery_timeout) {
-            Ok(request) => {
+            Ok(mut request) => {
                 let guard = attempt::Guard {
                     allow_internal: settings.allow_insecure_callbacks,
                     proxied: settings.delivery_proxy.is_some(),
@@ -363,7 +386,17 @@ impl Dispatcher {
                 } else {
                     &self.inner.client
                 };
-                attempt::send(client, request, guard, start_time).await
+                let body = &request.body;
+                let recorded = RecordedRequest {
+                    headers: std::mem::take(&mut request.recorded_headers),
+                    body: (!request.body_is_payload)
+                        .then(|| body[..body.len().min(settings.record_request_bytes)].to_vec()),
+                    body_size: i32::try_from(body.len()).unwrap_or(i32::MAX),
+                };
+                let (mut record, retry_after) =
+                    attempt::send(client, request, guard, start_time).await;
+                record.request = Some(recorded);
+                (record, retry_after)
             }
             Err(error) => (
                 crate::domain::AttemptRecord::failed(start_time, error),
@@ -376,12 +409,15 @@ impl Dispatcher {
                 .retry_schedule
                 .outcome(scheduled + 1, record.http_status, retry_after);
         tracing::debug!(status = ?record.http_status, error = ?record.error, ?outcome, "attempted");
-        Some(Attempted {
-            delivery: id,
-            owner,
-            record,
-            outcome,
-        })
+        Some((
+            Attempted {
+                delivery: id,
+                owner,
+                record,
+                outcome,
+            },
+            labels,
+        ))
     }
 }
 

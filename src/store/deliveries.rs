@@ -6,7 +6,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{
-    AttemptRecord, Delivery, DeliveryId, DeliveryState, EventId, PageCursor, WebhookId,
+    AttemptRecord, BSR_PUSH, Delivery, DeliveryId, DeliveryState, EventId, PageCursor,
+    RecordedRequest, WebhookId,
 };
 use crate::error::{Error, Result};
 
@@ -36,6 +37,7 @@ struct DeliveryRow {
     next_attempt_time: DateTime<Utc>,
     last_attempt_time: Option<DateTime<Utc>>,
     last_http_status: Option<i32>,
+    event_type: Option<String>,
 }
 
 impl TryFrom<DeliveryRow> for Delivery {
@@ -54,36 +56,61 @@ impl TryFrom<DeliveryRow> for Delivery {
             next_attempt_time: r.next_attempt_time,
             last_attempt_time: r.last_attempt_time,
             last_http_status: r.last_http_status,
+            event_type: r.event_type.unwrap_or_else(|| BSR_PUSH.to_owned()),
         })
     }
 }
 
-/// Up to `limit` of a webhook's deliveries after `after`, newest first.
+/// What [`list`] selects, besides the webhook.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only in this state.
+    pub state: Option<DeliveryState>,
+    /// Only of events of this type (`repository.push` for the BSR's).
+    pub event_type: Option<String>,
+    /// Only queued at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only queued before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Up to `limit` of a webhook's deliveries after `after` that `filter` selects, newest
+/// first.
 pub async fn list(
     conn: &mut PgConnection,
     webhook: WebhookId,
-    state: Option<DeliveryState>,
+    filter: &DeliveryFilter,
     after: Option<PageCursor>,
     limit: i64,
 ) -> Result<Vec<Delivery>> {
     let (after_time, after_id) = after.map(|c| (c.create_time, c.id)).unzip();
+    // The BSR's events are stored without a type.
+    let event_type = filter.event_type.as_deref().map(|t| (t == BSR_PUSH, t));
     let rows = sqlx::query_as!(
         DeliveryRow,
         r#"
-        SELECT id, webhook_id, event_id, state, attempt_count, create_time, next_attempt_time,
-               last_attempt_time, last_http_status
-        FROM deliveries
-        WHERE webhook_id = $1
-          AND ($2::text IS NULL OR state = $2)
-          AND ($3::timestamptz IS NULL OR (create_time, id) < ($3, $4::uuid))
-        ORDER BY create_time DESC, id DESC
+        SELECT d.id, d.webhook_id, d.event_id, d.state, d.attempt_count, d.create_time,
+               d.next_attempt_time, d.last_attempt_time, d.last_http_status, e.event_type
+        FROM deliveries d JOIN events e ON e.id = d.event_id
+        WHERE d.webhook_id = $1
+          AND ($2::text IS NULL OR d.state = $2)
+          AND ($3::timestamptz IS NULL OR (d.create_time, d.id) < ($3, $4::uuid))
+          AND ($6::bool IS NULL OR (CASE WHEN $6 THEN e.event_type IS NULL
+                                         ELSE e.event_type = $7 END))
+          AND ($8::timestamptz IS NULL OR d.create_time >= $8)
+          AND ($9::timestamptz IS NULL OR d.create_time < $9)
+        ORDER BY d.create_time DESC, d.id DESC
         LIMIT $5
         "#,
         webhook.0,
-        state.map(DeliveryState::as_str),
+        filter.state.map(DeliveryState::as_str),
         after_time,
         after_id,
         limit,
+        event_type.map(|(bsr, _)| bsr),
+        event_type.map(|(_, t)| t),
+        filter.since,
+        filter.until,
     )
     .fetch_all(conn)
     .await?;
@@ -91,32 +118,48 @@ pub async fn list(
 }
 
 /// One delivery and up to `limit` of its attempts started after `after`, oldest first, each
-/// with its number.
+/// with its number, and with request bodies of at most `body_cap` bytes.
 pub async fn get(
     conn: &mut PgConnection,
     delivery: DeliveryId,
     after: Option<DateTime<Utc>>,
     limit: i64,
+    body_cap: usize,
 ) -> Result<Option<(Delivery, Vec<(i32, AttemptRecord)>)>> {
     let Some(found) = fetch(conn, delivery).await? else {
         return Ok(None);
     };
+    // A request body sent as the event's payload is read from the event (see migration
+    // 20261203000001), cut as the recorder cuts the others.
     let attempts = sqlx::query!(
         r#"
-        SELECT number, start_time, duration_ms, http_status, connect_code, response_body, error
-        FROM delivery_attempts
-        WHERE delivery_id = $1 AND ($2::timestamptz IS NULL OR start_time > $2)
-        ORDER BY number
+        SELECT a.number, a.start_time, a.duration_ms, a.http_status, a.connect_code,
+               a.response_body, a.error, a.request_headers, a.request_body_size,
+               a.response_headers,
+               CASE WHEN a.request_body IS NULL AND a.request_body_size IS NOT NULL
+                    THEN (SELECT substring(e.payload FROM 1 FOR $4)
+                          FROM deliveries d JOIN events e ON e.id = d.event_id
+                          WHERE d.id = a.delivery_id)
+                    ELSE a.request_body END AS request_body
+        FROM delivery_attempts a
+        WHERE a.delivery_id = $1 AND ($2::timestamptz IS NULL OR a.start_time > $2)
+        ORDER BY a.number
         LIMIT $3
         "#,
         delivery.0,
         after,
         limit,
+        i32::try_from(body_cap).unwrap_or(i32::MAX),
     )
     .fetch_all(conn)
     .await?
     .into_iter()
     .map(|r| {
+        let request = r.request_headers.map(|headers| RecordedRequest {
+            headers,
+            body: r.request_body,
+            body_size: r.request_body_size.unwrap_or(0),
+        });
         let record = AttemptRecord {
             start_time: r.start_time,
             duration_ms: r.duration_ms,
@@ -124,6 +167,8 @@ pub async fn get(
             connect_code: r.connect_code,
             response_body: r.response_body,
             error: r.error,
+            request,
+            response_headers: r.response_headers,
         };
         (r.number, record)
     })
@@ -135,10 +180,10 @@ async fn fetch(conn: &mut PgConnection, delivery: DeliveryId) -> Result<Option<D
     let row = sqlx::query_as!(
         DeliveryRow,
         r#"
-        SELECT id, webhook_id, event_id, state, attempt_count, create_time, next_attempt_time,
-               last_attempt_time, last_http_status
-        FROM deliveries
-        WHERE id = $1
+        SELECT d.id, d.webhook_id, d.event_id, d.state, d.attempt_count, d.create_time,
+               d.next_attempt_time, d.last_attempt_time, d.last_http_status, e.event_type
+        FROM deliveries d JOIN events e ON e.id = d.event_id
+        WHERE d.id = $1
         "#,
         delivery.0,
     )
@@ -203,4 +248,72 @@ pub async fn redeliver(conn: &mut PgConnection, delivery: DeliveryId) -> Result<
             None => Ok(Redelivery::NotFound),
         },
     }
+}
+
+/// What [`recover`] did.
+#[derive(Debug)]
+pub enum Recovery {
+    /// This many failed deliveries were queued again.
+    Queued(i64),
+    /// The webhook is not active (in this state, disabled for this reason): nothing changed.
+    NotActive(String, Option<String>),
+    /// No such webhook.
+    NotFound,
+}
+
+/// Queues again every failed delivery of `webhook` queued in `[since, until)`, each as
+/// [`redeliver`] would (due now, the whole retry schedule ahead of it), oldest first: their
+/// due times are a microsecond apart in the order they were first queued, so claims take
+/// them in that order. A delivery recovered (or redelivered) meanwhile is pending, not
+/// failed, and is not queued twice. Refused, changing nothing, unless the webhook is active.
+pub async fn recover(
+    conn: &mut PgConnection,
+    webhook: WebhookId,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Recovery> {
+    let found = sqlx::query!(
+        r#"
+        WITH hook AS (
+            SELECT id, owner_name, state, disabled_reason
+            FROM webhooks
+            WHERE id = $1
+            FOR KEY SHARE
+        ), chosen AS (
+            -- By the webhook's delivery index: its deliveries queued in the window.
+            SELECT d.id, row_number() OVER (ORDER BY d.create_time, d.id) AS n
+            FROM deliveries d JOIN hook h ON h.id = d.webhook_id
+            WHERE h.state = 'active' AND d.state = 'failed'
+              AND d.create_time >= $2 AND d.create_time < $3
+        ), queued AS (
+            -- The state is checked again on the row updated: a concurrent recovery that
+            -- queued it first leaves it pending, and it is skipped here.
+            UPDATE deliveries d
+            SET state = 'pending',
+                schedule_start = d.attempt_count,
+                next_attempt_time = now() + make_interval(secs => c.n / 1e6)
+            FROM chosen c
+            WHERE d.id = c.id AND d.state = 'failed'
+            RETURNING d.id
+        ), counted AS (
+            -- They join their owner's queued count again.
+            INSERT INTO owner_count_changes (owner_name, queued)
+            SELECT h.owner_name, count(*)
+            FROM hook h CROSS JOIN queued q
+            GROUP BY h.owner_name
+        )
+        SELECT h.state, h.disabled_reason, (SELECT count(*) FROM queued) AS "queued!"
+        FROM hook h
+        "#,
+        webhook.0,
+        since,
+        until,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match found {
+        None => Recovery::NotFound,
+        Some(r) if r.state != "active" => Recovery::NotActive(r.state, r.disabled_reason),
+        Some(r) => Recovery::Queued(r.queued),
+    })
 }

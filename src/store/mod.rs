@@ -2,6 +2,7 @@
 //! inside its own transaction; they translate database errors into domain meaning
 //! (unique violations become `AlreadyExists`, connection failures `Unavailable`).
 
+pub mod activity;
 pub mod deliveries;
 pub mod events;
 pub mod keys;

@@ -346,7 +346,9 @@ async fn a_callback_name_resolving_to_an_internal_address_is_refused_at_delivery
     let mut settings = app.args.dispatch_settings();
     settings.allow_insecure_callbacks = false;
     let secrets = webhookd::app::secret_box(&app.args).unwrap();
-    let strict = webhookd::dispatch::Dispatcher::new(app.pool.clone(), settings, secrets).unwrap();
+    let metrics = webhookd::metrics::Metrics::new(100);
+    let strict =
+        webhookd::dispatch::Dispatcher::new(app.pool.clone(), settings, secrets, metrics).unwrap();
     assert_eq!(strict.run_once().await.unwrap(), 1);
     assert!(
         receiver.captured().is_empty(),

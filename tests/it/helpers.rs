@@ -117,13 +117,19 @@ pub async fn spawn_app_on(admin_options: &PgConnectOptions, flags: &[&str]) -> T
 }
 
 async fn spawn_app_in(pool: PgPool, db_options: PgConnectOptions, flags: &[&str]) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let args = serve_args(listener.local_addr().unwrap(), flags);
+    start(args, pool, db_options, listener)
+}
+
+/// `serve` flags parsed exactly as the CLI parses them, listening on `addr` with a random
+/// secret key, plus `flags`.
+pub fn serve_args(addr: std::net::SocketAddr, flags: &[&str]) -> ServeArgs {
     #[derive(clap::Parser)]
     struct Flags {
         #[command(flatten)]
         serve: ServeArgs,
     }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
     let mut argv = vec![
         "serve".to_owned(),
@@ -133,10 +139,9 @@ async fn spawn_app_in(pool: PgPool, db_options: PgConnectOptions, flags: &[&str]
         key,
     ];
     argv.extend(flags.iter().map(|f| f.to_string()));
-    let args = <Flags as clap::Parser>::try_parse_from(argv)
+    <Flags as clap::Parser>::try_parse_from(argv)
         .expect("test flags parse")
-        .serve;
-    start(args, pool, db_options, listener)
+        .serve
 }
 
 /// Runs the app on `listener` until the returned TestApp is dropped.
@@ -303,6 +308,7 @@ impl TestApp {
             self.pool.clone(),
             self.args.dispatch_settings(),
             secrets,
+            webhookd::metrics::Metrics::new(100),
         )
         .unwrap()
     }

@@ -240,6 +240,11 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
                 array(vec!["\\x"; n]),
                 array(vec![""; n]),
                 array(vec!["acme"; n]),
+                array(vec!["content-type: application/json\n"; n]),
+                array(vec!["\\x7b7d"; n]),
+                array(vec![true; n]),
+                array(vec![2; n]),
+                array(vec!["content-length: 0\n"; n]),
             ],
             "release" => vec![array(&leased), literal(worker)],
             publish => vec![

@@ -137,6 +137,10 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Send without verifying the listener's TLS certificate.
     pub skip_tls_verify: bool,
+    /// The body is the event's stored payload, as is (the BSR's Connect path).
+    pub body_is_payload: bool,
+    /// The headers as the attempt's record keeps them: secrets masked (see [`masked`]).
+    pub recorded_headers: String,
 }
 
 /// What a renderer makes: the format's own headers and the body.
@@ -184,27 +188,27 @@ pub fn build(
 ) -> Result<Request, String> {
     let url = target.url.clone()?;
     let id = delivery.id.to_string();
-    let Rendered { mut headers, body } =
-        if target.format == Format::Connect && !target.options.connect_json {
-            // The BSR's path, unchanged: the stored EventRequest as is (moved, not copied).
-            connect::render(delivery.payload, timeout)
-        } else {
-            let rendering = Rendering {
-                delivery: &delivery,
-                target,
-                sent_at,
-            };
-            match target.format {
-                Format::Connect => connect::render_json(&rendering, timeout)?,
-                Format::Json => json::render(&rendering)?,
-                Format::GitHub => github::render(&rendering)?,
-                Format::Harbor => harbor::render(&rendering, harbor::Shape::Default)?,
-                Format::CloudEvents => harbor::render(&rendering, harbor::Shape::CloudEvents)?,
-                Format::Angos => angos::render(&rendering)?,
-                Format::Slack => chat::render(&rendering, chat::App::Slack)?,
-                Format::Teams => chat::render(&rendering, chat::App::Teams)?,
-            }
+    let body_is_payload = target.format == Format::Connect && !target.options.connect_json;
+    let Rendered { mut headers, body } = if body_is_payload {
+        // The BSR's path, unchanged: the stored EventRequest as is (moved, not copied).
+        connect::render(delivery.payload, timeout)
+    } else {
+        let rendering = Rendering {
+            delivery: &delivery,
+            target,
+            sent_at,
         };
+        match target.format {
+            Format::Connect => connect::render_json(&rendering, timeout)?,
+            Format::Json => json::render(&rendering)?,
+            Format::GitHub => github::render(&rendering)?,
+            Format::Harbor => harbor::render(&rendering, harbor::Shape::Default)?,
+            Format::CloudEvents => harbor::render(&rendering, harbor::Shape::CloudEvents)?,
+            Format::Angos => angos::render(&rendering)?,
+            Format::Slack => chat::render(&rendering, chat::App::Slack)?,
+            Format::Teams => chat::render(&rendering, chat::App::Teams)?,
+        }
+    };
     for (name, value) in &target.headers {
         headers.insert(name.clone(), value.clone());
     }
@@ -221,12 +225,37 @@ pub fn build(
         headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
         headers.insert("webhook-signature", text(signature));
     }
+    let recorded_headers = record_headers(&headers, target);
     Ok(Request {
         url,
         headers,
         body,
         skip_tls_verify: target.skip_tls_verify,
+        body_is_payload,
+        recorded_headers,
     })
+}
+
+/// `headers` as the record keeps them, with the client's `User-Agent` when the format sets
+/// none; the values of [`masked`] headers hidden.
+fn record_headers(headers: &HeaderMap, target: &Target) -> String {
+    let agent = (!headers.contains_key(http::header::USER_AGENT)).then_some((
+        http::header::USER_AGENT.as_str(),
+        super::attempt::USER_AGENT.as_bytes(),
+    ));
+    let sent = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+    crate::domain::header_lines(sent.chain(agent), |name| masked(name, target))
+}
+
+/// Whether header `name` is a secret the record must not show: credentials
+/// (`Authorization`, `Proxy-Authorization`, `Cookie`) and the subscription's own headers,
+/// which often carry them (an API key, a shared token).
+fn masked(name: &str, target: &Target) -> bool {
+    ["authorization", "proxy-authorization", "cookie"].contains(&name)
+        || target
+            .headers
+            .iter()
+            .any(|(custom, _)| custom.as_str() == name)
 }
 
 /// A header value of text made of visible ASCII (a UUID, base64 signatures, hex digests).

@@ -391,22 +391,22 @@ async fn transaction_time(conn: &mut PgConnection) -> Result<DateTime<Utc>> {
 /// however many attempts; with a 410, one transaction that also disables the webhook), each
 /// only if `worker` still holds that delivery's lease; a delivery whose lease was lost
 /// (expired and taken over, or the webhook was deleted) is skipped: its new holder's record
-/// is the one that counts. Returns how many were recorded.
+/// is the one that counts. Returns the ids of those recorded.
 pub async fn record_attempts(
     conn: &mut PgConnection,
     worker: Uuid,
     attempted: &[Attempted],
-) -> Result<usize> {
+) -> Result<HashSet<Uuid>> {
     use sqlx::Acquire as _;
     if attempted.is_empty() {
-        return Ok(0);
+        return Ok(HashSet::new());
     }
     let columns = Columns::of(attempted);
     let disabling = attempted
         .iter()
         .any(|a| matches!(a.outcome, Outcome::FailedAndDisable(_)));
     if !disabling {
-        return Ok(columns.record(conn, worker).await?.len());
+        return columns.record(conn, worker).await;
     }
     let mut tx = conn.begin().await?;
     let recorded = columns.record(&mut tx, worker).await?;
@@ -418,7 +418,7 @@ pub async fn record_attempts(
         }
     }
     tx.commit().await?;
-    Ok(recorded.len())
+    Ok(recorded)
 }
 
 /// Attempts as the recorder's statement takes them: one array per column. Arrays cannot
@@ -434,6 +434,14 @@ struct Columns<'a> {
     codes: Vec<&'a str>,
     bodies: Vec<&'a [u8]>,
     errors: Vec<&'a str>,
+    request_headers: Vec<&'a str>,
+    request_bodies: Vec<&'a [u8]>,
+    /// Whether the request's body is recorded (false: none was sent, or it was the event's
+    /// payload).
+    request_body_kept: Vec<bool>,
+    /// -1 when nothing was sent.
+    request_body_sizes: Vec<i32>,
+    response_headers: Vec<&'a str>,
 }
 
 impl<'a> Columns<'a> {
@@ -461,11 +469,31 @@ impl<'a> Columns<'a> {
             errors: records()
                 .map(|r| r.error.as_deref().unwrap_or(""))
                 .collect(),
+            request_headers: records()
+                .map(|r| r.request.as_ref().map_or("", |q| &q.headers))
+                .collect(),
+            request_bodies: records()
+                .map(|r| {
+                    r.request
+                        .as_ref()
+                        .and_then(|q| q.body.as_deref())
+                        .unwrap_or(&[])
+                })
+                .collect(),
+            request_body_kept: records()
+                .map(|r| r.request.as_ref().is_some_and(|q| q.body.is_some()))
+                .collect(),
+            request_body_sizes: records()
+                .map(|r| r.request.as_ref().map_or(-1, |q| q.body_size))
+                .collect(),
+            response_headers: records()
+                .map(|r| r.response_headers.as_deref().unwrap_or(""))
+                .collect(),
         }
     }
 
     /// Runs `record_attempts.sql`; the ids of the deliveries recorded.
-    async fn record(&self, conn: &mut PgConnection, worker: Uuid) -> Result<Vec<Uuid>> {
+    async fn record(&self, conn: &mut PgConnection, worker: Uuid) -> Result<HashSet<Uuid>> {
         let rows = sqlx::query_file!(
             "src/store/queue/record_attempts.sql",
             worker,
@@ -479,6 +507,11 @@ impl<'a> Columns<'a> {
             &self.bodies as &[&[u8]],
             &self.errors as &[&str],
             &self.owners as &[&str],
+            &self.request_headers as &[&str],
+            &self.request_bodies as &[&[u8]],
+            &self.request_body_kept,
+            &self.request_body_sizes,
+            &self.response_headers as &[&str],
         )
         .fetch_all(conn)
         .await?;
@@ -525,4 +558,33 @@ pub async fn release(
         .execute(conn)
         .await?;
     Ok(done.rows_affected())
+}
+
+/// The queue's depth and lag (see `depth.sql`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Depth {
+    /// Waiting for an attempt.
+    pub pending: i64,
+    /// Their subscription paused or disabled.
+    pub held: i64,
+    /// Leased to a batcher.
+    pub in_flight: i64,
+    /// How long the oldest due delivery has been due.
+    pub lag_seconds: f64,
+}
+
+/// Reads the queue's depth and lag.
+///
+/// # Errors
+/// Database errors.
+pub async fn depth(pool: &sqlx::PgPool) -> Result<Depth> {
+    let r = sqlx::query_file!("src/store/queue/depth.sql")
+        .fetch_one(pool)
+        .await?;
+    Ok(Depth {
+        pending: r.pending,
+        held: r.held,
+        in_flight: r.in_flight,
+        lag_seconds: r.lag_seconds,
+    })
 }

@@ -2,13 +2,16 @@
 -- worker $1 still holds (see store::deliveries::record_attempts). The deliveries are found
 -- by primary key from the array $2 whatever the statistics say; the input is joined to those
 -- rows alone (at most one per input row), and the attempt rows come from the update's own
--- RETURNING, so no statement here reads more than the batch.
+-- RETURNING, so no statement here reads more than the batch. $12-$16 are what each attempt
+-- sent and received (see migration 20261203000001); '' and -1 stand for none.
 WITH input AS (
     SELECT *
     FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::timestamptz[], $6::int[],
-                $7::int[], $8::text[], $9::bytea[], $10::text[], $11::text[])
+                $7::int[], $8::text[], $9::bytea[], $10::text[], $11::text[], $12::text[],
+                $13::bytea[], $14::bool[], $15::int[], $16::text[])
          AS t(id, state, retry_in, start_time, duration_ms, http_status, connect_code,
-              response_body, error, owner_name)
+              response_body, error, owner_name, request_headers, request_body,
+              request_body_kept, request_body_size, response_headers)
 ), updated AS (
     UPDATE deliveries d
     SET state = i.state,
@@ -23,7 +26,8 @@ WITH input AS (
     FROM input i
     WHERE d.id = ANY ($2::uuid[]) AND d.id = i.id AND d.lease_owner = $1
     RETURNING d.id, d.attempt_count, i.state, i.start_time, i.duration_ms, i.http_status,
-              i.connect_code, i.response_body, i.error, i.owner_name
+              i.connect_code, i.response_body, i.error, i.owner_name, i.request_headers,
+              i.request_body, i.request_body_kept, i.request_body_size, i.response_headers
 ), counted AS (
     -- Deliveries that are done leave their owners' queued counts (a leased delivery is
     -- pending until this update; the batcher gives each one's owner, $11).
@@ -34,8 +38,11 @@ WITH input AS (
     GROUP BY u.owner_name
 )
 INSERT INTO delivery_attempts
-    (delivery_id, number, start_time, duration_ms, http_status, connect_code, response_body, error)
+    (delivery_id, number, start_time, duration_ms, http_status, connect_code, response_body, error,
+     request_headers, request_body, request_body_size, response_headers)
 SELECT id, attempt_count, start_time, duration_ms, NULLIF(http_status, 0),
-       NULLIF(connect_code, ''), response_body, NULLIF(error, '')
+       NULLIF(connect_code, ''), response_body, NULLIF(error, ''),
+       NULLIF(request_headers, ''), CASE WHEN request_body_kept THEN request_body END,
+       NULLIF(request_body_size, -1), NULLIF(response_headers, '')
 FROM updated
 RETURNING delivery_id
