@@ -36,6 +36,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let secrets = secret_box(args)?;
+    check_settings(args)?;
     let metrics = Metrics::new(args.metrics_webhook_ids as usize);
     // Bound before anything starts: a port in use stops the server with its address.
     let metrics_listener = match args.metrics_listen {
@@ -53,6 +54,14 @@ pub async fn run(
         store::task_pool(&pool),
         stop.clone(),
     ));
+    if !args.retention.is_zero() {
+        tasks.spawn(store::retention::run_until(
+            store::task_pool(&pool),
+            args.retention,
+            args.retention_interval,
+            stop.clone(),
+        ));
+    }
     let batcher = if args.no_dispatch {
         None
     } else {
@@ -105,6 +114,31 @@ pub async fn run(
     let grace = args.shutdown_timeout + Duration::from_secs(1);
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::warn!("in-flight work did not finish within --shutdown-timeout");
+    }
+    Ok(())
+}
+
+/// Checks the settings that depend on each other, before anything starts: a `--retention`
+/// shorter than the retry schedule's longest run is refused.
+///
+/// # Errors
+/// Says which setting to change.
+pub fn check_settings(args: &ServeArgs) -> anyhow::Result<()> {
+    check_retention(args)
+}
+
+/// Refuses a `--retention` shorter than the retry schedule's longest run: a failed
+/// delivery's record could go before its last retry was even due.
+fn check_retention(args: &ServeArgs) -> anyhow::Result<()> {
+    let longest = args.retry_schedule.longest();
+    if !args.retention.is_zero() && args.retention < longest {
+        anyhow::bail!(
+            "--retention {} is shorter than the retry schedule's longest run ({}, every delay \
+             at its longest jitter): a delivery's record could be removed before its last \
+             retry; set --retention to at least that, or 0s to keep everything",
+            humantime::format_duration(args.retention),
+            humantime::format_duration(Duration::from_secs(longest.as_secs() + 1))
+        );
     }
     Ok(())
 }

@@ -36,11 +36,35 @@ pub enum Command {
     /// Run a reference listener: a buf.alpha.webhook.v1alpha1.EventService that prints each
     /// event it receives as one line of JSON.
     Listen(ListenArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `webhookd config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file without starting anything: every key and value as `serve
+    /// --config FILE` would read them. Prints the settings it holds; exits 1 on the first
+    /// error, naming its line and key.
+    Check(ConfigCheckArgs),
+}
+
+/// `webhookd config check`.
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// The file.
+    pub file: PathBuf,
 }
 
 /// `webhookd serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// Read settings from this TOML file's [serve] table, one key per flag in snake case
+    /// (`batch_size = 1000`); flags and environment variables override it.
+    #[arg(long, env = "WEBHOOKD_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on.
     #[arg(long, env = "WEBHOOKD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -165,6 +189,16 @@ pub struct ServeArgs {
     #[arg(long, env = "WEBHOOKD_SECRET_KEY_FILE", conflicts_with = "secret_key")]
     pub secret_key_file: Option<PathBuf>,
 
+    /// Remove finished deliveries (with their attempts) whose last attempt is older than
+    /// this, and then events no delivery refers to; pending and held deliveries are never
+    /// removed. At least the retry schedule's longest run; `0s` keeps everything.
+    #[arg(long, env = "WEBHOOKD_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+
+    /// How often retention runs (each run removes in batches of 500 rows).
+    #[arg(long, env = "WEBHOOKD_RETENTION_INTERVAL", default_value = "1m", value_parser = parse_interval)]
+    pub retention_interval: Duration,
+
     /// How much of each request's body the delivery log keeps per attempt (bytes; `0`: none).
     /// A body that is the event's stored payload, sent as is (the BSR's Connect format),
     /// costs nothing: it is read from the event when shown.
@@ -213,6 +247,15 @@ impl ServeArgs {
             shutdown_timeout: self.shutdown_timeout,
             record_request_bytes: self.record_request_bytes as usize,
         }
+    }
+}
+
+/// A duration that is not zero.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -31,6 +31,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod config_file;
 pub mod data_dir;
 pub mod database;
 pub mod dispatch;

@@ -3,14 +3,14 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser as _};
 use tracing_subscriber::EnvFilter;
 use webhookd::config::{
-    Cli, Command, ListenArgs, PublishArgs, ServeArgs, TokenCommand, TokenCreateArgs,
+    Cli, Command, ConfigCommand, ListenArgs, PublishArgs, ServeArgs, TokenCommand, TokenCreateArgs,
 };
 use webhookd::database::{Database, DatabaseArgs};
 use webhookd::domain::{ApiToken, OwnerName, TokenScope};
-use webhookd::{app, store};
+use webhookd::{app, config_file, store};
 
 /// mimalloc instead of glibc's malloc: `perf` put glibc's malloc and free at ~15% of
 /// `serve`'s CPU during delivery. Its v2 line, which returns freed memory after 10 ms rather
@@ -29,7 +29,13 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -39,8 +45,42 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The command line, with `serve --config FILE`'s settings as its flags' defaults (so that
+/// flags and environment variables override the file).
+fn parse_cli() -> anyhow::Result<Cli> {
+    let cli = Cli::parse();
+    let Command::Serve(args) = &cli.command else {
+        return Ok(cli);
+    };
+    let Some(path) = &args.config else {
+        return Ok(cli);
+    };
+    let command = Cli::command();
+    let serve = command
+        .find_subcommand("serve")
+        .context("the serve command")?;
+    let settings = config_file::load(path, serve)?;
+    let matches = config_file::apply(command, &settings).get_matches();
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+/// `webhookd config check FILE`.
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    let command = Cli::command();
+    let serve = command
+        .find_subcommand("serve")
+        .context("the serve command")?;
+    let settings = config_file::load(file, serve)?;
+    println!("{}: ok, {} settings", file.display(), settings.len());
+    for setting in settings {
+        println!("  {} = {}", setting.id, setting.value);
+    }
+    Ok(())
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Config(ConfigCommand::Check(args)) => check_config(&args.file),
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => {
             let db = Database::open(&args, 1).await?;
@@ -65,6 +105,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    app::check_settings(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let db = Database::open(&args.database, args.max_db_connections).await?;
     let result = app::run(&args, db.pool.clone(), listener, shutdown_signal()).await;

@@ -38,6 +38,12 @@ impl RetrySchedule {
         Ok(Self(delays))
     }
 
+    /// The longest a delivery can take to run through the schedule: every delay at its
+    /// longest jitter (a listener's `Retry-After` aside).
+    pub fn longest(&self) -> Duration {
+        self.0.iter().map(|d| d.mul_f64(1.0 + JITTER)).sum()
+    }
+
     /// The number of retries after the first attempt.
     pub fn retries(&self) -> usize {
         self.0.len()

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod notifications;
 pub mod owner_counts;
 pub mod queue;
+pub mod retention;
 pub mod routing;
 pub mod secrets;
 pub mod subscriptions;

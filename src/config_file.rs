@@ -1,0 +1,224 @@
+//! The configuration file (`serve --config webhookd.toml`): a `[serve]` table whose keys
+//! are `serve`'s flags in snake case (`batch_size = 1000` for `--batch-size 1000`). Each
+//! value becomes that flag's default, so a flag on the command line beats its environment
+//! variable, which beats the file, which beats the built-in default.
+//!
+//! Every key and value is checked before anything starts, each value by its flag's own
+//! parser: an unknown key, a value of the wrong type or one its flag refuses is an error
+//! naming the file, the line and the key.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use toml::de::{DeTable, DeValue};
+
+/// The table of `serve`'s settings.
+pub const SERVE_TABLE: &str = "serve";
+/// The flags a file cannot set: the one that names the file.
+const NOT_IN_FILE: &[&str] = &["config", "help", "version"];
+
+/// One setting read from a file: the flag's id and its value as the command line would
+/// spell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The flag's id (clap's, the field name).
+    pub id: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// Reads and checks the file at `path` against `serve`'s flags; its settings.
+///
+/// # Errors
+/// When the file cannot be read or is not TOML, or holds a key or value `serve` does not
+/// take: the message names the file, the line and the key.
+pub fn load(path: &Path, serve: &clap::Command) -> anyhow::Result<Vec<Setting>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the configuration file {}", path.display()))?;
+    parse(&text, &path.display().to_string(), serve)
+}
+
+/// Checks `text` (the file `name`) against `serve`'s flags; its settings.
+///
+/// # Errors
+/// See [`load`].
+pub fn parse(text: &str, name: &str, serve: &clap::Command) -> anyhow::Result<Vec<Setting>> {
+    let document = DeTable::parse(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let line = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let mut settings = vec![];
+    for (key, value) in document.get_ref() {
+        let at = line(key.span().start);
+        if key.get_ref() != SERVE_TABLE {
+            anyhow::bail!(
+                "{name}:{at}: {:?} is not a setting webhookd knows: serve's settings go in a \
+                 [{SERVE_TABLE}] table",
+                key.get_ref()
+            );
+        }
+        let DeValue::Table(table) = value.get_ref() else {
+            anyhow::bail!("{name}:{at}: {SERVE_TABLE} must be a table ([{SERVE_TABLE}])");
+        };
+        for (key, value) in table {
+            let at = line(key.span().start);
+            let setting = setting(serve, key.get_ref(), value.get_ref()).map_err(|why| {
+                anyhow::anyhow!("{name}:{at}: {SERVE_TABLE}.{}: {why}", key.get_ref())
+            })?;
+            settings.push(setting);
+        }
+    }
+    Ok(settings)
+}
+
+/// The setting of key `key` = `value`, checked by its flag's parser.
+fn setting(serve: &clap::Command, key: &str, value: &DeValue<'_>) -> Result<Setting, String> {
+    let flag = key.replace('_', "-");
+    let arg = serve
+        .get_arguments()
+        .find(|a| a.get_long() == Some(flag.as_str()) && !NOT_IN_FILE.contains(&flag.as_str()))
+        .ok_or_else(|| {
+            let known: Vec<String> = serve
+                .get_arguments()
+                .filter_map(|a| a.get_long())
+                .filter(|l| !NOT_IN_FILE.contains(l))
+                .map(|l| l.replace('-', "_"))
+                .collect();
+            match closest(key, &known) {
+                Some(near) => format!("unknown key (did you mean {near}?)"),
+                None => "unknown key".to_owned(),
+            }
+        })?;
+    let text = match value {
+        DeValue::String(s) => s.to_string(),
+        DeValue::Integer(i) => i64::from_str_radix(&i.as_str().replace('_', ""), i.radix())
+            .map_err(|e| format!("{e}"))?
+            .to_string(),
+        DeValue::Float(f) => f.as_str().replace('_', ""),
+        DeValue::Boolean(b) => b.to_string(),
+        other => {
+            return Err(format!(
+                "expected a string, a number or a boolean, not {}",
+                other.type_str()
+            ));
+        }
+    };
+    check_value(serve, arg.get_id().as_str(), &text)?;
+    Ok(Setting {
+        id: arg.get_id().to_string(),
+        value: text,
+    })
+}
+
+/// Whether flag `id` of `serve` takes `text`, checked by clap exactly as the command line's
+/// value would be: `serve` parsed with `text` as the flag's default and no environment.
+fn check_value(serve: &clap::Command, id: &str, text: &str) -> Result<(), String> {
+    let probe = serve
+        .clone()
+        .no_binary_name(true)
+        .mut_args(|arg| arg.env(None::<&str>))
+        .mut_arg(id, |arg| arg.default_value(text.to_owned()));
+    probe
+        .try_get_matches_from(std::iter::empty::<&str>())
+        .map(drop)
+        .map_err(|e| {
+            // "error: invalid value 'x' for '--flag <FLAG>': why": the why.
+            let message = e.to_string();
+            let first = message.lines().next().unwrap_or("").trim();
+            let why = first.rsplit_once("': ").map_or(first, |(_, why)| why);
+            format!("invalid value {text:?}: {why}")
+        })
+}
+
+/// The name in `known` nearest to `key` (by edit distance), if one is near.
+fn closest<'a>(key: &str, known: &'a [String]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (distance(key, k), k))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k.as_str())
+}
+
+/// Levenshtein distance.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// `cli` with each of `settings` as its `serve` flag's default.
+pub fn apply(cli: clap::Command, settings: &[Setting]) -> clap::Command {
+    cli.mut_subcommand("serve", |serve| {
+        settings.iter().fold(serve, |serve, s| {
+            serve.mut_arg(&s.id, |arg| arg.default_value(s.value.clone()))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+    use crate::config::Cli;
+
+    fn serve() -> clap::Command {
+        Cli::command().find_subcommand("serve").unwrap().clone()
+    }
+
+    #[test]
+    fn keys_are_flags_in_snake_case_and_values_their_flags_values() {
+        let text = "[serve]\nbatch_size = 1_000\ndrain = true\npoll_interval = \"2s\"\n";
+        let settings = parse(text, "w.toml", &serve()).unwrap();
+        let pairs: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|s| (s.id.as_str(), s.value.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("batch_size", "1000"),
+                ("drain", "true"),
+                ("poll_interval", "2s")
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let error = |text: &str| parse(text, "w.toml", &serve()).unwrap_err().to_string();
+        assert_eq!(
+            error("[serve]\n\nbatch_sise = 3\n"),
+            "w.toml:3: serve.batch_sise: unknown key (did you mean batch_size?)"
+        );
+        let bad = error("[serve]\nbatch_size = 0\n");
+        assert!(
+            bad.starts_with("w.toml:2: serve.batch_size: invalid value \"0\""),
+            "{bad}"
+        );
+        let bad = error("[serve]\npoll_interval = [1]\n");
+        assert!(
+            bad.contains("expected a string, a number or a boolean"),
+            "{bad}"
+        );
+        let bad = error("listen = \"x\"\n");
+        assert!(
+            bad.starts_with("w.toml:1: \"listen\" is not a setting"),
+            "{bad}"
+        );
+        let bad = error("[serve]\nconfig = \"other.toml\"\n");
+        assert!(bad.contains("unknown key"), "{bad}");
+        let bad = error("[serve\n");
+        assert!(bad.starts_with("w.toml: TOML parse error"), "{bad}");
+    }
+}
