@@ -22,6 +22,14 @@ fn decode_all(data: &[u8]) {
     let _ = pb::ListDeliveriesRequest::decode_from_slice(data);
     let _ = pb::GetDeliveryRequest::decode_from_slice(data);
     let _ = pb::RecoverDeliveriesRequest::decode_from_slice(data);
+    // An attempt record's headers, as stored.
+    let _ = webhookd::domain::header_record::decode(
+        data,
+        webhookd::domain::header_record::Context {
+            delivery_id: "01a233f9-254b-7573-95e7-38609259c5cd",
+            start_seconds: 1_796_168_295,
+        },
+    );
     let _ = pb::RedeliverRequest::decode_from_slice(data);
     if let Ok(request) = pb::CreateSubscriptionRequest::decode_from_slice(data) {
         subscription(request.subscription.as_option());

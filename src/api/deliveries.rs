@@ -11,7 +11,7 @@ use super::auth::{
 };
 use super::{ApiContext, decode_page_token, paginate};
 use crate::domain::{
-    AttemptRecord, Delivery, DeliveryState, MAX_EVENT_NAME_CHARS, PageCursor, parse_header_lines,
+    AttemptRecord, Delivery, DeliveryState, MAX_EVENT_NAME_CHARS, PageCursor, header_record,
 };
 use crate::error::{Error, Result};
 use crate::proto::webhookd::v1 as pb;
@@ -90,7 +90,7 @@ impl DeliveryApi {
             delivery: MessageField::some(to_proto(delivery)),
             attempts: attempts
                 .into_iter()
-                .map(|(number, a)| attempt_to_proto(number, a))
+                .map(|(number, a)| attempt_to_proto(&id.to_string(), number, a))
                 .collect(),
             next_page_token,
             ..Default::default()
@@ -254,7 +254,11 @@ fn page_size(requested: i32) -> Result<usize> {
     }
 }
 
-fn attempt_to_proto(number: i32, a: AttemptRecord) -> pb::Attempt {
+fn attempt_to_proto(delivery_id: &str, number: i32, a: AttemptRecord) -> pb::Attempt {
+    let context = header_record::Context {
+        delivery_id,
+        start_seconds: a.start_time.timestamp(),
+    };
     pb::Attempt {
         number,
         start_time: MessageField::some(Timestamp::from(a.start_time)),
@@ -268,26 +272,27 @@ fn attempt_to_proto(number: i32, a: AttemptRecord) -> pb::Attempt {
         request_headers: a
             .request
             .as_ref()
-            .map(|r| headers_to_proto(&r.headers))
+            .map(|r| headers_to_proto(&r.headers, context))
             .unwrap_or_default(),
         request_body_size: a.request.as_ref().map_or(0, |r| i64::from(r.body_size)),
         request_body: a.request.and_then(|r| r.body).unwrap_or_default(),
         response_headers: a
             .response_headers
             .as_deref()
-            .map(headers_to_proto)
+            .map(|h| headers_to_proto(h, context))
             .unwrap_or_default(),
         ..Default::default()
     }
 }
 
-/// Recorded header lines as `Header`s.
-fn headers_to_proto(lines: &str) -> Vec<pb::Header> {
-    parse_header_lines(lines)
+/// Recorded headers as `Header`s (none when the record is corrupt).
+fn headers_to_proto(recorded: &[u8], context: header_record::Context<'_>) -> Vec<pb::Header> {
+    header_record::decode(recorded, context)
+        .unwrap_or_default()
         .into_iter()
         .map(|(name, value)| pb::Header {
-            name: name.to_owned(),
-            value: value.to_owned(),
+            name,
+            value,
             ..Default::default()
         })
         .collect()

@@ -13,7 +13,7 @@ use crate::domain::{AttemptRecord, is_internal_ip};
 
 /// How much of a response body is kept in the attempt record.
 pub const MAX_RECORDED_BODY: usize = 4096;
-/// How much of a response's headers (as lines) is kept in the attempt record.
+/// How much of a response's headers is kept in the attempt record (encoded; whole headers).
 pub const MAX_RECORDED_HEADERS: usize = 16 * 1024;
 /// The `User-Agent` of every request whose format sets none.
 pub const USER_AGENT: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
@@ -171,17 +171,20 @@ async fn post(
         .map_err(describe)?;
     let status = response.status();
     record.http_status = Some(i32::from(status.as_u16()));
-    let received = response.headers().iter();
-    let mut headers =
-        crate::domain::header_lines(received.map(|(n, v)| (n.as_str(), v.as_bytes())), |_| false);
-    if headers.len() > MAX_RECORDED_HEADERS {
-        let cut = (0..=MAX_RECORDED_HEADERS)
-            .rev()
-            .find(|i| headers.is_char_boundary(*i))
-            .unwrap_or(0);
-        headers.truncate(cut);
-    }
-    record.response_headers = Some(headers);
+    // Decoded with the request's context: the delivery id marker is never used here.
+    let context = crate::domain::header_record::Context {
+        delivery_id: "",
+        start_seconds: record.start_time.timestamp(),
+    };
+    record.response_headers = Some(crate::domain::header_record::encode(
+        response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        |_| false,
+        context,
+        MAX_RECORDED_HEADERS,
+    ));
     let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
     let retry_after = header("retry-after").and_then(parse_retry_after);
     let is_json = header("content-type").is_some_and(|t| t.starts_with("application/json"));

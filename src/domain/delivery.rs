@@ -97,15 +97,15 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// The request sent; `None` when nothing was sent (it could not be built).
     pub request: Option<RecordedRequest>,
-    /// The answer's headers as lines (see [`header_lines`]), if an answer arrived.
-    pub response_headers: Option<String>,
+    /// The answer's headers (see [`super::header_record`]), if an answer arrived.
+    pub response_headers: Option<Vec<u8>>,
 }
 
 /// The request of an attempt, as its record keeps it.
 #[derive(Debug, Clone, Default)]
 pub struct RecordedRequest {
-    /// Its headers as lines (see [`header_lines`]), secrets masked.
-    pub headers: String,
+    /// Its headers (see [`super::header_record`]), secrets masked.
+    pub headers: Vec<u8>,
     /// Its body up to the recording cap; `None` when it was the event's stored payload,
     /// sent as is (read from the event when shown).
     pub body: Option<Vec<u8>>,
@@ -115,34 +115,6 @@ pub struct RecordedRequest {
 
 /// What a masked header value reads as.
 pub const MASKED: &str = "********";
-
-/// `headers` as `name: value` lines, each ending in `\n` (a header value cannot hold a line
-/// break), the value of every header `masked` says to hide replaced by [`MASKED`].
-pub fn header_lines<'a>(
-    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
-    masked: impl Fn(&str) -> bool,
-) -> String {
-    let mut lines = String::new();
-    for (name, value) in headers {
-        lines.push_str(name);
-        lines.push_str(": ");
-        if masked(name) {
-            lines.push_str(MASKED);
-        } else {
-            lines.push_str(&String::from_utf8_lossy(value));
-        }
-        lines.push('\n');
-    }
-    lines
-}
-
-/// The `(name, value)` pairs of [`header_lines`]' text.
-pub fn parse_header_lines(lines: &str) -> Vec<(&str, &str)> {
-    lines
-        .lines()
-        .filter_map(|line| line.split_once(": "))
-        .collect()
-}
 
 impl AttemptRecord {
     /// An attempt that started at `start_time` and sent nothing, for `error`.

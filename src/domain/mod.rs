@@ -5,6 +5,7 @@ mod callback_url;
 mod delivery;
 mod event;
 mod family;
+pub mod header_record;
 mod ids;
 mod names;
 mod page;
@@ -13,10 +14,7 @@ mod token;
 mod webhook;
 
 pub use callback_url::{CallbackUrl, EVENT_PATH_SUFFIX, MAX_CALLBACK_URL_BYTES, is_internal_ip};
-pub use delivery::{
-    AttemptRecord, Delivery, DeliveryState, MASKED, RecordedRequest, header_lines,
-    parse_header_lines,
-};
+pub use delivery::{AttemptRecord, Delivery, DeliveryState, MASKED, RecordedRequest};
 pub use event::{EventKind, MAX_IDEMPOTENCY_KEY_BYTES, MAX_TAGS, OutboundEvent};
 pub use family::{
     BSR_PUSH, Family, Format, GITHUB_TYPES, MAX_EVENT_NAME_CHARS, REGISTRY_TYPES, RegistryType,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{EVENT_PATH, Spawned, http_client, run, tempdir};
+use crate::helpers::{EVENT_PATH, Spawned, free_port, http_client, run, tempdir};
 
 fn webhookd(data_dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_webhookd"));
@@ -35,14 +35,6 @@ async fn create_token(data_dir: &Path, owner: &str) -> String {
     let token = out.trim_end().to_owned();
     assert!(token.starts_with("whd_") && token.len() == 47, "{token}");
     token
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

@@ -5,15 +5,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::helpers::{Spawned, TestApp, run, spawn_app, tempdir, wait_for_port};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::{Spawned, TestApp, free_port, run, spawn_app, tempdir, wait_for_port};
 
 fn webhookd() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_webhookd"));

@@ -609,6 +609,15 @@ pub fn serve_command(app: &TestApp, database_url: &str, flags: &[&str]) -> (Spaw
     (child, port)
 }
 
+/// A port nothing listens on now (bound and let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Waits up to 2 s for `check` to hold.
 pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
     wait_until(what, Duration::from_secs(2), check).await;

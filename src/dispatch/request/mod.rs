@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::domain::{Format, FormatOptions, WebhookId};
+use crate::domain::{Format, FormatOptions, WebhookId, header_record};
 use crate::secret_box::SecretBox;
 use crate::signing::{SigningSecret, signature_header};
 use crate::store::queue::{ClaimTarget, ClaimedDelivery};
@@ -140,7 +140,7 @@ pub struct Request {
     /// The body is the event's stored payload, as is (the BSR's Connect path).
     pub body_is_payload: bool,
     /// The headers as the attempt's record keeps them: secrets masked (see [`masked`]).
-    pub recorded_headers: String,
+    pub recorded_headers: Vec<u8>,
 }
 
 /// What a renderer makes: the format's own headers and the body.
@@ -221,11 +221,15 @@ pub fn build(
     if target.standard_headers {
         let timestamp = sent_at.timestamp();
         let signature = signature_header(&target.secrets, &id, timestamp, &body);
-        headers.insert("webhook-id", text(id));
+        headers.insert("webhook-id", text(id.clone()));
         headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
         headers.insert("webhook-signature", text(signature));
     }
-    let recorded_headers = record_headers(&headers, target);
+    let context = header_record::Context {
+        delivery_id: &id,
+        start_seconds: sent_at.timestamp(),
+    };
+    let recorded_headers = record_headers(&headers, target, context);
     Ok(Request {
         url,
         headers,
@@ -238,13 +242,22 @@ pub fn build(
 
 /// `headers` as the record keeps them, with the client's `User-Agent` when the format sets
 /// none; the values of [`masked`] headers hidden.
-fn record_headers(headers: &HeaderMap, target: &Target) -> String {
+fn record_headers(
+    headers: &HeaderMap,
+    target: &Target,
+    context: header_record::Context<'_>,
+) -> Vec<u8> {
     let agent = (!headers.contains_key(http::header::USER_AGENT)).then_some((
         http::header::USER_AGENT.as_str(),
         super::attempt::USER_AGENT.as_bytes(),
     ));
     let sent = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
-    crate::domain::header_lines(sent.chain(agent), |name| masked(name, target))
+    header_record::encode(
+        sent.chain(agent),
+        |name| masked(name, target),
+        context,
+        usize::MAX,
+    )
 }
 
 /// Whether header `name` is a secret the record must not show: credentials

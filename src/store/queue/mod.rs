@@ -434,14 +434,14 @@ struct Columns<'a> {
     codes: Vec<&'a str>,
     bodies: Vec<&'a [u8]>,
     errors: Vec<&'a str>,
-    request_headers: Vec<&'a str>,
+    request_headers: Vec<&'a [u8]>,
     request_bodies: Vec<&'a [u8]>,
     /// Whether the request's body is recorded (false: none was sent, or it was the event's
     /// payload).
     request_body_kept: Vec<bool>,
     /// -1 when nothing was sent.
     request_body_sizes: Vec<i32>,
-    response_headers: Vec<&'a str>,
+    response_headers: Vec<&'a [u8]>,
 }
 
 impl<'a> Columns<'a> {
@@ -470,7 +470,7 @@ impl<'a> Columns<'a> {
                 .map(|r| r.error.as_deref().unwrap_or(""))
                 .collect(),
             request_headers: records()
-                .map(|r| r.request.as_ref().map_or("", |q| &q.headers))
+                .map(|r| r.request.as_ref().map_or(&[][..], |q| &q.headers))
                 .collect(),
             request_bodies: records()
                 .map(|r| {
@@ -487,7 +487,7 @@ impl<'a> Columns<'a> {
                 .map(|r| r.request.as_ref().map_or(-1, |q| q.body_size))
                 .collect(),
             response_headers: records()
-                .map(|r| r.response_headers.as_deref().unwrap_or(""))
+                .map(|r| r.response_headers.as_deref().unwrap_or(&[]))
                 .collect(),
         }
     }
@@ -507,11 +507,11 @@ impl<'a> Columns<'a> {
             &self.bodies as &[&[u8]],
             &self.errors as &[&str],
             &self.owners as &[&str],
-            &self.request_headers as &[&str],
+            &self.request_headers as &[&[u8]],
             &self.request_bodies as &[&[u8]],
             &self.request_body_kept,
             &self.request_body_sizes,
-            &self.response_headers as &[&str],
+            &self.response_headers as &[&[u8]],
         )
         .fetch_all(conn)
         .await?;

@@ -3,12 +3,12 @@
 -- by primary key from the array $2 whatever the statistics say; the input is joined to those
 -- rows alone (at most one per input row), and the attempt rows come from the update's own
 -- RETURNING, so no statement here reads more than the batch. $12-$16 are what each attempt
--- sent and received (see migration 20261203000001); '' and -1 stand for none.
+-- sent and received (see migration 20261203000001); empty and -1 stand for none.
 WITH input AS (
     SELECT *
     FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::timestamptz[], $6::int[],
-                $7::int[], $8::text[], $9::bytea[], $10::text[], $11::text[], $12::text[],
-                $13::bytea[], $14::bool[], $15::int[], $16::text[])
+                $7::int[], $8::text[], $9::bytea[], $10::text[], $11::text[], $12::bytea[],
+                $13::bytea[], $14::bool[], $15::int[], $16::bytea[])
          AS t(id, state, retry_in, start_time, duration_ms, http_status, connect_code,
               response_body, error, owner_name, request_headers, request_body,
               request_body_kept, request_body_size, response_headers)
@@ -42,7 +42,7 @@ INSERT INTO delivery_attempts
      request_headers, request_body, request_body_size, response_headers)
 SELECT id, attempt_count, start_time, duration_ms, NULLIF(http_status, 0),
        NULLIF(connect_code, ''), response_body, NULLIF(error, ''),
-       NULLIF(request_headers, ''), CASE WHEN request_body_kept THEN request_body END,
-       NULLIF(request_body_size, -1), NULLIF(response_headers, '')
+       NULLIF(request_headers, ''::bytea), CASE WHEN request_body_kept THEN request_body END,
+       NULLIF(request_body_size, -1), NULLIF(response_headers, ''::bytea)
 FROM updated
 RETURNING delivery_id
