@@ -39,6 +39,160 @@ pub enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Look at and change subscriptions on a running server (with an API token).
+    Subscriptions(SubscriptionsArgs),
+    /// Look at, redeliver and recover deliveries on a running server (with an API token).
+    Deliveries(DeliveriesArgs),
+}
+
+/// How the operator's commands reach a running server.
+#[derive(Debug, Clone, Args)]
+pub struct OperatorArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        env = "WEBHOOKD_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub server: String,
+
+    /// An API token (prefer WEBHOOKD_TOKEN: every local user can read a command line).
+    #[arg(
+        long,
+        env = "WEBHOOKD_TOKEN",
+        hide_env_values = true,
+        global = true,
+        default_value = ""
+    )]
+    pub token: String,
+
+    /// Print the server's answer as JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `webhookd subscriptions ...`.
+#[derive(Debug, Args)]
+pub struct SubscriptionsArgs {
+    /// The server and token.
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SubscriptionsCommand,
+}
+
+/// The subscription commands.
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsCommand {
+    /// An owner's subscriptions (the first 100), oldest first.
+    List {
+        /// The owner.
+        #[arg(long)]
+        owner: String,
+        /// Only those of this repository.
+        #[arg(long)]
+        repository: Option<String>,
+        /// Only those in this state.
+        #[arg(long, value_parser = ["active", "paused", "disabled"])]
+        state: Option<String>,
+    },
+    /// One subscription, with its last response and last triggers.
+    Get {
+        /// Its id.
+        id: String,
+    },
+    /// Hold its deliveries until resumed (events are still queued).
+    Pause {
+        /// Its id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Send what was held, in order, and what comes.
+    Resume {
+        /// Its id.
+        id: String,
+    },
+    /// Queue events for it again (after a disable, or a 410 Gone).
+    Enable {
+        /// Its id.
+        id: String,
+    },
+    /// Queue nothing more for it.
+    Disable {
+        /// Its id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `webhookd deliveries ...`.
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    /// The server and token.
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DeliveriesCommand,
+}
+
+/// The delivery commands.
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// A subscription's deliveries (the newest 100).
+    List {
+        /// The subscription's id.
+        subscription: String,
+        /// Only those in this state.
+        #[arg(long, value_parser = ["pending", "delivered", "failed"])]
+        state: Option<String>,
+        /// Only those of events of this type.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Only those queued at or after this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<String>,
+        /// Only those queued before this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<String>,
+    },
+    /// One delivery with every attempt's request and answer.
+    Get {
+        /// Its id.
+        id: String,
+    },
+    /// Queue a delivery again now, with the whole retry schedule ahead of it.
+    Redeliver {
+        /// Its id.
+        id: String,
+    },
+    /// Queue again every failed delivery of a subscription queued in a window, oldest first.
+    Recover {
+        /// The subscription's id.
+        subscription: String,
+        /// From this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        since: String,
+        /// Until this time (RFC 3339; default now).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<String>,
+    },
+}
+
+/// An RFC 3339 time, as UTC with a `Z`.
+fn parse_time(text: &str) -> Result<String, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        })
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z: {e}"))
 }
 
 /// `webhookd config ...`.

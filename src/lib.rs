@@ -40,6 +40,7 @@ pub mod error;
 pub mod listener;
 pub mod local_pg;
 pub mod metrics;
+pub mod operator;
 pub mod proto;
 pub mod publish;
 pub mod secret_box;

@@ -10,7 +10,7 @@ use webhookd::config::{
 };
 use webhookd::database::{Database, DatabaseArgs};
 use webhookd::domain::{ApiToken, OwnerName, TokenScope};
-use webhookd::{app, config_file, store};
+use webhookd::{app, config_file, operator, store};
 
 /// mimalloc instead of glibc's malloc: `perf` put glibc's malloc and free at ~15% of
 /// `serve`'s CPU during delivery. Its v2 line, which returns freed memory after 10 ms rather
@@ -81,6 +81,20 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Config(ConfigCommand::Check(args)) => check_config(&args.file),
+        Command::Subscriptions(args) => {
+            print!(
+                "{}",
+                operator::subscriptions(&args.operator, &args.command).await?
+            );
+            Ok(())
+        }
+        Command::Deliveries(args) => {
+            print!(
+                "{}",
+                operator::deliveries(&args.operator, &args.command).await?
+            );
+            Ok(())
+        }
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => {
             let db = Database::open(&args, 1).await?;

@@ -23,6 +23,7 @@ mod handoff;
 mod listener;
 mod local_pg;
 mod metrics;
+mod operator_cli;
 mod plans;
 mod protocols;
 mod protos;
