@@ -2,8 +2,8 @@
 //! retention period go, with their attempts, and then the events no delivery refers to any
 //! more. Pending deliveries (held ones included) are never removed, whatever their age.
 //!
-//! It runs in small batches, each its own short transaction that locks only the rows it
-//! removes (`FOR UPDATE SKIP LOCKED`; a claim never wants a finished delivery, and a
+//! It runs in small batches, resting four times as long as each took, each its own short
+//! transaction that locks only the rows it removes (`FOR UPDATE SKIP LOCKED`; a claim never wants a finished delivery, and a
 //! Redeliver racing it waits for one batch at most), and walks the tables in primary-key
 //! order (both ids are time-ordered UUIDv7s), so it needs no index of its own and costs the
 //! delivery path nothing. Every process runs it; two running at once take disjoint rows.
@@ -16,7 +16,7 @@
 //! and checking that none refers to it reads only the survivors (pending ones, and finished
 //! ones redelivered since) in its batch's time span.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -27,6 +27,11 @@ use crate::error::Result;
 
 /// The most rows one batch removes.
 const BATCH: i64 = 500;
+/// After each batch, retention rests this many times as long as the batch took: at most a
+/// fifth of one connection's time, less when the database is busy (its batches take longer),
+/// so that removing a backlog never takes a large share of what delivery needs
+/// (BENCHMARKS.md, scenario 12).
+const REST_FACTOR: u32 = 4;
 
 /// What one pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,27 +96,41 @@ pub async fn pass(pool: &PgPool, retention: Duration, stop: &CancellationToken) 
     let mut removed = Removed::default();
     let mut after = Uuid::nil();
     while !stop.is_cancelled() {
+        let started = Instant::now();
         let mut conn = super::acquire(pool).await?;
         let (n, last) = remove_deliveries(&mut conn, after, cutoff).await?;
+        drop(conn);
         removed.deliveries += n;
         match last {
             Some(last) if n == BATCH as u64 => after = last,
             _ => break,
         }
+        rest(started, stop).await;
     }
     let events_cutoff =
         cutoff - chrono::TimeDelta::from_std(margin(retention)).unwrap_or(chrono::TimeDelta::MAX);
     let mut after = Uuid::nil();
     while !stop.is_cancelled() {
+        let started = Instant::now();
         let mut conn = super::acquire(pool).await?;
         let (n, last) = remove_events(&mut conn, after, events_cutoff, margin(retention)).await?;
+        drop(conn);
         removed.events += n;
         match last {
             Some(last) => after = last,
             None => break,
         }
+        rest(started, stop).await;
     }
     Ok(removed)
+}
+
+/// Rests [`REST_FACTOR`] times as long as the batch begun at `started` took, or until `stop`.
+async fn rest(started: Instant, stop: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(started.elapsed() * REST_FACTOR) => {}
+        () = stop.cancelled() => {}
+    }
 }
 
 /// Removes up to a batch of finished deliveries after id `after` last attempted before

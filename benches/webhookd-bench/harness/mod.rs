@@ -9,6 +9,7 @@ pub mod flood;
 pub mod formats;
 pub mod one_per_call;
 pub mod report;
+pub mod retention;
 pub mod scenarios;
 pub mod steady;
 

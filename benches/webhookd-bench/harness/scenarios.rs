@@ -484,6 +484,7 @@ pub async fn run(name: &str, server: &Server, plan: &Plan) -> anyhow::Result<Vec
         "one-per-call" => super::one_per_call::one_per_call(server, plan).await,
         "body-flood" => super::flood::body_flood(server, plan).await,
         "formats" => super::formats::formats(server, plan).await,
+        "retention" => super::retention::retention(server, plan).await,
         other => anyhow::bail!("unknown scenario {other:?}"),
     }
 }
@@ -501,4 +502,5 @@ pub const ALL: &[&str] = &[
     "one-per-call",
     "body-flood",
     "formats",
+    "retention",
 ];
