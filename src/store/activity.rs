@@ -56,17 +56,10 @@ pub async fn record(conn: &mut PgConnection, mut noted: Vec<Noted>) -> Result<()
     let ids: Vec<WebhookId> = noted.iter().map(|n| n.webhook).collect();
     let types: Vec<&str> = noted.iter().map(|n| n.event_type).collect();
     let triggers: Vec<DateTime<Utc>> = noted.iter().map(|n| n.trigger_time).collect();
-    let response = |n: &Noted| n.response.clone();
-    let times: Vec<Option<DateTime<Utc>>> =
-        noted.iter().map(|n| response(n).map(|r| r.time)).collect();
-    let codes: Vec<Option<i32>> = noted
-        .iter()
-        .map(|n| response(n).and_then(|r| r.code))
-        .collect();
-    let messages: Vec<Option<String>> = noted
-        .iter()
-        .map(|n| response(n).map(|r| r.message))
-        .collect();
+    let responses = noted.iter().map(|n| n.response.as_ref());
+    let times: Vec<Option<DateTime<Utc>>> = responses.clone().map(|r| r.map(|r| r.time)).collect();
+    let codes: Vec<Option<i32>> = responses.clone().map(|r| r.and_then(|r| r.code)).collect();
+    let messages: Vec<Option<&str>> = responses.map(|r| r.map(|r| r.message.as_str())).collect();
     sqlx::query!(
         r#"
         INSERT INTO subscription_activity AS a
@@ -98,7 +91,7 @@ pub async fn record(conn: &mut PgConnection, mut noted: Vec<Noted>) -> Result<()
         &triggers,
         &times as &[Option<DateTime<Utc>>],
         &codes as &[Option<i32>],
-        &messages as &[Option<String>],
+        &messages as &[Option<&str>],
     )
     .execute(conn)
     .await?;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, python, run, serve_args, spawn_app_with, wait_until};
 use crate::receiver::{Receiver, Reply};
-use crate::subscriptions::{call, create};
+use crate::subscriptions::{call, publish_registry, subscribe_json};
 
 /// The app's own batcher, quick, and one retry 10 ms after a failure.
 const DELIVERING: &[&str] = &[
@@ -89,39 +89,15 @@ impl Scrape {
     }
 }
 
-/// Subscribes `receiver` to test-webhook's registry events as JSON, named `name`.
-async fn subscribe(app: &TestApp, token: &str, receiver: &Receiver, name: &str) -> String {
-    let subscription = create(
-        app,
-        token,
-        json!({
-            "owner": "test-webhook", "family": "EVENT_FAMILY_REGISTRY", "format": "FORMAT_JSON",
-            "url": format!("http://{}/hook", receiver.addr), "name": name,
-        }),
-    )
-    .await;
-    subscription["subscriptionId"].as_str().unwrap().to_owned()
-}
-
-async fn publish(app: &TestApp, token: &str, events: usize) -> (u16, Value) {
-    let event = json!({"registry": {
-        "kind": "artifact.pushed", "owner": "test-webhook", "repository": "debian",
-        "digest": "sha256:8a9e0a4bb3b5bd2a1c4d6b3c6e6e3f6f0e1a2b3c4d5e6f708192a3b4c5d6e7f8",
-    }});
-    app.rpc(PUBLISH, token, json!({ "events": vec![event; events] }))
-        .await
-}
-
 #[tokio::test]
 async fn metrics_count_each_delivery_once_at_its_outcome_and_every_attempt_and_rpc() {
     let app = spawn_app_with(DELIVERING).await;
     let token = app.token(&["test-webhook"]).await;
     let (ok, failing) = (Receiver::start().await, Receiver::start().await);
     failing.set_default(Reply::Status(503));
-    subscribe(&app, &token, &ok, "audit").await;
-    let unnamed = subscribe(&app, &token, &failing, "").await;
-    let (status, published) = publish(&app, &token, 3).await;
-    assert_eq!(status, 200, "{published}");
+    subscribe_json(&app, &token, &ok, json!({"name": "audit"})).await;
+    let unnamed = subscribe_json(&app, &token, &failing, json!({"name": ""})).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"; 3]).await;
     // Refused RPCs are counted with their codes: no token, and a bad event.
     let (status, _) = app.rpc(PUBLISH, "not-a-token", json!({})).await;
     assert_eq!(status, 401);
@@ -223,10 +199,10 @@ async fn webhook_ids_are_labelled_up_to_the_bound_and_the_rest_as_other() {
     let receiver = Receiver::start().await;
     let mut ids = vec![];
     for _ in 0..3 {
-        ids.push(subscribe(&app, &token, &receiver, "").await);
+        ids.push(subscribe_json(&app, &token, &receiver, json!({"name": ""})).await);
     }
-    subscribe(&app, &token, &receiver, "named").await;
-    publish(&app, &token, 1).await;
+    subscribe_json(&app, &token, &receiver, json!({"name": "named"})).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"]).await;
     receiver.wait_for(4, Duration::from_secs(10)).await;
     let deliveries = "event_webhook_deliveries_total";
     wait_until(
@@ -251,8 +227,8 @@ async fn queue_gauges_show_pending_held_and_lag() {
     let app = spawn_app_with(&["--allow-insecure-callbacks", "--no-dispatch"]).await;
     let token = app.token(&["test-webhook"]).await;
     let receiver = Receiver::start().await;
-    subscribe(&app, &token, &receiver, "active").await;
-    let paused = subscribe(&app, &token, &receiver, "paused").await;
+    subscribe_json(&app, &token, &receiver, json!({"name": "active"})).await;
+    let paused = subscribe_json(&app, &token, &receiver, json!({"name": "paused"})).await;
     let (status, answer) = call(
         &app,
         &token,
@@ -261,7 +237,7 @@ async fn queue_gauges_show_pending_held_and_lag() {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    publish(&app, &token, 2).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"; 2]).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let scrape = Scrape::of(&app).await;
     let queue = "webhookd_queue_deliveries";

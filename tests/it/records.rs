@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_error, spawn_app_with};
 use crate::receiver::{Captured, Receiver, Reply};
-use crate::subscriptions::{call, create};
+use crate::subscriptions::{call, publish_registry, subscribe_json};
 
 const DELIVERIES: &str = "webhookd.v1.DeliveryService";
 /// Batches driven by hand; a failure is retried once, 10 ms later.
@@ -24,41 +24,6 @@ const MANUAL: &[&str] = &[
 async fn rpc(app: &TestApp, token: &str, method: &str, body: Value) -> (u16, Value) {
     app.rpc(&format!("{DELIVERIES}/{method}"), token, body)
         .await
-}
-
-/// Subscribes `receiver` to test-webhook's registry events as JSON, with `extra` fields.
-async fn subscribe(app: &TestApp, token: &str, receiver: &Receiver, extra: Value) -> String {
-    let mut subscription = json!({
-        "owner": "test-webhook", "family": "EVENT_FAMILY_REGISTRY", "format": "FORMAT_JSON",
-        "url": format!("http://{}/hook", receiver.addr),
-    });
-    let fields = subscription.as_object_mut().unwrap();
-    fields.extend(extra.as_object().unwrap().clone());
-    create(app, token, subscription).await["subscriptionId"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn publish(app: &TestApp, token: &str, kinds: &[&str]) {
-    let events: Vec<Value> = kinds
-        .iter()
-        .map(|kind| {
-            json!({"registry": {
-                "kind": kind, "owner": "test-webhook", "repository": "debian",
-                "digest": "sha256:8a9e0a4bb3b5bd2a1c4d6b3c6e6e3f6f0e1a2b3c4d5e6f708192a3b4c5d6e7f8",
-                "tags": ["latest"],
-            }})
-        })
-        .collect();
-    let (status, answer) = app
-        .rpc(
-            "webhookd.v1.PublishService/Publish",
-            token,
-            json!({ "events": events }),
-        )
-        .await;
-    assert_eq!(status, 200, "{answer}");
 }
 
 /// Runs batches until no delivery is pending.
@@ -142,7 +107,7 @@ async fn an_attempt_records_the_exact_request_sent_secrets_masked_and_the_answer
         200,
         vec![("x-answer", "yes"), ("content-type", "text/plain")],
     ));
-    let subscription = subscribe(
+    let subscription = subscribe_json(
         &app,
         &token,
         &receiver,
@@ -152,7 +117,7 @@ async fn an_attempt_records_the_exact_request_sent_secrets_masked_and_the_answer
         }),
     )
     .await;
-    publish(&app, &token, &["artifact.pushed"]).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"]).await;
     drain(&app).await;
     let sent: Captured = receiver.captured().remove(0);
     let attempt = first_attempt(&app, &token, &subscription).await;
@@ -217,8 +182,8 @@ async fn a_bsr_request_is_recorded_from_its_event_and_bodies_are_cut_at_the_cap(
     )
     .await;
     let json_receiver = Receiver::start().await;
-    let subscription = subscribe(&app, &token, &json_receiver, json!({})).await;
-    publish(&app, &token, &["artifact.pushed"]).await;
+    let subscription = subscribe_json(&app, &token, &json_receiver, json!({})).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"]).await;
     drain(&app).await;
 
     let proto = receiver.captured().remove(0);
@@ -253,12 +218,18 @@ async fn list_deliveries_filters_by_state_event_type_and_time() {
     let app = spawn_app_with(MANUAL).await;
     let token = app.token(&["test-webhook"]).await;
     let receiver = Receiver::start().await;
-    let subscription = subscribe(&app, &token, &receiver, json!({})).await;
-    publish(&app, &token, &["artifact.pushed"]).await;
+    let subscription = subscribe_json(&app, &token, &receiver, json!({})).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"]).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let between = Utc::now();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    publish(&app, &token, &["artifact.deleted", "artifact.pushed"]).await;
+    publish_registry(
+        &app,
+        &token,
+        "test-webhook",
+        &["artifact.deleted", "artifact.pushed"],
+    )
+    .await;
     let types = |deliveries: Vec<Value>| -> Vec<String> {
         deliveries
             .iter()
@@ -313,19 +284,19 @@ async fn recover_queues_the_failures_in_its_window_once_oldest_first() {
     let token = app.token(&["test-webhook"]).await;
     let receiver = Receiver::start().await;
     receiver.set_default(Reply::Status(503));
-    let subscription = subscribe(&app, &token, &receiver, json!({})).await;
+    let subscription = subscribe_json(&app, &token, &receiver, json!({})).await;
     let pause = || tokio::time::sleep(Duration::from_millis(20));
-    publish(&app, &token, &["artifact.pushed"]).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"]).await;
     pause().await;
     let since = Utc::now();
     pause().await;
-    publish(&app, &token, &["tag.created"]).await;
+    publish_registry(&app, &token, "test-webhook", &["tag.created"]).await;
     pause().await;
-    publish(&app, &token, &["artifact.deleted"]).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.deleted"]).await;
     pause().await;
     let until = Utc::now();
     pause().await;
-    publish(&app, &token, &["artifact.pulled"]).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.pulled"]).await;
     drain(&app).await;
     let failed = json!({"webhookId": subscription, "state": "DELIVERY_STATE_FAILED"});
     assert_eq!(list(&app, &token, failed.clone()).await.len(), 4);
@@ -411,7 +382,7 @@ async fn a_subscription_shows_its_last_trigger_per_event_type_and_its_last_respo
     let app = spawn_app_with(MANUAL).await;
     let token = app.token(&["test-webhook"]).await;
     let receiver = Receiver::start().await;
-    let subscription = subscribe(&app, &token, &receiver, json!({})).await;
+    let subscription = subscribe_json(&app, &token, &receiver, json!({})).await;
     let get = || async {
         let (status, got) = call(
             &app,
@@ -427,10 +398,10 @@ async fn a_subscription_shows_its_last_trigger_per_event_type_and_its_last_respo
     assert_eq!(fresh["lastResponse"], json!({"status": "unused"}));
     assert!(fresh.get("lastTriggers").is_none(), "{fresh}");
 
-    publish(&app, &token, &["artifact.pushed"]).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"]).await;
     let pushed_at = Utc::now();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    publish(&app, &token, &["tag.created"]).await;
+    publish_registry(&app, &token, "test-webhook", &["tag.created"]).await;
     drain(&app).await;
     let seen = get().await;
     let triggers = seen["lastTriggers"].as_array().unwrap();
@@ -451,7 +422,7 @@ async fn a_subscription_shows_its_last_trigger_per_event_type_and_its_last_respo
 
     // A failing answer is the last response once it is the newest.
     receiver.set_default(Reply::Status(503));
-    publish(&app, &token, &["artifact.pushed"]).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"]).await;
     drain(&app).await;
     let (status, listed) = call(
         &app,

@@ -8,38 +8,10 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, serve_args, spawn_app_with, wait_until};
 use crate::receiver::{Receiver, Reply};
-use crate::subscriptions::{call, create};
+use crate::subscriptions::{call, publish_registry, subscribe_json};
 
 async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&app.pool).await.unwrap()
-}
-
-async fn subscribe(app: &TestApp, token: &str, receiver: &Receiver) -> String {
-    create(
-        app,
-        token,
-        json!({
-            "owner": "test-webhook", "family": "EVENT_FAMILY_REGISTRY", "format": "FORMAT_JSON",
-            "url": format!("http://{}/hook", receiver.addr),
-        }),
-    )
-    .await["subscriptionId"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn publish(app: &TestApp, token: &str, owner: &str, n: usize) {
-    let event = json!({"registry": {"kind": "artifact.pushed", "owner": owner,
-                                    "repository": "debian", "tags": ["v1"]}});
-    let (status, answer) = app
-        .rpc(
-            "webhookd.v1.PublishService/Publish",
-            token,
-            json!({ "events": vec![event; n] }),
-        )
-        .await;
-    assert_eq!(status, 200, "{answer}");
 }
 
 #[tokio::test]
@@ -64,9 +36,9 @@ async fn retention_removes_finished_deliveries_then_unreferenced_events_and_keep
         Receiver::start().await,
     );
     failing.set_default(Reply::Status(503));
-    subscribe(&app, &token, &ok).await;
-    subscribe(&app, &token, &failing).await;
-    let paused = subscribe(&app, &token, &held).await;
+    subscribe_json(&app, &token, &ok, json!({})).await;
+    subscribe_json(&app, &token, &failing, json!({})).await;
+    let paused = subscribe_json(&app, &token, &held, json!({})).await;
     let (status, _) = call(
         &app,
         &token,
@@ -75,8 +47,8 @@ async fn retention_removes_finished_deliveries_then_unreferenced_events_and_keep
     )
     .await;
     assert_eq!(status, 200);
-    publish(&app, &token, "test-webhook", 2).await;
-    publish(&app, &token, "nobody-listens", 1).await;
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"; 2]).await;
+    publish_registry(&app, &token, "nobody-listens", &["artifact.pushed"]).await;
     wait_until(
         "two delivered and two failed",
         Duration::from_secs(10),

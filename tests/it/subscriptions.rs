@@ -8,6 +8,49 @@ use crate::helpers::{TestApp, assert_error, spawn_app};
 
 pub const SUBSCRIPTIONS: &str = "webhookd.v1.SubscriptionService";
 
+/// Subscribes `receiver` to test-webhook's registry events as JSON, with `extra` fields (a
+/// name, headers, ...); its id.
+pub async fn subscribe_json(
+    app: &TestApp,
+    token: &str,
+    receiver: &crate::receiver::Receiver,
+    extra: Value,
+) -> String {
+    let mut subscription = json!({
+        "owner": "test-webhook", "family": "EVENT_FAMILY_REGISTRY", "format": "FORMAT_JSON",
+        "url": format!("http://{}/hook", receiver.addr),
+    });
+    let fields = subscription.as_object_mut().unwrap();
+    fields.extend(extra.as_object().unwrap().clone());
+    create(app, token, subscription).await["subscriptionId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Publishes one registry event of each of `kinds` for `owner`/debian (a digest, tag
+/// `latest`); panics unless all are stored.
+pub async fn publish_registry(app: &TestApp, token: &str, owner: &str, kinds: &[&str]) {
+    let events: Vec<Value> = kinds
+        .iter()
+        .map(|kind| {
+            json!({"registry": {
+                "kind": kind, "owner": owner, "repository": "debian",
+                "digest": "sha256:8a9e0a4bb3b5bd2a1c4d6b3c6e6e3f6f0e1a2b3c4d5e6f708192a3b4c5d6e7f8",
+                "tags": ["latest"],
+            }})
+        })
+        .collect();
+    let (status, answer) = app
+        .rpc(
+            "webhookd.v1.PublishService/Publish",
+            token,
+            json!({ "events": events }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+}
+
 /// Calls `method` of SubscriptionService.
 pub async fn call(app: &TestApp, token: &str, method: &str, body: Value) -> (u16, Value) {
     app.rpc(&format!("{SUBSCRIPTIONS}/{method}"), token, body)
