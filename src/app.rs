@@ -54,14 +54,22 @@ pub async fn run(
         store::task_pool(&pool),
         stop.clone(),
     ));
+    // Retention and the auto-disable sweep share one connection: both are short, rare
+    // transactions.
+    let upkeep = store::task_pool(&pool);
     if !args.retention.is_zero() {
         tasks.spawn(store::retention::run_until(
-            store::task_pool(&pool),
+            upkeep.clone(),
             args.retention,
             args.retention_interval,
             stop.clone(),
         ));
     }
+    tasks.spawn(store::health::run_until(
+        upkeep,
+        args.auto_disable(),
+        stop.clone(),
+    ));
     let batcher = if args.no_dispatch {
         None
     } else {

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::database::DatabaseArgs;
 use crate::dispatch::DispatchSettings;
 use crate::dispatch::retry::{DEFAULT_SCHEDULE, RetrySchedule};
+use crate::store::health::AutoDisable;
 
 /// webhookd: webhook subscriptions and delivery, wire-compatible with the Buf Schema
 /// Registry's WebhookService.
@@ -353,6 +354,17 @@ pub struct ServeArgs {
     #[arg(long, env = "WEBHOOKD_RETENTION_INTERVAL", default_value = "1m", value_parser = parse_interval)]
     pub retention_interval: Duration,
 
+    /// Disable a subscription whose every attempt has failed for this long (with at least
+    /// --auto-disable-min-failures failures), and publish `webhookd.subscription.disabled`
+    /// to the owner's subscriptions of the webhookd family; `0s`: never.
+    #[arg(long, env = "WEBHOOKD_AUTO_DISABLE_AFTER", default_value = "5days", value_parser = humantime::parse_duration)]
+    pub auto_disable_after: Duration,
+
+    /// The fewest failed attempts after which --auto-disable-after disables a subscription.
+    #[arg(long, env = "WEBHOOKD_AUTO_DISABLE_MIN_FAILURES", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub auto_disable_min_failures: u32,
+
     /// How much of each request's body the delivery log keeps per attempt (bytes; `0`: none).
     /// A body that is the event's stored payload, sent as is (the BSR's Connect format),
     /// costs nothing: it is read from the event when shown.
@@ -379,6 +391,14 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// When subscriptions are disabled for failing.
+    pub fn auto_disable(&self) -> AutoDisable {
+        AutoDisable {
+            after: self.auto_disable_after,
+            min_failures: i64::from(self.auto_disable_min_failures),
+        }
+    }
+
     /// The batcher's settings.
     pub fn dispatch_settings(&self) -> DispatchSettings {
         DispatchSettings {

@@ -33,7 +33,7 @@ use prometheus::{
 };
 use sqlx::PgPool;
 
-use crate::domain::{BSR_PUSH, GITHUB_TYPES, REGISTRY_TYPES, WebhookId};
+use crate::domain::{BSR_PUSH, GITHUB_TYPES, OPERATIONAL_TYPES, REGISTRY_TYPES, WebhookId};
 
 /// How long a scrape's reading of the queue is reused by the next scrapes.
 pub const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -350,6 +350,7 @@ pub fn event_label(event_type: &str) -> &'static str {
         .iter()
         .map(|t| t.name)
         .chain(GITHUB_TYPES.iter().map(|(name, _)| *name))
+        .chain(OPERATIONAL_TYPES.iter().map(|(name, _)| *name))
         .find(|name| *name == event_type)
         .unwrap_or(OTHER)
 }
@@ -375,6 +376,10 @@ mod tests {
         assert_eq!(event_label(""), BSR_PUSH);
         assert_eq!(event_label("artifact.pushed"), "artifact.pushed");
         assert_eq!(event_label("push"), "push");
+        assert_eq!(
+            event_label("webhookd.subscription.failing"),
+            "webhookd.subscription.failing"
+        );
         assert_eq!(event_label("made_up_event"), OTHER);
     }
 }

@@ -327,6 +327,18 @@ fn subscription_details(s: &Value) -> String {
         .trim_end()
         .to_owned(),
     );
+    let failing = &s["failing"];
+    if failing.is_object() {
+        // ProtoJSON writes an int64 as a string.
+        field(
+            "failing",
+            format!(
+                "{} failed attempts since {}",
+                cell(&failing["failures"]),
+                cell(&failing["since"])
+            ),
+        );
+    }
     for trigger in s["lastTriggers"].as_array().into_iter().flatten() {
         field(
             "last trigger",

@@ -19,8 +19,10 @@ pub fn family(value: EnumValue<pb::EventFamily>, field: &str) -> Result<Family> 
         Some(pb::EventFamily::EVENT_FAMILY_BSR) => Ok(Family::Bsr),
         Some(pb::EventFamily::EVENT_FAMILY_REGISTRY) => Ok(Family::Registry),
         Some(pb::EventFamily::EVENT_FAMILY_GITHUB) => Ok(Family::GitHub),
+        Some(pb::EventFamily::EVENT_FAMILY_WEBHOOKD) => Ok(Family::Webhookd),
         _ => Err(Error::InvalidArgument(format!(
-            "{field} is required: EVENT_FAMILY_BSR, EVENT_FAMILY_REGISTRY or EVENT_FAMILY_GITHUB"
+            "{field} is required: EVENT_FAMILY_BSR, EVENT_FAMILY_REGISTRY, EVENT_FAMILY_GITHUB \
+             or EVENT_FAMILY_WEBHOOKD"
         ))),
     }
 }
@@ -39,6 +41,7 @@ pub fn family_proto(family: Family) -> pb::EventFamily {
         Family::Bsr => pb::EventFamily::EVENT_FAMILY_BSR,
         Family::Registry => pb::EventFamily::EVENT_FAMILY_REGISTRY,
         Family::GitHub => pb::EventFamily::EVENT_FAMILY_GITHUB,
+        Family::Webhookd => pb::EventFamily::EVENT_FAMILY_WEBHOOKD,
     }
 }
 
@@ -337,7 +340,7 @@ pub fn to_proto(s: Subscription) -> pb::Subscription {
     }
 }
 
-/// `subscription` with its last triggers and last response.
+/// `subscription` with its last triggers, last response and run of failures.
 pub fn with_activity(mut subscription: pb::Subscription, activity: &Activity) -> pb::Subscription {
     subscription.last_triggers = activity
         .triggers
@@ -355,6 +358,13 @@ pub fn with_activity(mut subscription: pb::Subscription, activity: &Activity) ->
             status: if answered { "active" } else { "failing" }.into(),
             message: last.message.clone(),
             time: MessageField::some(Timestamp::from(last.time)),
+            ..Default::default()
+        });
+    }
+    if let Some(failing) = activity.failing {
+        subscription.failing = MessageField::some(pb::Failing {
+            since: MessageField::some(Timestamp::from(failing.since)),
+            failures: failing.failures,
             ..Default::default()
         });
     }

@@ -15,8 +15,9 @@ use super::subscription_proto::{
 };
 use super::{ApiContext, decode_page_token, paginate};
 use crate::domain::{
-    BSR_PUSH, CallbackUrl, FACE_BSR, Family, GITHUB_TYPES, NewSubscription, OwnerName, PageCursor,
-    REGISTRY_TYPES, RepositoryName, Subscription, SubscriptionState, WebhookId,
+    BSR_PUSH, CallbackUrl, FACE_BSR, Family, GITHUB_TYPES, NewSubscription, OPERATIONAL_TYPES,
+    OwnerName, PageCursor, REGISTRY_TYPES, RepositoryName, Subscription, SubscriptionState,
+    WebhookId,
 };
 use crate::error::{Error, Result};
 use crate::proto::webhookd::v1 as pb;
@@ -509,6 +510,15 @@ fn mask_paths(mask: Option<&buffa_types::google::protobuf::FieldMask>) -> Result
     Ok(paths)
 }
 
+/// The event types of a family listed by name and description.
+fn named_types(family: Family) -> &'static [(&'static str, &'static str)] {
+    if family == Family::Webhookd {
+        OPERATIONAL_TYPES
+    } else {
+        GITHUB_TYPES
+    }
+}
+
 /// ListEventTypes' entry for `family`.
 fn catalog(family: Family) -> pb::EventFamilyTypes {
     let event_types = match family {
@@ -530,7 +540,7 @@ fn catalog(family: Family) -> pb::EventFamilyTypes {
                 ..Default::default()
             })
             .collect(),
-        Family::GitHub => GITHUB_TYPES
+        Family::GitHub | Family::Webhookd => named_types(family)
             .iter()
             .map(|(name, description)| pb::EventType {
                 name: (*name).into(),

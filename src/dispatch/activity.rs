@@ -1,31 +1,33 @@
 //! What each subscription was last sent and how it last answered, gathered by the recorder
 //! from the attempts it records and written about once a second (one statement however many
 //! attempts: see `store::activity`), so that reading a subscription's last trigger and last
-//! response costs the delivery path one small write a second, not one per attempt.
+//! response costs the delivery path one small write a second, not one per attempt. The same
+//! write carries each subscription's run of failures (auto-disable, `store::health`).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::{AttemptRecord, WebhookId};
-use crate::store::activity::{LastResponse, Noted};
+use crate::store::activity::{Health, LastResponse, Noted};
 
 /// The activity noted since the last write.
 #[derive(Debug, Default)]
 pub struct ActivityBuffer {
     triggers: HashMap<(WebhookId, &'static str), DateTime<Utc>>,
-    responses: HashMap<WebhookId, (DateTime<Utc>, LastResponse)>,
+    responses: HashMap<WebhookId, (DateTime<Utc>, LastResponse, Health)>,
 }
 
 impl ActivityBuffer {
     /// Notes an attempt of a delivery of `webhook` of an event of type `event_type`
-    /// published at `published`, and what it came to.
+    /// published at `published`, and what it came to (`succeeded`: delivered).
     pub fn note(
         &mut self,
         webhook: WebhookId,
         event_type: &'static str,
         published: DateTime<Utc>,
         record: &AttemptRecord,
+        succeeded: bool,
     ) {
         let trigger = self
             .triggers
@@ -37,14 +39,17 @@ impl ActivityBuffer {
             code: record.http_status,
             message: message(record),
         };
-        let newest = self
-            .responses
-            .entry(webhook)
-            .or_insert((published, response.clone()));
+        let time = response.time;
+        let newest = self.responses.entry(webhook).or_insert((
+            published,
+            response.clone(),
+            Health::default(),
+        ));
         newest.0 = newest.0.max(published);
-        if response.time >= newest.1.time {
+        if time >= newest.1.time {
             newest.1 = response;
         }
+        newest.2.note(time, succeeded);
     }
 
     /// Whether nothing was noted.
@@ -67,11 +72,11 @@ impl ActivityBuffer {
         rows.extend(
             self.responses
                 .drain()
-                .map(|(webhook, (trigger_time, response))| Noted {
+                .map(|(webhook, (trigger_time, response, health))| Noted {
                     webhook,
                     event_type: "",
                     trigger_time,
-                    response: Some(response),
+                    response: Some((response, health)),
                 }),
         );
         rows
@@ -109,9 +114,21 @@ mod tests {
         let mut buffer = ActivityBuffer::default();
         let webhook = WebhookId(uuid::Uuid::new_v4());
         let at = |s| DateTime::from_timestamp(s, 0).unwrap();
-        buffer.note(webhook, "artifact.pushed", at(20), &record(30, Some(503)));
-        buffer.note(webhook, "artifact.pushed", at(10), &record(40, Some(200)));
-        buffer.note(webhook, "tag.created", at(5), &record(35, None));
+        buffer.note(
+            webhook,
+            "artifact.pushed",
+            at(20),
+            &record(30, Some(503)),
+            false,
+        );
+        buffer.note(
+            webhook,
+            "artifact.pushed",
+            at(10),
+            &record(40, Some(200)),
+            true,
+        );
+        buffer.note(webhook, "tag.created", at(5), &record(35, None), false);
         let mut rows = buffer.take();
         rows.sort_by_key(|n| n.event_type);
         assert!(buffer.is_empty());
@@ -127,8 +144,28 @@ mod tests {
                 ("tag.created", at(5))
             ]
         );
-        let answer = rows[0].response.clone().unwrap();
+        let (answer, health) = rows[0].response.clone().unwrap();
         assert_eq!((answer.time, answer.code), (at(40), Some(200)));
         assert_eq!(answer.message, "OK");
+        // The failure at 35 came before the success at 40: no run of failures is left.
+        assert_eq!(health.last_success, Some(at(40)));
+        assert_eq!((health.failures, health.first_failure), (0, None));
+    }
+
+    #[test]
+    fn a_success_ends_the_run_of_failures_and_later_failures_start_another() {
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let mut health = Health::default();
+        health.note(at(10), false);
+        health.note(at(12), false);
+        assert_eq!((health.failures, health.first_failure), (2, Some(at(10))));
+        health.note(at(20), true);
+        health.note(at(15), false);
+        assert_eq!((health.failures, health.first_failure), (0, None));
+        health.note(at(30), false);
+        assert_eq!(
+            (health.failures, health.first_failure, health.last_failure),
+            (1, Some(at(30)), Some(at(30)))
+        );
     }
 }

@@ -234,7 +234,13 @@ async fn record_batch(
                     inner
                         .metrics
                         .attempted(labels, record.http_status, finished);
-                    activity.note(labels.webhook_id, labels.event, labels.published, record);
+                    activity.note(
+                        labels.webhook_id,
+                        labels.event,
+                        labels.published,
+                        record,
+                        matches!(attempted.outcome, Outcome::Delivered),
+                    );
                 }
             }
             if recorded.len() < batch.len() {

@@ -31,6 +31,8 @@ pub enum EventKind {
     },
     /// A GitHub-style event of this name.
     GitHub(String),
+    /// One of webhookd's operational events (`OPERATIONAL_TYPES`).
+    Operational(&'static str),
 }
 
 impl EventKind {
@@ -40,6 +42,7 @@ impl EventKind {
             EventKind::Bsr(_) => Family::Bsr,
             EventKind::Registry { .. } => Family::Registry,
             EventKind::GitHub(_) => Family::GitHub,
+            EventKind::Operational(_) => Family::Webhookd,
         }
     }
 
@@ -57,6 +60,7 @@ impl EventKind {
             EventKind::Bsr(_) => BSR_PUSH,
             EventKind::Registry { event_type, .. } => event_type,
             EventKind::GitHub(name) => name,
+            EventKind::Operational(name) => name,
         }
     }
 
@@ -214,6 +218,23 @@ impl OutboundEvent {
             payload: event.payload_json.clone().into_bytes(),
             idempotency_key: parse_key(idempotency_key)?,
         })
+    }
+
+    /// One of webhookd's own operational events about a subscription of `owner` (and of
+    /// `repository`, empty for an owner-wide one), its JSON `payload` built by webhookd.
+    pub(crate) fn operational(
+        owner: &str,
+        repository: &str,
+        event_type: &'static str,
+        payload: &serde_json::Value,
+    ) -> Self {
+        Self {
+            owner: OwnerName::stored(owner),
+            repository: RepositoryName::stored(repository),
+            kind: EventKind::Operational(event_type),
+            payload: payload.to_string().into_bytes(),
+            idempotency_key: None,
+        }
     }
 }
 

@@ -12,11 +12,18 @@ pub enum Family {
     Registry,
     /// GitHub-style events: any valid name.
     GitHub,
+    /// webhookd's operational events about the owner's subscriptions ([`OPERATIONAL_TYPES`]).
+    Webhookd,
 }
 
 impl Family {
     /// Every family, in the order ListEventTypes shows them.
-    pub const ALL: [Family; 3] = [Family::Bsr, Family::Registry, Family::GitHub];
+    pub const ALL: [Family; 4] = [
+        Family::Bsr,
+        Family::Registry,
+        Family::GitHub,
+        Family::Webhookd,
+    ];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -24,6 +31,7 @@ impl Family {
             Family::Bsr => "bsr",
             Family::Registry => "registry",
             Family::GitHub => "github",
+            Family::Webhookd => "webhookd",
         }
     }
 
@@ -44,7 +52,7 @@ impl Family {
     pub fn default_format(self) -> Format {
         match self {
             Family::Bsr => Format::Connect,
-            Family::Registry | Family::GitHub => Format::Json,
+            Family::Registry | Family::GitHub | Family::Webhookd => Format::Json,
         }
     }
 
@@ -59,6 +67,7 @@ impl Family {
             Family::Bsr => name == BSR_PUSH,
             Family::Registry => registry_type(name).is_some(),
             Family::GitHub => valid_github_name(name),
+            Family::Webhookd => OPERATIONAL_TYPES.iter().any(|(t, _)| *t == name),
         };
         if known {
             return Ok(());
@@ -77,6 +86,14 @@ impl Family {
                 "a github event name is 1 to {MAX_EVENT_NAME_CHARS} lowercase letters, digits \
                  and '_', starting with a letter (or \"*\" for every event)"
             ),
+            Family::Webhookd => format!(
+                "webhookd event types are {}",
+                OPERATIONAL_TYPES
+                    .iter()
+                    .map(|(t, _)| *t)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         Err(Error::InvalidArgument(format!(
             "{field}: unknown event type {name:?}: {accepted}"
@@ -86,6 +103,26 @@ impl Family {
 
 /// The BSR family's one event type.
 pub const BSR_PUSH: &str = "repository.push";
+
+/// Sent when a subscription's attempts start failing (the fourth failure in a row, or
+/// `--auto-disable-min-failures` when fewer).
+pub const SUBSCRIPTION_FAILING: &str = "webhookd.subscription.failing";
+/// Sent when a subscription is disabled for failing (`--auto-disable-after`) or for a
+/// listener's 410 Gone.
+pub const SUBSCRIPTION_DISABLED: &str = "webhookd.subscription.disabled";
+
+/// The webhookd family's event types, with what each means.
+pub const OPERATIONAL_TYPES: &[(&str, &str)] = &[
+    (
+        SUBSCRIPTION_FAILING,
+        "One of the owner's subscriptions started failing: its last attempts all failed.",
+    ),
+    (
+        SUBSCRIPTION_DISABLED,
+        "One of the owner's subscriptions was disabled: it failed for --auto-disable-after, \
+         or its listener answered 410 Gone.",
+    ),
+];
 
 /// The longest GitHub event name accepted.
 pub const MAX_EVENT_NAME_CHARS: usize = 64;

@@ -17,8 +17,9 @@ pub use callback_url::{CallbackUrl, EVENT_PATH_SUFFIX, MAX_CALLBACK_URL_BYTES, i
 pub use delivery::{AttemptRecord, Delivery, DeliveryState, MASKED, RecordedRequest};
 pub use event::{EventKind, MAX_IDEMPOTENCY_KEY_BYTES, MAX_TAGS, OutboundEvent};
 pub use family::{
-    BSR_PUSH, Family, Format, GITHUB_TYPES, MAX_EVENT_NAME_CHARS, REGISTRY_TYPES, RegistryType,
-    registry_type, valid_github_name,
+    BSR_PUSH, Family, Format, GITHUB_TYPES, MAX_EVENT_NAME_CHARS, OPERATIONAL_TYPES,
+    REGISTRY_TYPES, RegistryType, SUBSCRIPTION_DISABLED, SUBSCRIPTION_FAILING, registry_type,
+    valid_github_name,
 };
 pub use ids::{DeliveryId, EventId, WebhookId, uuids};
 pub use names::{MAX_NAME_CHARS, MAX_REGISTRY_NAME_CHARS, OwnerName, RepositoryName};

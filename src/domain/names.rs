@@ -49,6 +49,18 @@ fn check_in(family: Family, owner: bool, field: &str, value: &str) -> Result<()>
     }
     match (family, owner) {
         (Family::Bsr, _) => check_name(field, value),
+        // Operational events are about subscriptions of any family.
+        (Family::Webhookd, _) => {
+            let families = [Family::Bsr, Family::Registry, Family::GitHub];
+            if families
+                .into_iter()
+                .any(|f| check_in(f, owner, field, value).is_ok())
+            {
+                Ok(())
+            } else {
+                check_in(Family::Bsr, owner, field, value)
+            }
+        }
         (Family::Registry, _) => {
             if value.len() > MAX_REGISTRY_NAME_CHARS {
                 return invalid(format!(
@@ -164,6 +176,12 @@ macro_rules! name_type {
                     ))),
                     other => other.map(|()| Self(value.to_owned())),
                 }
+            }
+
+            /// A name read back from the database, where it was stored checked (or empty: an
+            /// owner-wide subscription's repository).
+            pub(crate) fn stored(value: &str) -> Self {
+                Self(value.to_owned())
             }
 
             /// The name as text.

@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod deliveries;
 pub mod events;
+pub mod health;
 pub mod keys;
 pub mod notifications;
 pub mod owner_counts;

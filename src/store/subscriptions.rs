@@ -316,6 +316,8 @@ pub async fn update(
 
 /// Moves subscription `id` to `state`, with `reason` for paused and disabled; returns it,
 /// or `None` if it no longer exists. A move to the state it is in keeps its time and reason.
+/// A move to active (resuming, re-enabling) ends its run of failures: auto-disable counts
+/// again from its next failure.
 pub async fn set_state(
     conn: &mut PgConnection,
     id: WebhookId,
@@ -324,14 +326,21 @@ pub async fn set_state(
 ) -> Result<Option<Subscription>> {
     sqlx::query!(
         r#"
-        UPDATE webhooks
-        SET state = $2,
-            paused_time = CASE WHEN $2 = 'paused' THEN now() END,
-            paused_reason = CASE WHEN $2 = 'paused' THEN $3 END,
-            disabled_time = CASE WHEN $2 = 'disabled' THEN now() END,
-            disabled_reason = CASE WHEN $2 = 'disabled' THEN $3 END,
-            update_time = now()
-        WHERE id = $1 AND state <> $2
+        WITH moved AS (
+            UPDATE webhooks
+            SET state = $2,
+                paused_time = CASE WHEN $2 = 'paused' THEN now() END,
+                paused_reason = CASE WHEN $2 = 'paused' THEN $3 END,
+                disabled_time = CASE WHEN $2 = 'disabled' THEN now() END,
+                disabled_reason = CASE WHEN $2 = 'disabled' THEN $3 END,
+                update_time = now()
+            WHERE id = $1 AND state <> $2
+            RETURNING id
+        )
+        UPDATE subscription_activity a
+        SET failing_since = NULL, failures = 0, failing_announced = false
+        FROM moved
+        WHERE $2 = 'active' AND a.webhook_id = moved.id AND a.event_type = ''
         "#,
         id.0,
         state.as_str(),

@@ -20,6 +20,7 @@ mod drills;
 mod formats;
 mod grpcio;
 mod handoff;
+mod health;
 mod listener;
 mod local_pg;
 mod metrics;

@@ -340,7 +340,7 @@ async fn list_event_types_names_every_family_its_types_and_formats() {
     let (status, all) = call(&app, &token, "ListEventTypes", json!({})).await;
     assert_eq!(status, 200);
     let families = all["families"].as_array().unwrap();
-    assert_eq!(families.len(), 3);
+    assert_eq!(families.len(), 4);
     let registry = &families[1];
     assert_eq!(registry["family"], "EVENT_FAMILY_REGISTRY");
     let pushed = &registry["eventTypes"][0];
@@ -360,6 +360,20 @@ async fn list_event_types_names_every_family_its_types_and_formats() {
         ])
     );
     assert_eq!(families[2]["open"], true);
+    let operational = &families[3];
+    assert_eq!(operational["family"], "EVENT_FAMILY_WEBHOOKD");
+    assert_eq!(
+        operational["eventTypes"][0]["name"],
+        "webhookd.subscription.failing"
+    );
+    assert_eq!(
+        operational["eventTypes"][1]["name"],
+        "webhookd.subscription.disabled"
+    );
+    assert_eq!(
+        operational["formats"],
+        json!(["FORMAT_JSON", "FORMAT_SLACK", "FORMAT_TEAMS"])
+    );
     let (_, github) = call(
         &app,
         &token,

@@ -11,7 +11,7 @@
 use serde_json::json;
 
 use super::{Rendered, Rendering, harbor, registry};
-use crate::domain::Family;
+use crate::domain::{Family, SUBSCRIPTION_DISABLED};
 
 /// Which chat application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,9 +134,46 @@ fn summary(rendering: &Rendering<'_>) -> Result<Vec<String>, String> {
             }
         }
         Family::Bsr => lines.push(format!("repository.push in {}", scope(rendering))),
+        Family::Webhookd => {
+            let payload: serde_json::Value =
+                serde_json::from_slice(&rendering.delivery.payload).unwrap_or_default();
+            lines.extend(operational(&head.event_type, &payload));
+        }
     }
     lines.push(format!("Event: {}", head.id));
     Ok(lines)
+}
+
+/// The lines of an operational event (see `store::health`).
+fn operational(event_type: &str, payload: &serde_json::Value) -> Vec<String> {
+    let subscription = &payload["subscription"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let name = match text(&subscription["name"]) {
+        n if n.is_empty() => text(&subscription["id"]),
+        n => n,
+    };
+    let what = if event_type == SUBSCRIPTION_DISABLED {
+        format!("was disabled: {}", text(&payload["reason"]))
+    } else {
+        "is failing".to_owned()
+    };
+    let mut lines = vec![format!(
+        "webhookd: subscription {name} of {} {what}",
+        text(&subscription["owner"])
+    )];
+    let failing = &payload["failing"];
+    if let Some(failures) = failing["failures"].as_i64() {
+        lines.push(format!(
+            "Failed attempts: {failures} since {}",
+            text(&failing["since"])
+        ));
+    }
+    let last = &payload["last_response"];
+    if last.is_object() {
+        let code = last["code"].as_i64().unwrap_or(0);
+        lines.push(format!("Last response: {code} {}", text(&last["message"])));
+    }
+    lines
 }
 
 /// The subscription's scope: `owner/repository`, or the owner.

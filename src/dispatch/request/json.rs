@@ -2,7 +2,8 @@
 //! (the shape Standard Webhooks recommends). `type` is the event type (`repository.push`,
 //! `artifact.pushed`, `push`, `ping`), `timestamp` when it happened (RFC 3339, UTC), `data`
 //! the event: the BSR's `EventRequest` or the `RegistryEvent` in canonical ProtoJSON, a
-//! GitHub event's payload byte for byte, or for a ping the subscription's id and name.
+//! GitHub event's payload or an operational event's byte for byte, or for a ping the
+//! subscription's id and name.
 
 use buffa::Message as _;
 use chrono::SecondsFormat;
@@ -39,7 +40,9 @@ pub fn render(rendering: &Rendering<'_>) -> Result<Rendered, String> {
                 let data = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
                 (&head.event_type, time, data)
             }
-            Family::GitHub => (&head.event_type, head.create_time, payload.clone()),
+            Family::GitHub | Family::Webhookd => {
+                (&head.event_type, head.create_time, payload.clone())
+            }
         }
     };
     let mut body = Vec::with_capacity(data.len() + 96);

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::domain::{AttemptRecord, DeliveryId, DeliveryState, EventId, Family, WebhookId, uuids};
 use crate::error::Result;
+use crate::store::health::{self, SubjectRow};
 
 /// A delivery leased to a batcher; where it goes and how it is signed is in the
 /// [`ClaimTarget`] of its webhook.
@@ -519,31 +520,47 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Disables the webhook a delivery belongs to (its listener answered 410 Gone). Its
-/// `update_time` changes, so the change is announced to the ListWebhooks caches, here in the
-/// transaction itself: disabling is rare, unlike creating.
+/// Disables the webhook a delivery belongs to (its listener answered 410 Gone), and
+/// publishes `webhookd.subscription.disabled` about it. Its `update_time` changes, so the
+/// change is announced to the ListWebhooks caches, here in the transaction itself:
+/// disabling is rare, unlike creating.
 async fn disable_webhook_of(
     conn: &mut PgConnection,
     delivery: DeliveryId,
     reason: &str,
 ) -> Result<()> {
-    sqlx::query!(
+    let disabled = sqlx::query_as!(
+        SubjectRow,
         r#"
         WITH disabled AS (
             UPDATE webhooks
             SET state = 'disabled', disabled_reason = $2, disabled_time = now(), update_time = now()
-            WHERE id = (SELECT webhook_id FROM deliveries WHERE id = $1)
-            RETURNING owner_name, repository_name
+            WHERE id = (SELECT webhook_id FROM deliveries WHERE id = $1) AND state <> 'disabled'
+            RETURNING id, number, owner_name, repository_name, name, face, disabled_time,
+                      disabled_reason
         )
-        SELECT count(*) AS "announced!"
-        FROM disabled d, LATERAL (SELECT pg_notify($3, d.owner_name || '/' || d.repository_name)) AS n
+        SELECT d.id AS "id!", d.number AS "number!", d.owner_name AS "owner_name!",
+               d.repository_name AS "repository_name!", d.name AS "name!", d.face AS "face!",
+               a.failing_since AS "failing_since?", a.failures AS "failures?",
+               a.last_response_time AS "last_response_time?",
+               a.last_response_code AS "last_response_code?",
+               a.last_response_message AS "last_response_message?",
+               d.disabled_time AS "disabled_time?", d.disabled_reason AS "disabled_reason?"
+        FROM disabled d
+        LEFT JOIN subscription_activity a ON a.webhook_id = d.id AND a.event_type = '',
+             LATERAL (SELECT pg_notify($3, d.owner_name || '/' || d.repository_name)) AS n
         "#,
         delivery.0,
         reason,
         super::webhooks::CHANGED_CHANNEL,
     )
-    .fetch_one(conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some((subject, Some((time, reason)))) = disabled.map(SubjectRow::subject) else {
+        return Ok(());
+    };
+    let event = health::disabled_event(&subject, time, &reason);
+    super::events::insert(conn, &[event]).await?;
     Ok(())
 }
 
