@@ -6,6 +6,7 @@ mod auth;
 mod cache;
 mod deliveries;
 pub mod gate;
+mod github;
 mod health;
 mod publish;
 mod subscription_proto;
@@ -88,6 +89,7 @@ pub fn router(
     connect = Arc::new(subscriptions::SubscriptionApi(context.clone())).register(connect);
     connect = Arc::new(deliveries::DeliveryApi(context.clone())).register(connect);
     // Every method registered so far needs a token (health and reflection come below).
+    let github = github::router(context.clone());
     let gate = gate::Gate {
         api: context,
         methods: Arc::new(connect.methods().map(|m| format!("/{m}")).collect()),
@@ -128,6 +130,7 @@ pub fn router(
         .with_interceptor(gate::PublishCount { path: publish });
     // Layers run outermost last-added first: the size check (free), then authentication.
     Ok(probes_router(pool, served_metrics)
+        .merge(github)
         .fallback_service(service)
         .layer(axum::middleware::from_fn_with_state(
             gate,
@@ -147,7 +150,8 @@ async fn refuse_oversized(
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let limit = declared_limit(request.uri().path());
-    if exceeds(request.headers(), limit) {
+    // The REST faces read at most their own limit and refuse in their own shapes.
+    if !request.uri().path().starts_with("/api/") && exceeds(request.headers(), limit) {
         let error = connectrpc::ConnectError::resource_exhausted(format!(
             "request body size exceeds limit {limit}"
         ));

@@ -15,14 +15,15 @@ use super::subscription_proto::{
 };
 use super::{ApiContext, decode_page_token, paginate};
 use crate::domain::{
-    BSR_PUSH, CallbackUrl, FACE_BSR, Family, GITHUB_TYPES, NewSubscription, OPERATIONAL_TYPES,
-    OwnerName, PageCursor, REGISTRY_TYPES, RepositoryName, Subscription, SubscriptionState,
-    WebhookId,
+    BSR_PUSH, CallbackUrl, FACE_BSR, FACE_GITHUB, FACE_NATIVE, Family, GITHUB_TYPES,
+    NewSubscription, OPERATIONAL_TYPES, OwnerName, PageCursor, REGISTRY_TYPES, RepositoryName,
+    Subscription, SubscriptionState, WebhookId,
 };
 use crate::error::{Error, Result};
 use crate::proto::webhookd::v1 as pb;
 use crate::signing::SigningSecret;
 use crate::store;
+use crate::store::subscriptions::{Sealed, SealedChanges};
 
 /// ListSubscriptions' page size when the request names none, and the most it allows.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -74,6 +75,7 @@ impl SubscriptionApi {
             allow_insecure: api.settings.allow_insecure_callbacks,
         };
         let new = NewSubscription {
+            face: FACE_NATIVE,
             owner,
             family,
             spec: fields.spec()?,
@@ -89,8 +91,11 @@ impl SubscriptionApi {
             id,
             &new,
             api.settings.webhook_limits,
-            &sealed_secret,
-            sealed_auth.as_deref(),
+            Sealed {
+                signing_secret: &sealed_secret,
+                auth_header: sealed_auth.as_deref(),
+                hub_secret: None,
+            },
         )
         .await?;
         tracing::info!(subscription_id = %id, owner = %new.owner, family = family.as_str(),
@@ -218,6 +223,13 @@ impl SubscriptionApi {
                  subscription for other event types, filters or formats"
             )));
         }
+        if current.face == FACE_GITHUB && paths.iter().any(|p| p == "format") {
+            return Err(Error::FailedPrecondition(
+                "format of a GitHub hook is fixed (github; its content type is the hook's \
+                 config.content_type); create a subscription for other formats"
+                    .into(),
+            ));
+        }
         let fields = SpecFields {
             from,
             family: current.family,
@@ -289,7 +301,11 @@ impl SubscriptionApi {
         };
         // The fields and the state together, or neither.
         let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
-        let mut updated = store::subscriptions::update(&mut tx, &current, &spec, sealed_auth)
+        let sealed = SealedChanges {
+            auth_header: sealed_auth,
+            hub_secret: None,
+        };
+        let mut updated = store::subscriptions::update(&mut tx, &current, &spec, sealed)
             .await?
             .ok_or_else(super::auth::subscription_not_found)?;
         if let Some(state) = state {

@@ -370,6 +370,8 @@ pub struct Subscription {
     pub format_options: FormatOptions,
     /// Whether an auth header is set.
     pub has_auth_header: bool,
+    /// Whether a GitHub hook secret (the key of `X-Hub-Signature-256`) is set.
+    pub has_hub_secret: bool,
     /// TLS verification off.
     pub skip_tls_verify: bool,
     /// Custom headers.
@@ -396,10 +398,14 @@ pub struct Subscription {
 pub const FACE_BSR: &str = "bsr";
 /// Subscriptions made with webhookd's own API.
 pub const FACE_NATIVE: &str = "native";
+/// GitHub hooks made through GitHub's REST API or its hub (`/api/v3`).
+pub const FACE_GITHUB: &str = "github";
 
 /// A new subscription, checked.
 #[derive(Debug, Clone)]
 pub struct NewSubscription {
+    /// Which API manages it ([`FACE_NATIVE`], [`FACE_GITHUB`]).
+    pub face: &'static str,
     /// The owner.
     pub owner: OwnerName,
     /// The family.

@@ -52,6 +52,43 @@ impl ApiToken {
         Ok(Self(token.to_owned()))
     }
 
+    /// Reads the token as the REST faces take it (GitHub's and Harbor's clients send it
+    /// so): `Bearer <token>`, `token <token>` (GitHub's own scheme), or HTTP basic auth
+    /// with the token as the password (any user name: PyGithub, `curl -u`, Harbor's robot
+    /// accounts).
+    ///
+    /// # Errors
+    /// `Unauthenticated`, saying which forms are taken.
+    pub fn from_rest_authorization(header: Option<&str>) -> Result<Self> {
+        let header =
+            header.ok_or_else(|| Error::Unauthenticated("Requires authentication".into()))?;
+        let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
+        let value = value.trim();
+        let token = if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(value)
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok())
+                .ok_or_else(|| Error::Unauthenticated("Bad credentials".into()))?;
+            match decoded.split_once(':') {
+                Some((_, password)) => password.to_owned(),
+                None => decoded,
+            }
+        } else if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") {
+            value.to_owned()
+        } else {
+            return Err(Error::Unauthenticated(
+                "the Authorization header must be 'Bearer <token>', 'token <token>' or basic \
+                 auth with the token as the password"
+                    .into(),
+            ));
+        };
+        if !Self::well_formed(&token) {
+            return Err(Error::Unauthenticated("Bad credentials".into()));
+        }
+        Ok(Self(token))
+    }
+
     /// Whether `token` has the form [`Self::generate`] gives: only such a token can exist,
     /// so any other is refused without looking it up.
     fn well_formed(token: &str) -> bool {
@@ -108,6 +145,28 @@ impl TokenScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rest_faces_take_bearer_token_and_basic_auth() {
+        let token = ApiToken::generate();
+        let text = token.0.clone();
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("octocat:{text}"));
+        for header in [
+            format!("Bearer {text}"),
+            format!("token {text}"),
+            format!("Basic {basic}"),
+        ] {
+            let read = ApiToken::from_rest_authorization(Some(&header)).unwrap();
+            assert_eq!(read.0, text, "{header}");
+        }
+        for bad in ["", "Basic !!!", "Digest abc", "token whd_short"] {
+            assert!(
+                ApiToken::from_rest_authorization(Some(bad)).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(ApiToken::from_rest_authorization(None).is_err());
+    }
 
     #[test]
     fn generated_tokens_are_distinct_and_buf_token_safe() {

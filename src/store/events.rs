@@ -357,3 +357,54 @@ pub async fn ping(conn: &mut PgConnection, subscription: &Subscription) -> Resul
     notify_batchers(conn).await?;
     Ok(delivery)
 }
+
+/// Queues the newest event of type `event_type` of subscription `subscription`'s family and
+/// repository (of any repository of its owner when it is owner-wide) to it again, as a new
+/// delivery (GitHub's "test" of a hook re-sends the latest push). Returns the delivery's
+/// id, or `None` when there is no such event (or the subscription was deleted or disabled
+/// meanwhile).
+///
+/// # Errors
+/// Database errors.
+pub async fn resend_latest(
+    conn: &mut PgConnection,
+    subscription: &Subscription,
+    event_type: &str,
+) -> Result<Option<DeliveryId>> {
+    let delivery = DeliveryId::generate();
+    let queued = sqlx::query_scalar!(
+        r#"
+        WITH hook AS (
+            SELECT id, owner_name, repository_name, all_repositories FROM webhooks
+            WHERE id = $1 AND state <> 'disabled'
+            FOR KEY SHARE
+        ), latest AS (
+            SELECT e.id FROM events e, hook h
+            WHERE e.owner_name = h.owner_name
+              AND (h.all_repositories OR e.repository_name = h.repository_name)
+              AND e.family = $2 AND e.event_type = $3
+            ORDER BY e.create_time DESC
+            LIMIT 1
+        ), queued AS (
+            INSERT INTO deliveries (id, event_id, webhook_id)
+            SELECT $4, id, $1 FROM latest
+            RETURNING id
+        ), counted AS (
+            INSERT INTO owner_count_changes (owner_name, queued)
+            SELECT owner_name, 1 FROM hook WHERE EXISTS (SELECT 1 FROM queued)
+        )
+        SELECT id FROM queued
+        "#,
+        subscription.id.0,
+        subscription.family.as_str(),
+        event_type,
+        delivery.0,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if queued.is_none() {
+        return Ok(None);
+    }
+    notify_batchers(conn).await?;
+    Ok(Some(delivery))
+}

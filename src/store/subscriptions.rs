@@ -8,8 +8,8 @@ use sqlx::PgConnection;
 use super::is_unique_violation;
 use super::webhooks::{WebhookLimits, at_limit, owner_margin, sql_int};
 use crate::domain::{
-    FACE_NATIVE, Family, Format, NewSubscription, PageCursor, Subscription, SubscriptionSpec,
-    SubscriptionState, WebhookId,
+    Family, Format, NewSubscription, PageCursor, Subscription, SubscriptionSpec, SubscriptionState,
+    WebhookId,
 };
 use crate::error::{Error, Result};
 
@@ -29,6 +29,7 @@ struct Row {
     format: String,
     format_options: serde_json::Value,
     has_auth_header: bool,
+    has_hub_secret: bool,
     skip_tls_verify: bool,
     custom_headers: serde_json::Value,
     omit_standard_headers: bool,
@@ -60,6 +61,7 @@ impl Row {
             format_options: serde_json::from_value(self.format_options)
                 .map_err(|_| corrupt("format_options"))?,
             has_auth_header: self.has_auth_header,
+            has_hub_secret: self.has_hub_secret,
             skip_tls_verify: self.skip_tls_verify,
             headers: serde_json::from_value(self.custom_headers)
                 .map_err(|_| corrupt("custom_headers"))?,
@@ -73,6 +75,27 @@ impl Row {
             update_time: self.update_time,
         })
     }
+}
+
+/// A new subscription's secrets, sealed (bound to its id).
+#[derive(Debug, Clone, Copy)]
+pub struct Sealed<'a> {
+    /// Its first signing secret.
+    pub signing_secret: &'a [u8],
+    /// Its `Authorization` header, if any.
+    pub auth_header: Option<&'a [u8]>,
+    /// Its GitHub hook secret, if any.
+    pub hub_secret: Option<&'a [u8]>,
+}
+
+/// What an update does to a subscription's sealed fields: `None` keeps one, `Some(None)`
+/// clears it, `Some(Some(sealed))` replaces it.
+#[derive(Debug, Clone, Default)]
+pub struct SealedChanges {
+    /// The `Authorization` header.
+    pub auth_header: Option<Option<Vec<u8>>>,
+    /// The GitHub hook secret.
+    pub hub_secret: Option<Option<Vec<u8>>>,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
@@ -90,8 +113,7 @@ pub async fn insert(
     id: WebhookId,
     new: &NewSubscription,
     limits: WebhookLimits,
-    sealed_secret: &[u8],
-    sealed_auth_header: Option<&[u8]>,
+    sealed: Sealed<'_>,
 ) -> Result<Subscription> {
     let spec = &new.spec;
     let repository = spec.repository.as_ref().map_or("", |r| r.as_str());
@@ -115,9 +137,10 @@ pub async fn insert(
                                   create_time, update_time, face, family, event_types,
                                   all_repositories, repository_filters, tag_filters, format,
                                   format_options, sealed_auth_header, skip_tls_verify,
-                                  custom_headers, omit_standard_headers, name, description)
+                                  custom_headers, omit_standard_headers, name, description,
+                                  sealed_hub_secret)
             SELECT $1, $2, $3, $4, $5, now(), now(), $10, $11, $12, $3 = '', $13, $14, $15,
-                   $16, $17, $18, $19, $20, $21, $22
+                   $16, $17, $18, $19, $20, $21, $22, $23
             FROM slot
             RETURNING id
         ), secret AS (
@@ -135,22 +158,23 @@ pub async fn insert(
         0i32,
         spec.url.as_str(),
         sql_int(limits.per_repository),
-        sealed_secret,
+        sealed.signing_secret,
         i64::from(limits.per_owner),
         owner_margin(limits.per_owner),
-        FACE_NATIVE,
+        new.face,
         new.family.as_str(),
         &spec.event_types,
         spec.repository_filters.patterns(),
         spec.tag_filters.patterns(),
         spec.format.as_str(),
         json(&spec.format_options),
-        sealed_auth_header,
+        sealed.auth_header,
         spec.skip_tls_verify,
         json(&spec.headers),
         spec.omit_standard_headers,
         spec.name,
         spec.description,
+        sealed.hub_secret,
     )
     .fetch_optional(&mut *conn)
     .await
@@ -188,7 +212,8 @@ pub async fn get(conn: &mut PgConnection, id: WebhookId) -> Result<Option<Subscr
         SELECT id, number AS "number!", face, owner_name, repository_name,
                all_repositories, family, event_types, repository_filters, tag_filters,
                callback_url, format, format_options,
-               sealed_auth_header IS NOT NULL AS "has_auth_header!", skip_tls_verify,
+               sealed_auth_header IS NOT NULL AS "has_auth_header!",
+               sealed_hub_secret IS NOT NULL AS "has_hub_secret!", skip_tls_verify,
                custom_headers, omit_standard_headers, name, description, state,
                CASE state WHEN 'paused' THEN paused_time
                           WHEN 'disabled' THEN disabled_time END AS state_time,
@@ -234,7 +259,8 @@ pub async fn list_page(
         SELECT id, number AS "number!", face, owner_name, repository_name,
                all_repositories, family, event_types, repository_filters, tag_filters,
                callback_url, format, format_options,
-               sealed_auth_header IS NOT NULL AS "has_auth_header!", skip_tls_verify,
+               sealed_auth_header IS NOT NULL AS "has_auth_header!",
+               sealed_hub_secret IS NOT NULL AS "has_hub_secret!", skip_tls_verify,
                custom_headers, omit_standard_headers, name, description, state,
                CASE state WHEN 'paused' THEN paused_time
                           WHEN 'disabled' THEN disabled_time END AS state_time,
@@ -264,8 +290,7 @@ pub async fn list_page(
 }
 
 /// Replaces what `spec` holds of subscription `id` (its scope stays: `spec.repository` is
-/// not written), and its sealed auth header when `auth_header` is `Some` (`Some(None)`
-/// clears it). Returns the subscription as changed, or `None` if it no longer exists.
+/// not written), and the sealed fields `sealed` changes. Returns the subscription as changed, or `None` if it no longer exists.
 ///
 /// # Errors
 /// `AlreadyExists` for a name the owner used, or a database error.
@@ -273,9 +298,13 @@ pub async fn update(
     conn: &mut PgConnection,
     current: &Subscription,
     spec: &SubscriptionSpec,
-    auth_header: Option<Option<Vec<u8>>>,
+    sealed: SealedChanges,
 ) -> Result<Option<Subscription>> {
-    let (set_auth, sealed) = match auth_header {
+    let (set_auth, sealed_auth) = match sealed.auth_header {
+        None => (false, None),
+        Some(sealed) => (true, sealed),
+    };
+    let (set_hub, sealed_hub) = match sealed.hub_secret {
         None => (false, None),
         Some(sealed) => (true, sealed),
     };
@@ -286,7 +315,8 @@ pub async fn update(
             format = $6, format_options = $7,
             sealed_auth_header = CASE WHEN $8 THEN $9 ELSE sealed_auth_header END,
             skip_tls_verify = $10, custom_headers = $11, omit_standard_headers = $12,
-            name = $13, description = $14, update_time = now()
+            name = $13, description = $14, update_time = now(),
+            sealed_hub_secret = CASE WHEN $15 THEN $16 ELSE sealed_hub_secret END
         WHERE id = $1
         RETURNING id
         "#,
@@ -298,12 +328,14 @@ pub async fn update(
         spec.format.as_str(),
         json(&spec.format_options),
         set_auth,
-        sealed,
+        sealed_auth,
         spec.skip_tls_verify,
         json(&spec.headers),
         spec.omit_standard_headers,
         spec.name,
         spec.description,
+        set_hub,
+        sealed_hub,
     )
     .fetch_optional(&mut *conn)
     .await
@@ -349,4 +381,77 @@ pub async fn set_state(
     .execute(&mut *conn)
     .await?;
     get(conn, id).await
+}
+
+/// Up to `limit` of the subscriptions of `face` scoped to `owner`'s `repository` (`''`:
+/// owner-wide ones) after the first `offset`, by number (GitHub lists hooks by id), and how
+/// many there are in all.
+///
+/// # Errors
+/// Database errors.
+pub async fn list_face(
+    conn: &mut PgConnection,
+    face: &str,
+    owner: &str,
+    repository: &str,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<Subscription>, i64)> {
+    let rows = sqlx::query_as!(
+        Row,
+        r#"
+        SELECT id, number AS "number!", face, owner_name, repository_name,
+               all_repositories, family, event_types, repository_filters, tag_filters,
+               callback_url, format, format_options,
+               sealed_auth_header IS NOT NULL AS "has_auth_header!",
+               sealed_hub_secret IS NOT NULL AS "has_hub_secret!", skip_tls_verify,
+               custom_headers, omit_standard_headers, name, description, state,
+               CASE state WHEN 'paused' THEN paused_time
+                          WHEN 'disabled' THEN disabled_time END AS state_time,
+               CASE state WHEN 'paused' THEN paused_reason
+                          WHEN 'disabled' THEN disabled_reason END AS state_reason,
+               create_time, update_time
+        FROM webhooks
+        WHERE owner_name = $1 AND repository_name = $2 AND face = $3
+        ORDER BY number
+        OFFSET $4 LIMIT $5
+        "#,
+        owner,
+        repository,
+        face,
+        offset,
+        limit,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"
+        SELECT count(*) AS "count!" FROM webhooks
+        WHERE owner_name = $1 AND repository_name = $2 AND face = $3
+        "#,
+        owner,
+        repository,
+        face,
+    )
+    .fetch_one(conn)
+    .await?;
+    let hooks = rows
+        .into_iter()
+        .map(Row::into_subscription)
+        .collect::<Result<_>>()?;
+    Ok((hooks, total))
+}
+
+/// The subscription numbered `number`, if it exists.
+///
+/// # Errors
+/// Database errors.
+pub async fn get_by_number(conn: &mut PgConnection, number: i64) -> Result<Option<Subscription>> {
+    let id = sqlx::query_scalar!(r#"SELECT id FROM webhooks WHERE number = $1"#, number)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match id {
+        Some(id) => get(conn, WebhookId(id)).await,
+        None => Ok(None),
+    }
 }

@@ -18,6 +18,7 @@ mod delivery;
 mod delivery_loop;
 mod drills;
 mod formats;
+mod github_hooks;
 mod grpcio;
 mod handoff;
 mod health;

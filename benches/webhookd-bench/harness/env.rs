@@ -10,8 +10,9 @@ use connectrpc::client::{ClientConfig, HttpClient};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use webhookd::domain::{
-    ApiToken, CallbackUrl, CustomHeaders, Family, Filters, Format, FormatOptions, NewSubscription,
-    NewWebhook, OwnerName, RepositoryName, SubscriptionSpec, TokenScope, WebhookEvent, WebhookId,
+    ApiToken, CallbackUrl, CustomHeaders, FACE_NATIVE, Family, Filters, Format, FormatOptions,
+    NewSubscription, NewWebhook, OwnerName, RepositoryName, SubscriptionSpec, TokenScope,
+    WebhookEvent, WebhookId,
 };
 use webhookd::local_pg::{Durability, LocalPg};
 use webhookd::proto::webhookd::v1 as pb;
@@ -178,6 +179,7 @@ impl Bench {
         for i in from..from + count {
             let filters: Vec<String> = filter.map(|f| vec![f(i)]).unwrap_or_default();
             let new = NewSubscription {
+                face: FACE_NATIVE,
                 owner: OwnerName::parse_in(Family::Registry, "owner", owner)?,
                 family: Family::Registry,
                 spec: SubscriptionSpec {
@@ -202,7 +204,12 @@ impl Bench {
                 per_repository: 100_000,
                 per_owner: 10_000_000,
             };
-            store::subscriptions::insert(&mut conn, id, &new, limits, &sealed, None).await?;
+            let sealed = store::subscriptions::Sealed {
+                signing_secret: &sealed,
+                auth_header: None,
+                hub_secret: None,
+            };
+            store::subscriptions::insert(&mut conn, id, &new, limits, sealed).await?;
         }
         Ok(())
     }

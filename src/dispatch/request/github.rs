@@ -1,7 +1,9 @@
 //! GitHub's delivery format (sections A.2 and A.3 of the reference facts): the event's
 //! payload as `application/json`, or as a form (`payload=<the JSON>`), with GitHub's headers
-//! and both signatures over the body sent, keyed with the subscription's signing secret (the
-//! whole `whsec_...` text, as a receiver configured with it computes them). A ping carries
+//! and both signatures over the body sent, keyed with the hook's secret (GitHub's
+//! `config.secret`; a GitHub hook without one is sent unsigned, as GitHub does), or for a
+//! native subscription without one its signing secret (the whole `whsec_...` text, as a
+//! receiver configured with it computes them). A ping carries
 //! GitHub's ping payload: a zen line, the hook id and the hook.
 
 use hmac::{Hmac, Mac as _};
@@ -9,7 +11,7 @@ use http::HeaderValue;
 use sha1::Sha1;
 use sha2::Sha256;
 
-use super::{PING, Rendered, Rendering, hex, text};
+use super::{HubKey, PING, Rendered, Rendering, hex, text};
 use crate::domain::{Family, GitHubContentType};
 
 /// GitHub's `User-Agent` always begins so; receivers check it.
@@ -66,8 +68,12 @@ pub fn render(rendering: &Rendering<'_>) -> Result<Rendered, String> {
             "repository"
         }),
     );
-    if let Some(secret) = target.secrets.first() {
-        let key = secret.expose().as_bytes();
+    let key = match &target.hub_key {
+        HubKey::Secret(secret) => Some(secret.as_bytes()),
+        HubKey::Unsigned => None,
+        HubKey::SigningSecret => target.secrets.first().map(|s| s.expose().as_bytes()),
+    };
+    if let Some(key) = key {
         let mut sha1 = Hmac::<Sha1>::new_from_slice(key).expect("HMAC takes any key");
         sha1.update(&rendered.body);
         let mut sha256 = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");

@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::domain::{Format, FormatOptions, WebhookId, header_record};
+use crate::domain::{FACE_GITHUB, Format, FormatOptions, WebhookId, header_record};
 use crate::secret_box::SecretBox;
 use crate::signing::{SigningSecret, signature_header};
 use crate::store::queue::{ClaimTarget, ClaimedDelivery};
@@ -53,6 +53,19 @@ pub struct Target {
     all_repositories: bool,
     event_types: Vec<String>,
     name: String,
+    /// How the `github` format signs.
+    hub_key: HubKey,
+}
+
+/// The key of the `github` format's `X-Hub-Signature` headers.
+#[derive(Debug)]
+enum HubKey {
+    /// The hook's secret (GitHub's `config.secret`), opened.
+    Secret(String),
+    /// None: a GitHub hook without a secret is sent unsigned, as GitHub sends it.
+    Unsigned,
+    /// The signing secret's text (a native subscription in the `github` format).
+    SigningSecret,
 }
 
 impl Target {
@@ -90,6 +103,11 @@ impl Target {
                 Ok(String::from_utf8(secret_box.open(webhook, sealed)?)?)
             })
             .transpose()?;
+        let hub_key = match &render.sealed_hub_secret {
+            Some(sealed) => HubKey::Secret(String::from_utf8(secret_box.open(webhook, sealed)?)?),
+            None if render.face == FACE_GITHUB => HubKey::Unsigned,
+            None => HubKey::SigningSecret,
+        };
         let pairs: Vec<(String, String)> = render
             .custom_headers
             .and_then(|h| serde_json::from_value(h).ok())
@@ -122,6 +140,7 @@ impl Target {
             all_repositories: render.all_repositories,
             event_types: render.event_types,
             name: render.name,
+            hub_key,
         })
     }
 }

@@ -103,6 +103,10 @@ pub struct RenderSettings {
     pub omit_standard_headers: bool,
     /// Its name.
     pub name: String,
+    /// Which API manages it.
+    pub face: String,
+    /// The sealed GitHub hook secret.
+    pub sealed_hub_secret: Option<Vec<u8>>,
 }
 
 /// Deliveries leased to a batcher (by a claim, or by the publish that queued them), with the
@@ -372,6 +376,8 @@ async fn claim_targets(
                     custom_headers: r.custom_headers,
                     omit_standard_headers: r.omit_standard_headers,
                     name: r.name,
+                    face: r.face,
+                    sealed_hub_secret: r.sealed_hub_secret,
                 },
             };
             (WebhookId(r.id), target)
