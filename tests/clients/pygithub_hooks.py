@@ -5,6 +5,7 @@ Usage: pygithub_hooks.py BASE_URL TOKEN OWNER/REPO CALLBACK_URL; prints a JSON r
 
 import json
 import sys
+import time
 
 from github import Auth, Github, GithubException
 
@@ -37,6 +38,18 @@ report["edited_events"] = hook.events
 report["config_secret"] = hook.config.get("secret")
 hook.ping()
 hook.test()
+
+# The deliveries of the pings: recorded a moment after they are answered.
+deliveries = []
+for _ in range(100):
+    deliveries = list(same_repo.get_hook_deliveries(hook.id))
+    if len(deliveries) >= 2:
+        break
+    time.sleep(0.1)
+report["deliveries"] = [d.event for d in deliveries]
+detail = same_repo.get_hook_delivery(hook.id, deliveries[0].id)
+report["delivery_guid_matches"] = detail.guid == deliveries[0].guid
+report["delivery_request_event"] = detail.request.headers.get("x-github-event")
 
 hook.delete()
 try:

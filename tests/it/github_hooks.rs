@@ -577,6 +577,9 @@ async fn pygithub_manages_repository_hooks_through_the_base_url() {
         json!(["push", "issues", "release"])
     );
     assert_eq!(report["config_secret"], "********");
+    assert_eq!(report["deliveries"], json!(["ping", "ping"]));
+    assert_eq!(report["delivery_guid_matches"], true);
+    assert_eq!(report["delivery_request_event"], "ping");
     assert_eq!(report["deleted"], true);
     // The ping at creation and the one PyGithub asked for.
     let pings = receiver.wait_for(2, Duration::from_secs(10)).await;
@@ -649,4 +652,182 @@ async fn an_organization_hook_gets_every_repositorys_events() {
         sent.iter()
             .all(|c| c.header("x-github-hook-installation-target-type") == "organization")
     );
+}
+
+#[tokio::test]
+async fn deliveries_are_listed_shown_and_redelivered_as_github_shows_them() {
+    let app = spawn_app_with(&[
+        "--allow-insecure-callbacks",
+        "--poll-interval",
+        "100ms",
+        "--wake-on-publish",
+        "--retry-schedule",
+        "10ms",
+    ])
+    .await;
+    let token = app.token(&[OWNER]).await;
+    let receiver = Receiver::start().await;
+    // The ping fails once, then succeeds on its retry.
+    receiver.script([crate::receiver::Reply::Status(500)]);
+    let url = format!("http://{}/hook", receiver.addr);
+    let created = gh(
+        &app,
+        &token,
+        Method::POST,
+        &hooks(),
+        Some(json!({"config": {"url": url, "content_type": "json", "secret": "k"}})),
+    )
+    .await;
+    let id = created.body["id"].as_i64().unwrap();
+    receiver.wait_for(2, Duration::from_secs(10)).await;
+    let payload = r#"{"ref":"refs/heads/main","action":"pushed"}"#;
+    let (status, answer) = app
+        .rpc(
+            "webhookd.v1.PublishService/Publish",
+            &token,
+            json!({"events": [{"github": {"name": "push", "owner": OWNER, "repository": REPO,
+                   "payloadJson": payload}}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    receiver.wait_for(3, Duration::from_secs(10)).await;
+    let deliveries = format!("{}/{id}/deliveries", hooks());
+    // Attempts are recorded a moment after they are answered.
+    let mut listed = Value::Null;
+    for _ in 0..50 {
+        listed = gh(&app, &token, Method::GET, &deliveries, None).await.body;
+        if listed.as_array().is_some_and(|l| l.len() == 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let items = listed.as_array().unwrap();
+    assert_eq!(items.len(), 3, "{listed}");
+    let (push, ping_ok, ping_failed) = (&items[0], &items[1], &items[2]);
+    assert_eq!(push["event"], "push");
+    assert_eq!(push["action"], "pushed");
+    assert_eq!(push["status_code"], 200);
+    assert_eq!(push["status"], "OK");
+    assert_eq!(ping_ok["event"], "ping");
+    assert_eq!(ping_failed["status_code"], 500);
+    assert_eq!(ping_failed["status"], "Internal Server Error");
+    assert_eq!(ping_ok["guid"], ping_failed["guid"]);
+    assert_ne!(ping_ok["id"], ping_failed["id"]);
+    assert_eq!(push["redelivery"], false);
+    assert!(push["duration"].is_number() && push["installation_id"].is_null());
+
+    // Pages follow the Link header's cursor; status filters.
+    let first = gh(
+        &app,
+        &token,
+        Method::GET,
+        &format!("{deliveries}?per_page=2"),
+        None,
+    )
+    .await;
+    assert_eq!(first.body.as_array().unwrap().len(), 2);
+    let link = first.header("link").to_owned();
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.split_once(">; rel=\"next\""))
+        .map(|(u, _)| u.to_owned())
+        .unwrap_or_else(|| panic!("{link}"));
+    let rest: Value = app
+        .http
+        .get(&next)
+        .basic_auth("x", Some(&token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest.as_array().unwrap().len(), 1);
+    assert_eq!(rest[0]["id"], ping_failed["id"]);
+    let failures = gh(
+        &app,
+        &token,
+        Method::GET,
+        &format!("{deliveries}?status=failure"),
+        None,
+    )
+    .await;
+    assert_eq!(failures.body.as_array().unwrap().len(), 1);
+    assert_eq!(failures.body[0]["id"], ping_failed["id"]);
+    let bad = gh(
+        &app,
+        &token,
+        Method::GET,
+        &format!("{deliveries}?status=maybe"),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // One delivery, with what was sent and answered.
+    let push_id = push["id"].as_i64().unwrap();
+    let detail = gh(
+        &app,
+        &token,
+        Method::GET,
+        &format!("{deliveries}/{push_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(detail.status, StatusCode::OK, "{}", detail.text);
+    let detail = detail.body;
+    assert_eq!(detail["id"], push_id);
+    assert_eq!(detail["guid"], push["guid"]);
+    assert_eq!(detail["url"], url);
+    assert_eq!(detail["request"]["headers"]["x-github-event"], "push");
+    assert_eq!(
+        detail["request"]["headers"]["x-github-delivery"],
+        push["guid"]
+    );
+    assert_eq!(
+        detail["request"]["payload"],
+        serde_json::from_str::<Value>(payload).unwrap()
+    );
+    assert!(detail["response"]["payload"].is_string(), "{detail}");
+    assert!(detail["response"]["headers"].is_object(), "{detail}");
+
+    // Redeliver: 202, the same guid, a new id, redelivery true.
+    let redelivered = gh(
+        &app,
+        &token,
+        Method::POST,
+        &format!("{deliveries}/{push_id}/attempts"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        redelivered.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        redelivered.text
+    );
+    assert_eq!(redelivered.body, json!({}));
+    let sent = receiver.wait_for(4, Duration::from_secs(10)).await;
+    assert_eq!(sent[3].header("x-github-delivery"), push["guid"]);
+    let mut newest = Value::Null;
+    for _ in 0..50 {
+        newest = gh(&app, &token, Method::GET, &deliveries, None).await.body[0].clone();
+        if newest["id"] != push["id"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(newest["guid"], push["guid"]);
+    assert_ne!(newest["id"], push["id"]);
+    assert_eq!(newest["redelivery"], true);
+
+    // Ids that are not this hook's.
+    for path in [
+        format!("{deliveries}/99999999"),
+        format!("{deliveries}/abc"),
+        format!("{}/{}/deliveries/{push_id}", hooks(), id + 1000),
+    ] {
+        let answer = gh(&app, &token, Method::GET, &path, None).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+    }
 }

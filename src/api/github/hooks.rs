@@ -9,11 +9,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{GitHubError, MAX_BODY_BYTES, authenticate, base_url, json_body, scope_of};
+use super::{
+    GitHubError, MAX_BODY_BYTES, authenticate, base_url, deliveries, json_body, scope_of, time,
+};
 use crate::api::ApiContext;
 use crate::domain::{
     CallbackUrl, CustomHeaders, FACE_GITHUB, Family, Filters, Format, FormatOptions,
@@ -26,8 +27,8 @@ use crate::store;
 use crate::store::activity::Activity;
 use crate::store::subscriptions::{Sealed, SealedChanges};
 
-type Api = State<Arc<ApiContext>>;
-type Answer = Result<Response, GitHubError>;
+pub(super) type Api = State<Arc<ApiContext>>;
+pub(super) type Answer = Result<Response, GitHubError>;
 
 /// What GitHub shows in place of a secret.
 const MASKED_SECRET: &str = "********";
@@ -52,7 +53,19 @@ pub fn routes() -> axum::Router<Arc<ApiContext>> {
                 &format!("{place}/hooks/{{hook_id}}/config"),
                 get(config).patch(update_config),
             )
-            .route(&format!("{place}/hooks/{{hook_id}}/pings"), post(ping));
+            .route(&format!("{place}/hooks/{{hook_id}}/pings"), post(ping))
+            .route(
+                &format!("{place}/hooks/{{hook_id}}/deliveries"),
+                get(deliveries::list),
+            )
+            .route(
+                &format!("{place}/hooks/{{hook_id}}/deliveries/{{delivery_id}}"),
+                get(deliveries::read),
+            )
+            .route(
+                &format!("{place}/hooks/{{hook_id}}/deliveries/{{delivery_id}}/attempts"),
+                post(deliveries::redeliver),
+            );
     }
     router
         .route(
@@ -67,11 +80,11 @@ pub fn routes() -> axum::Router<Arc<ApiContext>> {
 }
 
 /// A path's parameters: `owner` and `repo`, or `org`; and `hook_id`.
-type Params = Path<HashMap<String, String>>;
+pub(super) type Params = Path<HashMap<String, String>>;
 
 /// Where hooks live: a repository, or an organization (owner-wide hooks).
 #[derive(Debug, Clone)]
-struct Place {
+pub(super) struct Place {
     owner: OwnerName,
     repository: Option<RepositoryName>,
 }
@@ -83,7 +96,7 @@ impl Place {
     }
 
     /// The path of its hooks under the API's base URL.
-    fn hooks_path(&self) -> String {
+    pub(super) fn hooks_path(&self) -> String {
         match &self.repository {
             Some(repository) => format!("/repos/{}/{repository}/hooks", self.owner),
             None => format!("/orgs/{}/hooks", self.owner),
@@ -101,7 +114,7 @@ impl Place {
 }
 
 /// A request's token and the place its path names.
-async fn place(
+pub(super) async fn place(
     api: &ApiContext,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
@@ -117,7 +130,7 @@ async fn place(
 
 /// The hook the path's `hook_id` names at `place`, or 404 (also for an id that is not an
 /// integer).
-async fn hook(
+pub(super) async fn hook(
     conn: &mut sqlx::PgConnection,
     place: &Place,
     params: &HashMap<String, String>,
@@ -857,9 +870,4 @@ fn events_of(hook: &Subscription) -> Vec<String> {
     } else {
         hook.event_types.clone()
     }
-}
-
-/// A time as GitHub writes it: to the second, in UTC.
-fn time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

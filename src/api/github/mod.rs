@@ -7,6 +7,7 @@
 //! Everything here answers in GitHub's shapes: JSON bodies, GitHub's status codes, and its
 //! error body `{"message", "documentation_url"[, "errors"]}`.
 
+mod deliveries;
 mod hooks;
 
 use std::sync::Arc;
@@ -130,6 +131,11 @@ fn json_body(value: &impl serde::Serialize) -> Response {
         bytes,
     )
         .into_response()
+}
+
+/// A time as GitHub writes it: to the second, in UTC.
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// What the request's token may see.
