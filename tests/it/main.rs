@@ -19,6 +19,7 @@ mod delivery_loop;
 mod drills;
 mod formats;
 mod github_hooks;
+mod github_hub;
 mod grpcio;
 mod handoff;
 mod health;

@@ -85,13 +85,13 @@ pub(super) type Params = Path<HashMap<String, String>>;
 /// Where hooks live: a repository, or an organization (owner-wide hooks).
 #[derive(Debug, Clone)]
 pub(super) struct Place {
-    owner: OwnerName,
-    repository: Option<RepositoryName>,
+    pub owner: OwnerName,
+    pub repository: Option<RepositoryName>,
 }
 
 impl Place {
     /// The stored repository: `''` for an organization.
-    fn repository(&self) -> &str {
+    pub(super) fn repository(&self) -> &str {
         self.repository.as_ref().map_or("", |r| r.as_str())
     }
 
@@ -242,24 +242,64 @@ async fn create(State(api): Api, Path(params): Params, headers: HeaderMap, body:
     let (_, place) = place(&api, &headers, &params).await?;
     let input = HookInput::read(body, Edit::Create).await?;
     let config = input.config.unwrap_or_default();
-    let url = check_url(config.url.as_deref(), api.settings.allow_insecure_callbacks)?;
-    let events = match &input.events {
-        Some(events) => check_events(events)?,
-        None => vec!["push".to_owned()],
+    let new = NewHook {
+        url: check_url(config.url.as_deref(), api.settings.allow_insecure_callbacks)?,
+        events: match &input.events {
+            Some(events) => check_events(events)?,
+            None => vec!["push".to_owned()],
+        },
+        content_type: config.content_type.unwrap_or(GitHubContentType::Form),
+        insecure_ssl: config.insecure_ssl.unwrap_or(false),
+        secret: config.secret.flatten(),
+        active: input.active.unwrap_or(true),
     };
+    let mut conn = store::acquire(&api.pool).await?;
+    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+    lock_place(&mut tx, &place).await?;
+    let created = insert_hook(&mut tx, &api, &place, new).await?;
+    tx.commit().await?;
+    let base = base_url(&headers);
+    let object = hook_object(&base, &place, &created, None);
+    let mut response = json_body(&object);
+    *response.status_mut() = StatusCode::CREATED;
+    if let Ok(location) = HeaderValue::try_from(object.url.as_str()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// A hook to create, checked.
+pub(super) struct NewHook {
+    pub url: CallbackUrl,
+    /// Empty: every event.
+    pub events: Vec<String>,
+    pub content_type: GitHubContentType,
+    pub insecure_ssl: bool,
+    pub secret: Option<String>,
+    pub active: bool,
+}
+
+/// Creates a hook at `place` (whose lock [`lock_place`] took in `tx`) unless it duplicates
+/// one, and pings it when it is active, as GitHub does.
+pub(super) async fn insert_hook(
+    tx: &mut sqlx::PgConnection,
+    api: &ApiContext,
+    place: &Place,
+    hook: NewHook,
+) -> Result<Subscription, GitHubError> {
     let spec = SubscriptionSpec {
         repository: place.repository.clone(),
-        event_types: events,
+        event_types: hook.events,
         repository_filters: Filters::default(),
         tag_filters: Filters::default(),
-        url,
+        url: hook.url,
         format: Format::GitHub,
         format_options: FormatOptions {
-            github_content_type: config.content_type.unwrap_or(GitHubContentType::Form),
+            github_content_type: hook.content_type,
             ..FormatOptions::default()
         },
         auth_header: None,
-        skip_tls_verify: config.insecure_ssl.unwrap_or(false),
+        skip_tls_verify: hook.insecure_ssl,
         headers: CustomHeaders::default(),
         omit_standard_headers: true,
         name: String::new(),
@@ -275,17 +315,13 @@ async fn create(State(api): Api, Path(params): Params, headers: HeaderMap, body:
     let signing = api
         .secrets
         .seal(id, SigningSecret::generate().expose().as_bytes());
-    let hub_secret = config
+    let hub_secret = hook
         .secret
-        .flatten()
         .filter(|s| !s.is_empty())
         .map(|s| api.secrets.seal(id, s.as_bytes()));
-    let mut conn = store::acquire(&api.pool).await?;
-    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
-    lock_place(&mut tx, &place).await?;
-    check_unique(&mut tx, &place, None, &new.spec).await?;
+    check_unique(tx, place, None, &new.spec).await?;
     let mut created = store::subscriptions::insert(
-        &mut tx,
+        tx,
         id,
         &new,
         api.settings.webhook_limits,
@@ -296,26 +332,16 @@ async fn create(State(api): Api, Path(params): Params, headers: HeaderMap, body:
         },
     )
     .await?;
-    if input.active == Some(false) {
-        created =
-            store::subscriptions::set_state(&mut tx, id, SubscriptionState::Disabled, INACTIVE)
-                .await?
-                .ok_or_else(GitHubError::not_found)?;
+    if hook.active {
+        store::events::ping(tx, &created).await?;
     } else {
-        // GitHub pings a hook when it is created.
-        store::events::ping(&mut tx, &created).await?;
+        created = store::subscriptions::set_state(tx, id, SubscriptionState::Disabled, INACTIVE)
+            .await?
+            .ok_or_else(GitHubError::not_found)?;
     }
-    tx.commit().await?;
     tracing::info!(subscription_id = %id, hook_id = created.number, owner = %place.owner,
         repository = place.repository(), "GitHub hook created");
-    let base = base_url(&headers);
-    let object = hook_object(&base, &place, &created, None);
-    let mut response = json_body(&object);
-    *response.status_mut() = StatusCode::CREATED;
-    if let Ok(location) = HeaderValue::try_from(object.url.as_str()) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(created)
 }
 
 async fn read(State(api): Api, Path(params): Params, headers: HeaderMap) -> Answer {
@@ -487,7 +513,10 @@ async fn send(
 
 /// Serializes the face's writes to one repository's (or organization's) hooks, so that
 /// two creates cannot both pass the duplicate check.
-async fn lock_place(conn: &mut sqlx::PgConnection, place: &Place) -> Result<(), GitHubError> {
+pub(super) async fn lock_place(
+    conn: &mut sqlx::PgConnection,
+    place: &Place,
+) -> Result<(), GitHubError> {
     let key = format!("github-hooks/{}/{}", place.owner, place.repository());
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
         .execute(conn)
@@ -536,7 +565,10 @@ async fn check_unique(
 }
 
 /// Checks a hook's URL: required, and a callback webhookd may deliver to.
-fn check_url(url: Option<&str>, allow_insecure: bool) -> Result<CallbackUrl, GitHubError> {
+pub(super) fn check_url(
+    url: Option<&str>,
+    allow_insecure: bool,
+) -> Result<CallbackUrl, GitHubError> {
     let Some(url) = url.filter(|u| !u.is_empty()) else {
         return Err(GitHubError::validation(
             "custom",

@@ -9,6 +9,7 @@
 
 mod deliveries;
 mod hooks;
+mod hub;
 
 use std::sync::Arc;
 
@@ -27,7 +28,9 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The `/api/v3` router.
 pub fn router(api: Arc<ApiContext>) -> axum::Router {
-    hooks::routes().with_state(api)
+    hooks::routes()
+        .route("/api/v3/hub", axum::routing::post(hub::hub))
+        .with_state(api)
 }
 
 /// An answer in GitHub's error shape.
