@@ -831,3 +831,64 @@ async fn deliveries_are_listed_shown_and_redelivered_as_github_shows_them() {
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
     }
 }
+
+/// Node.js, for the octokit clients.
+fn node() -> std::path::PathBuf {
+    crate::helpers::tool("WEBHOOKD_TEST_NODE", ".tools/node", "node")
+}
+
+#[tokio::test]
+async fn octokit_manages_repository_hooks_and_verifies_their_signatures() {
+    let (app, token) = app().await;
+    let receiver = Receiver::start().await;
+    let mut command = std::process::Command::new(node());
+    command
+        .arg("tests/clients/node/octokit_hooks.mjs")
+        .arg(format!("http://{}/api/v3", app.addr))
+        .arg(&token)
+        .arg(OWNER)
+        .arg(REPO)
+        .arg(format!("http://{}/hook", receiver.addr));
+    let (code, stdout, stderr) = run(command).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["created_status"], 201);
+    assert_eq!(report["created_id_is_number"], true);
+    // octokit.paginate followed the Link header through both pages.
+    assert_eq!(report["paginated"].as_array().unwrap().len(), 2);
+    assert_eq!(report["got_events"], json!(["push"]));
+    assert_eq!(report["updated_events"], json!(["push", "issues"]));
+    assert_eq!(report["config_secret"], "********");
+    assert_eq!(report["config_content_type"], "json");
+    assert_eq!(report["ping_status"], 204);
+    assert_eq!(report["test_status"], 204);
+    assert_eq!(report["deliveries"][0], "ping");
+    assert_eq!(report["delivery_request_event"], "ping");
+    assert_eq!(report["redeliver_status"], 202);
+    assert_eq!(
+        report["duplicate"],
+        "422 Hook already exists on this repository"
+    );
+    assert_eq!(report["deleted"], true);
+
+    // A receiver built on @octokit/webhooks-methods accepts the signature, and refuses it
+    // under another secret.
+    let sent = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let signed = sent
+        .iter()
+        .find(|c| !c.header("x-hub-signature-256").is_empty())
+        .unwrap();
+    let file = std::env::temp_dir().join(format!("delivery-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, &signed.body).unwrap();
+    for (secret, expected) in [("octokit-secret", 0), ("another-secret", 1)] {
+        let mut verify = std::process::Command::new(node());
+        verify
+            .arg("tests/clients/node/verify_signature.mjs")
+            .arg(secret)
+            .arg(signed.header("x-hub-signature-256"))
+            .stdin(std::fs::File::open(&file).unwrap());
+        let (code, _, stderr) = run(verify).await;
+        assert_eq!(code, expected, "{secret}: {stderr}");
+    }
+    let _ = std::fs::remove_file(&file);
+}
