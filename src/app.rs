@@ -187,9 +187,29 @@ async fn api_router(
             secrets,
             cache,
             metrics,
+            github_sources: Arc::new(github_sources(args)?),
         },
         served_metrics,
     )
+}
+
+/// The relay's GitHub sources, from `--config`'s `[ingest.github.*]` tables.
+fn github_sources(
+    args: &ServeArgs,
+) -> anyhow::Result<std::collections::HashMap<String, crate::config_file::IngestSource>> {
+    let Some(path) = &args.config else {
+        return Ok(Default::default());
+    };
+    let command = <crate::config::Cli as clap::CommandFactory>::command();
+    let serve = command
+        .find_subcommand("serve")
+        .context("the serve command")?;
+    let file = crate::config_file::load(path, serve)?;
+    Ok(file
+        .github_sources
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
+        .collect())
 }
 
 /// The key that encrypts signing secrets: `--secret-key`, else the file

@@ -3,6 +3,11 @@
 //! value becomes that flag's default, so a flag on the command line beats its environment
 //! variable, which beats the file, which beats the built-in default.
 //!
+//! `[ingest.github.NAME]` tables configure the relay's sources (`POST /ingest/github/NAME`:
+//! webhooks a GitHub instance sends to webhookd): `secret`, the HMAC key of their
+//! `X-Hub-Signature-256`, and optionally `owner`, the webhookd owner their events are
+//! published under (by default the payload's repository owner).
+//!
 //! Every key and value is checked before anything starts, each value by its flag's own
 //! parser: an unknown key, a value of the wrong type or one its flag refuses is an error
 //! naming the file, the line and the key.
@@ -14,6 +19,8 @@ use toml::de::{DeTable, DeValue};
 
 /// The table of `serve`'s settings.
 pub const SERVE_TABLE: &str = "serve";
+/// The table of the relay's sources.
+pub const INGEST_TABLE: &str = "ingest";
 /// The flags a file cannot set: the one that names the file.
 const NOT_IN_FILE: &[&str] = &["config", "help", "version"];
 
@@ -27,12 +34,41 @@ pub struct Setting {
     pub value: String,
 }
 
+/// A relay source (`[ingest.github.NAME]`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IngestSource {
+    /// Its name, the last part of its path.
+    pub name: String,
+    /// The HMAC key its webhooks are signed with. Never logged.
+    pub secret: String,
+    /// The owner its events are published under; `None`: the payload's repository owner.
+    pub owner: Option<String>,
+}
+
+impl std::fmt::Debug for IngestSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestSource")
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a file holds: `serve`'s settings and the relay's sources.
+#[derive(Debug, Clone, Default)]
+pub struct FileConfig {
+    /// `[serve]`.
+    pub settings: Vec<Setting>,
+    /// `[ingest.github.*]`.
+    pub github_sources: Vec<IngestSource>,
+}
+
 /// Reads and checks the file at `path` against `serve`'s flags; its settings.
 ///
 /// # Errors
 /// When the file cannot be read or is not TOML, or holds a key or value `serve` does not
 /// take: the message names the file, the line and the key.
-pub fn load(path: &Path, serve: &clap::Command) -> anyhow::Result<Vec<Setting>> {
+pub fn load(path: &Path, serve: &clap::Command) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the configuration file {}", path.display()))?;
     parse(&text, &path.display().to_string(), serve)
@@ -42,16 +78,21 @@ pub fn load(path: &Path, serve: &clap::Command) -> anyhow::Result<Vec<Setting>> 
 ///
 /// # Errors
 /// See [`load`].
-pub fn parse(text: &str, name: &str, serve: &clap::Command) -> anyhow::Result<Vec<Setting>> {
+pub fn parse(text: &str, name: &str, serve: &clap::Command) -> anyhow::Result<FileConfig> {
     let document = DeTable::parse(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let line = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let mut settings = vec![];
+    let mut github_sources = vec![];
     for (key, value) in document.get_ref() {
         let at = line(key.span().start);
+        if key.get_ref() == INGEST_TABLE {
+            github_sources = ingest(value.get_ref(), name, &line)?;
+            continue;
+        }
         if key.get_ref() != SERVE_TABLE {
             anyhow::bail!(
                 "{name}:{at}: {:?} is not a setting webhookd knows: serve's settings go in a \
-                 [{SERVE_TABLE}] table",
+                 [{SERVE_TABLE}] table, the relay's sources in [{INGEST_TABLE}.github.NAME]",
                 key.get_ref()
             );
         }
@@ -66,7 +107,83 @@ pub fn parse(text: &str, name: &str, serve: &clap::Command) -> anyhow::Result<Ve
             settings.push(setting);
         }
     }
-    Ok(settings)
+    Ok(FileConfig {
+        settings,
+        github_sources,
+    })
+}
+
+/// The sources of an `[ingest]` table: `[ingest.github.NAME]` tables with `secret` and
+/// optionally `owner`.
+fn ingest(
+    value: &DeValue<'_>,
+    name: &str,
+    line: &dyn Fn(usize) -> usize,
+) -> anyhow::Result<Vec<IngestSource>> {
+    let DeValue::Table(kinds) = value else {
+        anyhow::bail!("{name}: {INGEST_TABLE} must be a table ([{INGEST_TABLE}.github.NAME])");
+    };
+    let mut sources = vec![];
+    for (kind, sources_of_kind) in kinds {
+        let at = line(kind.span().start);
+        if kind.get_ref() != "github" {
+            anyhow::bail!(
+                "{name}:{at}: {INGEST_TABLE}.{}: unknown kind of source (webhookd relays github)",
+                kind.get_ref()
+            );
+        }
+        let DeValue::Table(named) = sources_of_kind.get_ref() else {
+            anyhow::bail!(
+                "{name}:{at}: {INGEST_TABLE}.github must hold [{INGEST_TABLE}.github.NAME] tables"
+            );
+        };
+        for (source, fields) in named {
+            let at = line(source.span().start);
+            let path = format!("{INGEST_TABLE}.github.{}", source.get_ref());
+            let valid_name = !source.get_ref().is_empty()
+                && source.get_ref().len() <= 64
+                && source
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid_name {
+                anyhow::bail!(
+                    "{name}:{at}: {path}: a source's name is 1 to 64 of a-z, 0-9 and '-' (it is \
+                     the last part of its URL)"
+                );
+            }
+            let DeValue::Table(fields) = fields.get_ref() else {
+                anyhow::bail!("{name}:{at}: {path} must be a table");
+            };
+            let (mut secret, mut owner) = (None, None);
+            for (key, value) in fields {
+                let at = line(key.span().start);
+                let DeValue::String(text) = value.get_ref() else {
+                    anyhow::bail!("{name}:{at}: {path}.{}: must be a string", key.get_ref());
+                };
+                match key.get_ref().as_ref() {
+                    "secret" if !text.is_empty() => secret = Some(text.to_string()),
+                    "secret" => anyhow::bail!("{name}:{at}: {path}.secret: must not be empty"),
+                    "owner" => owner = Some(text.to_string()),
+                    other => anyhow::bail!(
+                        "{name}:{at}: {path}.{other}: unknown key (a source takes secret and owner)"
+                    ),
+                }
+            }
+            let Some(secret) = secret else {
+                anyhow::bail!(
+                    "{name}:{at}: {path}.secret: missing (the secret of the GitHub hook that \
+                     sends here)"
+                );
+            };
+            sources.push(IngestSource {
+                name: source.get_ref().to_string(),
+                secret,
+                owner,
+            });
+        }
+    }
+    Ok(sources)
 }
 
 /// The setting of key `key` = `value`, checked by its flag's parser.
@@ -179,7 +296,7 @@ mod tests {
     #[test]
     fn keys_are_flags_in_snake_case_and_values_their_flags_values() {
         let text = "[serve]\nbatch_size = 1_000\ndrain = true\npoll_interval = \"2s\"\n";
-        let settings = parse(text, "w.toml", &serve()).unwrap();
+        let settings = parse(text, "w.toml", &serve()).unwrap().settings;
         let pairs: Vec<(&str, &str)> = settings
             .iter()
             .map(|s| (s.id.as_str(), s.value.as_str()))
@@ -192,6 +309,29 @@ mod tests {
                 ("poll_interval", "2s")
             ]
         );
+    }
+
+    #[test]
+    fn relay_sources_are_read_and_their_errors_name_the_key() {
+        let text = "[ingest.github.ghes]\nsecret = \"s\"\nowner = \"octo-org\"\n";
+        let file = parse(text, "w.toml", &serve()).unwrap();
+        assert_eq!(file.github_sources.len(), 1);
+        assert_eq!(file.github_sources[0].name, "ghes");
+        assert_eq!(file.github_sources[0].owner.as_deref(), Some("octo-org"));
+        // The secret is never shown.
+        assert!(!format!("{:?}", file.github_sources[0]).contains("\"s\""));
+        let error = |text: &str| parse(text, "w.toml", &serve()).unwrap_err().to_string();
+        assert_eq!(
+            error("[ingest.github.ghes]\nowner = \"o\"\n"),
+            "w.toml:1: ingest.github.ghes.secret: missing (the secret of the GitHub hook that \
+             sends here)"
+        );
+        assert_eq!(
+            error("[ingest.github.ghes]\nsecret = \"s\"\ntoken = \"t\"\n"),
+            "w.toml:3: ingest.github.ghes.token: unknown key (a source takes secret and owner)"
+        );
+        assert!(error("[ingest.gitlab.x]\nsecret = \"s\"\n").contains("unknown kind"));
+        assert!(error("[ingest.github.Bad_Name]\nsecret = \"s\"\n").contains("a-z, 0-9"));
     }
 
     #[test]

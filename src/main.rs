@@ -59,8 +59,8 @@ fn parse_cli() -> anyhow::Result<Cli> {
     let serve = command
         .find_subcommand("serve")
         .context("the serve command")?;
-    let settings = config_file::load(path, serve)?;
-    let matches = config_file::apply(command, &settings).get_matches();
+    let file = config_file::load(path, serve)?;
+    let matches = config_file::apply(command, &file.settings).get_matches();
     Ok(Cli::from_arg_matches(&matches)?)
 }
 
@@ -70,10 +70,17 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let serve = command
         .find_subcommand("serve")
         .context("the serve command")?;
-    let settings = config_file::load(file, serve)?;
-    println!("{}: ok, {} settings", file.display(), settings.len());
-    for setting in settings {
+    let config = config_file::load(file, serve)?;
+    println!("{}: ok, {} settings", file.display(), config.settings.len());
+    for setting in config.settings {
         println!("  {} = {}", setting.id, setting.value);
+    }
+    for source in config.github_sources {
+        let owner = source
+            .owner
+            .as_deref()
+            .unwrap_or("the payload's repository owner");
+        println!("  relay source github/{} (owner: {owner})", source.name);
     }
     Ok(())
 }

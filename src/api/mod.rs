@@ -69,6 +69,8 @@ pub struct ApiContext {
     pub publisher: GroupCommit,
     /// The server's metrics.
     pub metrics: Arc<Metrics>,
+    /// The relay's GitHub sources (`[ingest.github.NAME]`), by name.
+    pub github_sources: Arc<std::collections::HashMap<String, crate::config_file::IngestSource>>,
 }
 
 /// Builds the router that serves every protocol on one port, with `/metrics` when given
@@ -150,8 +152,11 @@ async fn refuse_oversized(
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let limit = declared_limit(request.uri().path());
-    // The REST faces read at most their own limit and refuse in their own shapes.
-    if !request.uri().path().starts_with("/api/") && exceeds(request.headers(), limit) {
+    // The REST faces and the relays read at most their own limits and refuse in their own
+    // shapes.
+    let path = request.uri().path();
+    let own_limits = path.starts_with("/api/") || path.starts_with("/ingest/");
+    if !own_limits && exceeds(request.headers(), limit) {
         let error = connectrpc::ConnectError::resource_exhausted(format!(
             "request body size exceeds limit {limit}"
         ));

@@ -20,6 +20,7 @@ mod drills;
 mod formats;
 mod github_hooks;
 mod github_hub;
+mod github_relay;
 mod grpcio;
 mod handoff;
 mod health;

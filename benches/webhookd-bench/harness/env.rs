@@ -10,9 +10,9 @@ use connectrpc::client::{ClientConfig, HttpClient};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use webhookd::domain::{
-    ApiToken, CallbackUrl, CustomHeaders, FACE_NATIVE, Family, Filters, Format, FormatOptions,
-    NewSubscription, NewWebhook, OwnerName, RepositoryName, SubscriptionSpec, TokenScope,
-    WebhookEvent, WebhookId,
+    ApiToken, CallbackUrl, CustomHeaders, FACE_GITHUB, FACE_NATIVE, Family, Filters, Format,
+    FormatOptions, GitHubContentType, NewSubscription, NewWebhook, OwnerName, RepositoryName,
+    SubscriptionSpec, TokenScope, WebhookEvent, WebhookId,
 };
 use webhookd::local_pg::{Durability, LocalPg};
 use webhookd::proto::webhookd::v1 as pb;
@@ -211,6 +211,61 @@ impl Bench {
             };
             store::subscriptions::insert(&mut conn, id, &new, limits, sealed).await?;
         }
+        Ok(())
+    }
+
+    /// Makes one GitHub hook (as `/api/v3` makes them: face `github`, JSON, signed with
+    /// `secret`, no Standard Webhooks headers) on `owner/repository` for pushes, delivering
+    /// to `receiver`'s first subscriber URL.
+    pub async fn subscribe_github_hook(
+        &self,
+        owner: &str,
+        repository: &str,
+        receiver: &Receiver,
+        secret: &str,
+    ) -> anyhow::Result<()> {
+        let secrets = SecretBox::from_base64(&self.key)?;
+        let mut conn = self.pool.acquire().await?;
+        let new = NewSubscription {
+            face: FACE_GITHUB,
+            owner: OwnerName::parse_in(Family::GitHub, "owner", owner)?,
+            family: Family::GitHub,
+            spec: SubscriptionSpec {
+                repository: Some(RepositoryName::parse_in(
+                    Family::GitHub,
+                    "repository",
+                    repository,
+                )?),
+                event_types: vec!["push".to_owned()],
+                repository_filters: Filters::default(),
+                tag_filters: Filters::default(),
+                url: CallbackUrl::parse_target("url", &receiver.subscriber_url(0), true)?,
+                format: Format::GitHub,
+                format_options: FormatOptions {
+                    github_content_type: GitHubContentType::Json,
+                    ..FormatOptions::default()
+                },
+                auth_header: None,
+                skip_tls_verify: false,
+                headers: CustomHeaders::default(),
+                omit_standard_headers: true,
+                name: String::new(),
+                description: String::new(),
+            },
+        };
+        let id = WebhookId::generate();
+        let signing = secrets.seal(id, SigningSecret::generate().expose().as_bytes());
+        let hub_secret = secrets.seal(id, secret.as_bytes());
+        let limits = store::webhooks::WebhookLimits {
+            per_repository: 100_000,
+            per_owner: 10_000_000,
+        };
+        let sealed = store::subscriptions::Sealed {
+            signing_secret: &signing,
+            auth_header: None,
+            hub_secret: Some(&hub_secret),
+        };
+        store::subscriptions::insert(&mut conn, id, &new, limits, sealed).await?;
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use buffa::MessageField;
 use webhookd::domain::Format;
 use webhookd::proto::webhookd::v1 as pb;
-use webhookd::synthetic::artifact_push;
+use webhookd::synthetic::{artifact_push, github_push};
 
 use super::env::{Bench, Serve, Server};
 use super::report::Row;
@@ -19,6 +19,8 @@ use crate::receiver::Receiver;
 
 const SCENARIO: &str = "11 formats";
 const OWNER: &str = "library";
+/// The GitHub hook's owner.
+const GITHUB_OWNER: &str = "octo-org";
 
 pub async fn formats(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let mut rows = vec![];
@@ -52,6 +54,20 @@ pub async fn formats(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
         "peak RSS MB",
         harbor.1 as f64 / 1e6,
     ));
+    // A GitHub hook (issue 16): the payload signed twice (sha1, sha256) with its secret.
+    let github = deliver(server, plan, events, Subscribers::GitHubHook).await?;
+    rows.push(Row::new(
+        SCENARIO,
+        &format!("{case}, github hook"),
+        "deliveries/s",
+        github.0,
+    ));
+    rows.push(Row::new(
+        SCENARIO,
+        &format!("{case}, github / bsr"),
+        "ratio",
+        github.0 / bsr.0,
+    ));
 
     // The mixed fan-out.
     let fan_events = plan.n(1000, 20);
@@ -82,6 +98,8 @@ enum Subscribers {
     One(Format),
     /// 25 each of harbor, cloudevents, angos and json (registry events).
     Mixed,
+    /// One GitHub hook made as `/api/v3` makes them (GitHub pushes).
+    GitHubHook,
 }
 
 /// Delivers `events` to `subscribers` with one serve in the fast profile; deliveries/s and
@@ -102,6 +120,12 @@ async fn deliver(
         Subscribers::One(format) => {
             bench
                 .subscribe_registry(OWNER, &receiver, (1, 0), format, None)
+                .await?;
+            1
+        }
+        Subscribers::GitHubHook => {
+            bench
+                .subscribe_github_hook(GITHUB_OWNER, "Hello-World", &receiver, "bench-secret")
                 .await?;
             1
         }
@@ -130,6 +154,7 @@ async fn deliver(
         Subscribers::Bsr => {
             publish(&serve, &bench.token, "petapis", events, 1000, false).await?;
         }
+        Subscribers::GitHubHook => publish_github(&serve, &bench.token, events, 1000).await?,
         _ => publish_registry(&serve, &bench.token, events, 1000, |_| "nginx".into()).await?,
     }
     receiver
@@ -196,6 +221,29 @@ async fn publish_registry(
         let events = (sent..sent + n)
             .map(|i| pb::PublishEvent {
                 registry: MessageField::some(artifact_push(OWNER, &repository(i), i)),
+                ..Default::default()
+            })
+            .collect();
+        client
+            .publish(pb::PublishRequest {
+                events,
+                ..Default::default()
+            })
+            .await?;
+        sent += n;
+    }
+    Ok(())
+}
+
+/// Publishes `count` synthetic GitHub pushes to `octo-org/Hello-World` in calls of `batch`.
+async fn publish_github(serve: &Serve, token: &str, count: u64, batch: u64) -> anyhow::Result<()> {
+    let client = serve.publisher(token);
+    let mut sent = 0;
+    while sent < count {
+        let n = batch.min(count - sent);
+        let events = (sent..sent + n)
+            .map(|i| pb::PublishEvent {
+                github: MessageField::some(github_push(GITHUB_OWNER, "Hello-World", i)),
                 ..Default::default()
             })
             .collect();

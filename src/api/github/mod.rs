@@ -4,12 +4,15 @@
 //! subscriptions of face `github` (family `github`, format `github`): the native API shows
 //! them too.
 //!
+//! `/ingest/github/{source}` is the relay in front of a real GitHub (see `relay`).
+//!
 //! Everything here answers in GitHub's shapes: JSON bodies, GitHub's status codes, and its
 //! error body `{"message", "documentation_url"[, "errors"]}`.
 
 mod deliveries;
 mod hooks;
 mod hub;
+mod relay;
 
 use std::sync::Arc;
 
@@ -30,6 +33,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(api: Arc<ApiContext>) -> axum::Router {
     hooks::routes()
         .route("/api/v3/hub", axum::routing::post(hub::hub))
+        .route("/ingest/github/{source}", axum::routing::post(relay::relay))
         .with_state(api)
 }
 
