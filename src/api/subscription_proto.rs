@@ -250,6 +250,7 @@ impl SpecFields<'_> {
             skip_tls_verify: self.from.skip_tls_verify,
             headers: self.headers()?,
             omit_standard_headers: self.from.omit_standard_headers,
+            no_retries: self.from.no_retries,
             name,
             description,
         };
@@ -290,6 +291,7 @@ pub fn stored_spec(current: &Subscription) -> Result<SubscriptionSpec> {
         skip_tls_verify: current.skip_tls_verify,
         headers: current.headers.clone(),
         omit_standard_headers: current.omit_standard_headers,
+        no_retries: current.no_retries,
         name: current.name.clone(),
         description: current.description.clone(),
     })
@@ -322,6 +324,7 @@ pub fn to_proto(s: Subscription) -> pb::Subscription {
             })
             .collect(),
         omit_standard_headers: s.omit_standard_headers,
+        no_retries: s.no_retries,
         name: s.name,
         description: s.description,
         state: EnumValue::from(state_proto(s.state)),

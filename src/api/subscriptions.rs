@@ -42,6 +42,7 @@ const UPDATABLE: &[&str] = &[
     "skip_tls_verify",
     "headers",
     "omit_standard_headers",
+    "no_retries",
     "name",
     "description",
     "state",
@@ -271,6 +272,9 @@ impl SubscriptionApi {
         }
         if has("omit_standard_headers") {
             spec.omit_standard_headers = from.omit_standard_headers;
+        }
+        if has("no_retries") {
+            spec.no_retries = from.no_retries;
         }
         if has("name") || has("description") {
             let (name, description) = fields.texts()?;

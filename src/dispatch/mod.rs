@@ -48,7 +48,7 @@ use crate::metrics::{self, DeliveryLabels, Metrics};
 use crate::secret_box::SecretBox;
 use crate::store;
 use crate::store::notifications::{Notice, Notifications};
-use crate::store::queue::{Attempted, ClaimedDelivery, Leased};
+use crate::store::queue::{Attempted, ClaimedDelivery, Leased, Outcome};
 
 /// The batcher's own connections (see [`store::queue_pool`]): the claim loop, the recorder,
 /// the `--wake-on-publish` listener, and one to spare.
@@ -405,9 +405,14 @@ impl Dispatcher {
         };
         let (record, retry_after) = sent;
         let outcome =
-            settings
+            match settings
                 .retry_schedule
-                .outcome(scheduled + 1, record.http_status, retry_after);
+                .outcome(scheduled + 1, record.http_status, retry_after)
+            {
+                // A subscription without retries fails at its first failed attempt.
+                Outcome::RetryIn(_) if target.no_retries => Outcome::Failed,
+                outcome => outcome,
+            };
         tracing::debug!(status = ?record.http_status, error = ?record.error, ?outcome, "attempted");
         Some((
             Attempted {

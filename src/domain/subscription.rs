@@ -285,6 +285,8 @@ pub struct SubscriptionSpec {
     pub headers: CustomHeaders,
     /// Leave out the Standard Webhooks headers.
     pub omit_standard_headers: bool,
+    /// Attempt each delivery once: no retries.
+    pub no_retries: bool,
     /// Unique per owner when not empty.
     pub name: String,
     /// Free text.
@@ -378,6 +380,8 @@ pub struct Subscription {
     pub headers: CustomHeaders,
     /// Standard Webhooks headers off.
     pub omit_standard_headers: bool,
+    /// No retries.
+    pub no_retries: bool,
     /// The name.
     pub name: String,
     /// The description.

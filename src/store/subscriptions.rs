@@ -33,6 +33,7 @@ struct Row {
     skip_tls_verify: bool,
     custom_headers: serde_json::Value,
     omit_standard_headers: bool,
+    no_retries: bool,
     name: String,
     description: String,
     state: String,
@@ -66,6 +67,7 @@ impl Row {
             headers: serde_json::from_value(self.custom_headers)
                 .map_err(|_| corrupt("custom_headers"))?,
             omit_standard_headers: self.omit_standard_headers,
+            no_retries: self.no_retries,
             name: self.name,
             description: self.description,
             state: SubscriptionState::from_stored(&self.state).ok_or_else(|| corrupt("state"))?,
@@ -138,9 +140,9 @@ pub async fn insert(
                                   all_repositories, repository_filters, tag_filters, format,
                                   format_options, sealed_auth_header, skip_tls_verify,
                                   custom_headers, omit_standard_headers, name, description,
-                                  sealed_hub_secret)
+                                  sealed_hub_secret, no_retries)
             SELECT $1, $2, $3, $4, $5, now(), now(), $10, $11, $12, $3 = '', $13, $14, $15,
-                   $16, $17, $18, $19, $20, $21, $22, $23
+                   $16, $17, $18, $19, $20, $21, $22, $23, $24
             FROM slot
             RETURNING id
         ), secret AS (
@@ -175,6 +177,7 @@ pub async fn insert(
         spec.name,
         spec.description,
         sealed.hub_secret,
+        spec.no_retries,
     )
     .fetch_optional(&mut *conn)
     .await
@@ -214,7 +217,7 @@ pub async fn get(conn: &mut PgConnection, id: WebhookId) -> Result<Option<Subscr
                callback_url, format, format_options,
                sealed_auth_header IS NOT NULL AS "has_auth_header!",
                sealed_hub_secret IS NOT NULL AS "has_hub_secret!", skip_tls_verify,
-               custom_headers, omit_standard_headers, name, description, state,
+               custom_headers, omit_standard_headers, no_retries, name, description, state,
                CASE state WHEN 'paused' THEN paused_time
                           WHEN 'disabled' THEN disabled_time END AS state_time,
                CASE state WHEN 'paused' THEN paused_reason
@@ -261,7 +264,7 @@ pub async fn list_page(
                callback_url, format, format_options,
                sealed_auth_header IS NOT NULL AS "has_auth_header!",
                sealed_hub_secret IS NOT NULL AS "has_hub_secret!", skip_tls_verify,
-               custom_headers, omit_standard_headers, name, description, state,
+               custom_headers, omit_standard_headers, no_retries, name, description, state,
                CASE state WHEN 'paused' THEN paused_time
                           WHEN 'disabled' THEN disabled_time END AS state_time,
                CASE state WHEN 'paused' THEN paused_reason
@@ -316,7 +319,8 @@ pub async fn update(
             sealed_auth_header = CASE WHEN $8 THEN $9 ELSE sealed_auth_header END,
             skip_tls_verify = $10, custom_headers = $11, omit_standard_headers = $12,
             name = $13, description = $14, update_time = now(),
-            sealed_hub_secret = CASE WHEN $15 THEN $16 ELSE sealed_hub_secret END
+            sealed_hub_secret = CASE WHEN $15 THEN $16 ELSE sealed_hub_secret END,
+            no_retries = $17
         WHERE id = $1
         RETURNING id
         "#,
@@ -336,6 +340,7 @@ pub async fn update(
         spec.description,
         set_hub,
         sealed_hub,
+        spec.no_retries,
     )
     .fetch_optional(&mut *conn)
     .await
@@ -405,7 +410,7 @@ pub async fn list_face(
                callback_url, format, format_options,
                sealed_auth_header IS NOT NULL AS "has_auth_header!",
                sealed_hub_secret IS NOT NULL AS "has_hub_secret!", skip_tls_verify,
-               custom_headers, omit_standard_headers, name, description, state,
+               custom_headers, omit_standard_headers, no_retries, name, description, state,
                CASE state WHEN 'paused' THEN paused_time
                           WHEN 'disabled' THEN disabled_time END AS state_time,
                CASE state WHEN 'paused' THEN paused_reason

@@ -174,3 +174,47 @@ async fn a_listener_that_answers_410_gone_is_disabled_and_announced() {
         "the listener answered 410 Gone"
     );
 }
+
+#[tokio::test]
+async fn a_subscription_without_retries_is_attempted_once() {
+    let app = spawn_app_with(&[
+        "--allow-insecure-callbacks",
+        "--poll-interval",
+        "100ms",
+        "--wake-on-publish",
+        "--retry-schedule",
+        "10ms,10ms",
+    ])
+    .await;
+    let token = app.token(&["test-webhook"]).await;
+    let receiver = Receiver::start().await;
+    receiver.set_default(Reply::Status(503));
+    let id = subscribe_json(&app, &token, &receiver, json!({"noRetries": true})).await;
+    assert_eq!(get(&app, &token, &id).await["noRetries"], true);
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"]).await;
+    wait_until("the delivery failed", Duration::from_secs(10), || async {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM deliveries WHERE webhook_id = $1::uuid")
+                .bind(&id)
+                .fetch_optional(&app.pool)
+                .await
+                .unwrap();
+        state.as_deref() == Some("failed")
+    })
+    .await;
+    assert_eq!(receiver.captured().len(), 1);
+    // With retries again, the schedule's three attempts.
+    let (status, answer) = call(
+        &app,
+        &token,
+        "UpdateSubscription",
+        json!({"subscription": {"subscriptionId": id, "noRetries": false},
+               "updateMask": "noRetries"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    publish_registry(&app, &token, "test-webhook", &["artifact.pushed"]).await;
+    receiver.wait_for(4, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.captured().len(), 4);
+}

@@ -237,11 +237,16 @@ impl State {
         if hang {
             return Reply::Hang;
         }
-        let id = headers
-            .get("webhook-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        // A GitHub hook's deliveries carry no webhook-id: its event and hook ids name them.
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let id = match text("webhook-id") {
+            Some(id) => id.to_owned(),
+            None => format!(
+                "{}/{}",
+                text("x-github-delivery").unwrap_or_default(),
+                text("x-github-hook-id").unwrap_or_default()
+            ),
+        };
         let subscriber = uri.path().split('/').nth(1).and_then(|n| n.parse().ok());
         if let Entry::Vacant(slot) = self.seen.first.entry(id) {
             slot.insert(Arrival {

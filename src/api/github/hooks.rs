@@ -302,6 +302,7 @@ pub(super) async fn insert_hook(
         skip_tls_verify: hook.insecure_ssl,
         headers: CustomHeaders::default(),
         omit_standard_headers: true,
+        no_retries: false,
         name: String::new(),
         description: String::new(),
     };

@@ -55,6 +55,8 @@ pub struct Target {
     name: String,
     /// How the `github` format signs.
     hub_key: HubKey,
+    /// Attempt each delivery once.
+    pub no_retries: bool,
 }
 
 /// The key of the `github` format's `X-Hub-Signature` headers.
@@ -141,6 +143,7 @@ impl Target {
             event_types: render.event_types,
             name: render.name,
             hub_key,
+            no_retries: render.no_retries,
         })
     }
 }

@@ -13,6 +13,6 @@ SELECT w.id, w.owner_name, w.callback_url,
        w.number AS "number!", w.repository_name, w.all_repositories, w.event_types, w.format,
        NULLIF(w.format_options, '{}') AS format_options, w.sealed_auth_header,
        w.skip_tls_verify, NULLIF(w.custom_headers, '[]') AS custom_headers,
-       w.omit_standard_headers, w.name, w.face, w.sealed_hub_secret
+       w.omit_standard_headers, w.name, w.face, w.sealed_hub_secret, w.no_retries
 FROM webhooks w
 WHERE w.id = ANY ($1::uuid[])

@@ -107,6 +107,8 @@ pub struct RenderSettings {
     pub face: String,
     /// The sealed GitHub hook secret.
     pub sealed_hub_secret: Option<Vec<u8>>,
+    /// Attempt each delivery once.
+    pub no_retries: bool,
 }
 
 /// Deliveries leased to a batcher (by a claim, or by the publish that queued them), with the
@@ -378,6 +380,7 @@ async fn claim_targets(
                     name: r.name,
                     face: r.face,
                     sealed_hub_secret: r.sealed_hub_secret,
+                    no_retries: r.no_retries,
                 },
             };
             (WebhookId(r.id), target)

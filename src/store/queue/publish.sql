@@ -51,7 +51,7 @@ WITH input AS (
         SELECT w.id, w.callback_url,
                w.state = 'active' AND w.format_options = '{}' AND w.sealed_auth_header IS NULL
                AND w.custom_headers = '[]' AND NOT w.skip_tls_verify
-               AND NOT w.omit_standard_headers AS handable
+               AND NOT w.omit_standard_headers AND NOT w.no_retries AS handable
         FROM webhooks w
         WHERE w.owner_name = k.owner_name AND w.repository_name = k.repository_name
           AND w.event = k.event AND w.face = 'bsr' AND w.state <> 'disabled'
