@@ -154,6 +154,15 @@ async fn a_hook_is_created_read_listed_edited_and_deleted_as_github_does_it() {
     let ping = &pings[0];
     assert_eq!(ping.header("x-github-event"), "ping");
     assert_eq!(ping.header("x-github-hook-id"), id.to_string());
+    let target_id: u64 = ping
+        .header("x-github-hook-installation-target-id")
+        .parse()
+        .unwrap();
+    assert!(target_id > 0 && target_id < 1 << 53);
+    assert_eq!(
+        ping.header("x-github-hook-installation-target-type"),
+        "repository"
+    );
     assert_eq!(ping.header("content-type"), "application/json");
     assert_eq!(
         ping.header("x-hub-signature-256"),
@@ -789,6 +798,15 @@ async fn deliveries_are_listed_shown_and_redelivered_as_github_shows_them() {
         serde_json::from_str::<Value>(payload).unwrap()
     );
     assert!(detail["response"]["payload"].is_string(), "{detail}");
+    // A JSON hook's body is the event's payload byte for byte: the log keeps no copy.
+    let stored: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT a.request_body FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+         JOIN events e ON e.id = d.event_id WHERE e.event_type = 'push'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, None);
     assert!(detail["response"]["headers"].is_object(), "{detail}");
 
     // Redeliver: 202, the same guid, a new id, redelivery true.

@@ -61,6 +61,10 @@ pub fn render(rendering: &Rendering<'_>) -> Result<Rendered, String> {
     headers.insert("x-github-delivery", text(delivery.event.id.to_string()));
     headers.insert("x-github-hook-id", HeaderValue::from(target.number));
     headers.insert(
+        "x-github-hook-installation-target-id",
+        HeaderValue::from(target.installation_target_id),
+    );
+    headers.insert(
         "x-github-hook-installation-target-type",
         HeaderValue::from_static(if target.all_repositories {
             "organization"

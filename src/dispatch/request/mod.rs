@@ -57,6 +57,9 @@ pub struct Target {
     hub_key: HubKey,
     /// Attempt each delivery once.
     pub no_retries: bool,
+    /// GitHub's `X-GitHub-Hook-Installation-Target-ID`: a stable number for the repository
+    /// (or the owner, for an owner-wide hook), which webhookd has no numeric id of.
+    installation_target_id: i64,
 }
 
 /// The key of the `github` format's `X-Hub-Signature` headers.
@@ -137,15 +140,40 @@ impl Target {
             standard_headers: !render.omit_standard_headers,
             skip_tls_verify: render.skip_tls_verify,
             number: render.number,
-            owner: stored.owner,
-            repository: render.repository,
             all_repositories: render.all_repositories,
             event_types: render.event_types,
             name: render.name,
             hub_key,
             no_retries: render.no_retries,
+            installation_target_id: installation_target_id(
+                &stored.owner,
+                if render.all_repositories {
+                    ""
+                } else {
+                    &render.repository
+                },
+            ),
+            owner: stored.owner,
+            repository: render.repository,
         })
     }
+}
+
+/// A stable positive number below 2^53 (JavaScript-safe) for `owner/repository` (or
+/// `owner`): the first bytes of its SHA-256.
+fn installation_target_id(owner: &str, repository: &str) -> i64 {
+    use sha2::Digest as _;
+    let name = if repository.is_empty() {
+        owner.to_owned()
+    } else {
+        format!("{owner}/{repository}")
+    };
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::try_from(u64::from_be_bytes(bytes) >> 11)
+        .unwrap_or(0)
+        .max(1)
 }
 
 /// One attempt's HTTP request, ready to send.
@@ -210,8 +238,11 @@ pub fn build(
 ) -> Result<Request, String> {
     let url = target.url.clone()?;
     let id = delivery.id.to_string();
-    let body_is_payload = target.format == Format::Connect && !target.options.connect_json;
-    let Rendered { mut headers, body } = if body_is_payload {
+    let plain_connect = target.format == Format::Connect && !target.options.connect_json;
+    // Whether the body is the event's stored payload byte for byte (the BSR's Connect
+    // path; a GitHub hook's JSON): then the delivery log keeps no second copy of it.
+    let mut body_is_payload = plain_connect;
+    let Rendered { mut headers, body } = if plain_connect {
         // The BSR's path, unchanged: the stored EventRequest as is (moved, not copied).
         connect::render(delivery.payload, timeout)
     } else {
@@ -220,7 +251,7 @@ pub fn build(
             target,
             sent_at,
         };
-        match target.format {
+        let rendered = match target.format {
             Format::Connect => connect::render_json(&rendering, timeout)?,
             Format::Json => json::render(&rendering)?,
             Format::GitHub => github::render(&rendering)?,
@@ -229,7 +260,9 @@ pub fn build(
             Format::Angos => angos::render(&rendering)?,
             Format::Slack => chat::render(&rendering, chat::App::Slack)?,
             Format::Teams => chat::render(&rendering, chat::App::Teams)?,
-        }
+        };
+        body_is_payload = rendered.body == delivery.payload;
+        rendered
     };
     for (name, value) in &target.headers {
         headers.insert(name.clone(), value.clone());
