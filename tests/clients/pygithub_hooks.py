@@ -50,6 +50,11 @@ report["deliveries"] = [d.event for d in deliveries]
 detail = same_repo.get_hook_delivery(hook.id, deliveries[0].id)
 report["delivery_guid_matches"] = detail.guid == deliveries[0].guid
 report["delivery_request_event"] = detail.request.headers.get("x-github-event")
+# PyGithub has no redeliver method: its requester sends GitHub's POST .../attempts.
+_, answer = by_token.requester.requestJsonAndCheck(
+    "POST", f"{base_url}/repos/{full_name}/hooks/{hook.id}/deliveries/{deliveries[0].id}/attempts"
+)
+report["redelivered"] = answer == {}
 
 hook.delete()
 try:

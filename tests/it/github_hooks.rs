@@ -589,6 +589,7 @@ async fn pygithub_manages_repository_hooks_through_the_base_url() {
     assert_eq!(report["deliveries"], json!(["ping", "ping"]));
     assert_eq!(report["delivery_guid_matches"], true);
     assert_eq!(report["delivery_request_event"], "ping");
+    assert_eq!(report["redelivered"], true);
     assert_eq!(report["deleted"], true);
     // The ping at creation and the one PyGithub asked for.
     let pings = receiver.wait_for(2, Duration::from_secs(10)).await;

@@ -214,39 +214,35 @@ async fn publish_registry(
     batch: u64,
     repository: impl Fn(u64) -> String,
 ) -> anyhow::Result<()> {
-    let client = serve.publisher(token);
-    let mut sent = 0;
-    while sent < count {
-        let n = batch.min(count - sent);
-        let events = (sent..sent + n)
-            .map(|i| pb::PublishEvent {
-                registry: MessageField::some(artifact_push(OWNER, &repository(i), i)),
-                ..Default::default()
-            })
-            .collect();
-        client
-            .publish(pb::PublishRequest {
-                events,
-                ..Default::default()
-            })
-            .await?;
-        sent += n;
-    }
-    Ok(())
+    publish_events(serve, token, count, batch, |i| pb::PublishEvent {
+        registry: MessageField::some(artifact_push(OWNER, &repository(i), i)),
+        ..Default::default()
+    })
+    .await
 }
 
 /// Publishes `count` synthetic GitHub pushes to `octo-org/Hello-World` in calls of `batch`.
 async fn publish_github(serve: &Serve, token: &str, count: u64, batch: u64) -> anyhow::Result<()> {
+    publish_events(serve, token, count, batch, |i| pb::PublishEvent {
+        github: MessageField::some(github_push(GITHUB_OWNER, "Hello-World", i)),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Publishes events `event(0..count)` in calls of `batch`.
+async fn publish_events(
+    serve: &Serve,
+    token: &str,
+    count: u64,
+    batch: u64,
+    event: impl Fn(u64) -> pb::PublishEvent,
+) -> anyhow::Result<()> {
     let client = serve.publisher(token);
     let mut sent = 0;
     while sent < count {
         let n = batch.min(count - sent);
-        let events = (sent..sent + n)
-            .map(|i| pb::PublishEvent {
-                github: MessageField::some(github_push(GITHUB_OWNER, "Hello-World", i)),
-                ..Default::default()
-            })
-            .collect();
+        let events = (sent..sent + n).map(&event).collect();
         client
             .publish(pb::PublishRequest {
                 events,
