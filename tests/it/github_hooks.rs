@@ -56,7 +56,8 @@ impl Answer {
     }
 }
 
-fn hex_hmac(key: &str, body: &[u8]) -> String {
+/// The hex HMAC-SHA256 of `body` under `key`, as `X-Hub-Signature-256` carries it.
+pub fn hex_hmac(key: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
     mac.update(body);
     mac.finalize()

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac as _};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use crate::helpers::{TestApp, run, spawn_app_with};
 use crate::receiver::{Captured, Receiver};
@@ -138,14 +136,7 @@ async fn the_seeds_curl_subscribes_and_a_repeat_changes_the_same_hook() {
     let push = pushes(&sent)[1].clone();
     assert_eq!(push.header("content-type"), "application/json");
     assert_eq!(&push.body[..], br#"{"ref":"refs/heads/dev"}"#);
-    let mut mac = Hmac::<Sha256>::new_from_slice(b"It's a Secret to Everybody").unwrap();
-    mac.update(&push.body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = crate::github_hooks::hex_hmac("It's a Secret to Everybody", &push.body);
     assert_eq!(push.header("x-hub-signature-256"), format!("sha256={hex}"));
 
     // Unsubscribe: the hook goes with its one event.

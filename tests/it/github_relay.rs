@@ -4,24 +4,14 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac as _};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::receiver::Receiver;
 use crate::subscriptions::subscribe_json;
 
 fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
+    format!("sha256={}", crate::github_hooks::hex_hmac(secret, body))
 }
 
 async fn relay(

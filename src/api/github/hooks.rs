@@ -158,11 +158,11 @@ async fn update_config(api: Api, Path(params): Params, headers: HeaderMap, body:
 }
 
 async fn ping(api: Api, Path(params): Params, headers: HeaderMap) -> Answer {
-    send(&api, &headers, &params, Send::Ping).await
+    send(&api, &headers, &params, Sending::Ping).await
 }
 
 async fn test(api: Api, Path(params): Params, headers: HeaderMap) -> Answer {
-    send(&api, &headers, &params, Send::LatestPush).await
+    send(&api, &headers, &params, Sending::LatestPush).await
 }
 
 // The operations.
@@ -478,7 +478,7 @@ async fn delete(State(api): Api, Path(params): Params, headers: HeaderMap) -> An
 
 /// What a ping or a test sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Send {
+enum Sending {
     /// A `ping` event.
     Ping,
     /// The repository's latest push again, if the hook takes pushes.
@@ -489,18 +489,18 @@ async fn send(
     api: &ApiContext,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-    send: Send,
+    sending: Sending,
 ) -> Answer {
     let (_, place) = place(api, headers, params).await?;
     let mut conn = store::acquire(&api.pool).await?;
     let found = hook(&mut conn, &place, params).await?;
     // An inactive hook is sent nothing (GitHub answers 204 all the same).
     if found.state != SubscriptionState::Disabled {
-        match send {
-            Send::Ping => {
+        match sending {
+            Sending::Ping => {
                 store::events::ping(&mut conn, &found).await?;
             }
-            Send::LatestPush => {
+            Sending::LatestPush => {
                 let takes_push =
                     found.event_types.is_empty() || found.event_types.iter().any(|e| e == "push");
                 if takes_push {

@@ -145,14 +145,20 @@ impl Target {
             name: render.name,
             hub_key,
             no_retries: render.no_retries,
-            installation_target_id: installation_target_id(
-                &stored.owner,
-                if render.all_repositories {
-                    ""
-                } else {
-                    &render.repository
-                },
-            ),
+            // Hashed only for the format that sends it: this runs for every webhook of
+            // every claim.
+            installation_target_id: if format == Format::GitHub {
+                installation_target_id(
+                    &stored.owner,
+                    if render.all_repositories {
+                        ""
+                    } else {
+                        &render.repository
+                    },
+                )
+            } else {
+                0
+            },
             owner: stored.owner,
             repository: render.repository,
         })
