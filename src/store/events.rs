@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::queue::{ClaimTarget, ClaimedDelivery, EventHead, Leased, RenderSettings};
+use super::queue::{ClaimedDelivery, EventHead, Leased, TargetRow};
 use super::routing::{self, Routed};
 use crate::domain::{DeliveryId, EventId, Family, OutboundEvent, Subscription, WebhookId, uuids};
 use crate::error::{Error, Result};
@@ -198,8 +199,9 @@ struct PublishRow {
     queued: Option<i64>,
     delivery_id: Option<Uuid>,
     webhook_id: Option<Uuid>,
-    callback_url: Option<String>,
-    sealed_secrets: Option<Vec<Vec<u8>>>,
+    part: Option<i16>,
+    create_time: Option<DateTime<Utc>>,
+    target: Option<TargetRow>,
     owner_name: Option<String>,
     over_queued: Option<i64>,
     missed: Option<bool>,
@@ -213,50 +215,38 @@ impl PublishRow {
         ids: &[EventId],
         events: &[OutboundEvent],
     ) -> (HashMap<EventId, i64>, Leased) {
-        let payloads: HashMap<EventId, &[u8]> = ids
-            .iter()
-            .zip(events)
-            .map(|(id, e)| (*id, e.payload.as_slice()))
-            .collect();
+        let by_id: HashMap<EventId, &OutboundEvent> = ids.iter().copied().zip(events).collect();
         let mut queued: HashMap<EventId, i64> = HashMap::with_capacity(rows.len());
         let mut handed = Leased::default();
         for row in rows {
-            match (row.event_id, row.delivery_id, row.webhook_id) {
-                (Some(event), Some(delivery), Some(webhook)) => {
+            match (row.event_id, row.delivery_id, row.target) {
+                (Some(event), Some(delivery), _) => {
+                    let Some(outbound) = by_id.get(&EventId(event)) else {
+                        continue;
+                    };
                     handed.deliveries.push(ClaimedDelivery {
                         id: DeliveryId(delivery),
-                        webhook_id: WebhookId(webhook),
+                        webhook_id: WebhookId(row.webhook_id.unwrap_or_default()),
                         attempt_count: 0,
                         scheduled_attempts: 0,
-                        payload: payloads
-                            .get(&EventId(event))
-                            .copied()
-                            .unwrap_or_default()
-                            .to_vec(),
-                        // Handed deliveries are BSR events to plain BSR webhooks (see
-                        // publish.sql), rendered as the BSR's Connect requests.
+                        payload: outbound.payload.clone(),
                         event: EventHead {
                             id: EventId(event),
-                            family: Family::Bsr,
-                            event_type: String::new(),
-                            create_time: chrono::Utc::now(),
-                            part: 0,
+                            family: outbound.kind.family(),
+                            event_type: outbound.kind.stored_type().to_owned(),
+                            create_time: row.create_time.unwrap_or_else(Utc::now),
+                            part: row.part.unwrap_or_default(),
                         },
                     });
                 }
                 (Some(event), _, _) => {
                     *queued.entry(EventId(event)).or_default() += row.queued.unwrap_or(0);
                 }
-                (None, None, Some(webhook)) => {
-                    let target = ClaimTarget {
-                        callback_url: row.callback_url.unwrap_or_default(),
-                        sealed_secrets: row.sealed_secrets.unwrap_or_default(),
-                        owner: row.owner_name.unwrap_or_default(),
-                        render: RenderSettings::default(),
-                    };
-                    handed.targets.insert(WebhookId(webhook), target);
+                (None, None, Some(target)) => {
+                    let (webhook, target) = target.into_target();
+                    handed.targets.insert(webhook, target);
                 }
-                // The wake-up's row.
+                // The wake-up's row, and those of owners over their limit or missed.
                 _ => {}
             }
         }

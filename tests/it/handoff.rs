@@ -182,3 +182,134 @@ async fn every_publish_acknowledged_before_a_sigkill_is_delivered() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn subscriptions_of_every_face_are_handed_over_and_rendered_as_a_claim_renders_them() {
+    let (app, token, _bsr) = setup().await;
+    let github = Receiver::start().await;
+    let angos = Receiver::start().await;
+    // A GitHub hook (JSON, with a secret) and a native Angos-format subscription.
+    let created = app
+        .http
+        .post(app.url("/api/v3/repos/acme/petapis/hooks"))
+        .basic_auth("octocat", Some(&token))
+        .json(&serde_json::json!({
+            "events": ["push"],
+            "config": {"url": format!("http://{}/hook", github.addr),
+                       "content_type": "json", "secret": "s3cr3t"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let hook_id = created.json::<serde_json::Value>().await.unwrap()["id"].clone();
+    crate::subscriptions::create(
+        &app,
+        &token,
+        serde_json::json!({
+            "owner": "acme", "family": "EVENT_FAMILY_REGISTRY", "format": "FORMAT_ANGOS",
+            "url": format!("http://{}/hook", angos.addr),
+        }),
+    )
+    .await;
+    github.script([Reply::Status(200), Reply::Held]);
+    angos.set_default(Reply::Held);
+    let (_publishing, port) = serve(&app, &[FLAGS, &["--poll-interval", "1h"]].concat()).await;
+    // The ping queued at the hook's creation is claimed at the batcher's start.
+    let ping = github.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(ping[0].header("x-github-event"), "ping");
+
+    let payload = r#"{"ref":"refs/heads/main","after":"abc"}"#;
+    let published = publisher(port, &token)
+        .publish(pb::PublishRequest {
+            events: vec![
+                pb::PublishEvent {
+                    github: MessageField::some(pb::GitHubEvent {
+                        name: "push".into(),
+                        owner: "acme".into(),
+                        repository: "petapis".into(),
+                        payload_json: payload.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                pb::PublishEvent {
+                    registry: MessageField::some(pb::RegistryEvent {
+                        kind: "artifact.pushed".into(),
+                        owner: "acme".into(),
+                        repository: "petapis".into(),
+                        digest: format!("sha256:{}", "0".repeat(64)),
+                        tags: vec!["latest".into()],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_owned();
+    assert_eq!(
+        published.deliveries_queued, 3,
+        "a push, a manifest and a tag"
+    );
+    let push = &github.wait_for(2, Duration::from_secs(10)).await[1];
+    let registry = angos.wait_for(2, Duration::from_secs(10)).await;
+
+    // Every delivery of the two events is still the row its publish inserted, leased, not
+    // yet attempted (their listeners hold the requests): handed over, not claimed (the
+    // batcher polls once an hour).
+    let events: Vec<uuid::Uuid> = (published.events.iter())
+        .map(|e| e.event_id.parse().unwrap())
+        .collect();
+    let rows = |state: &'static str| {
+        let (pool, events) = (app.pool.clone(), events.clone());
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!(
+                "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE e.id = ANY ($1::uuid[]) AND {state}"
+            ))
+            .bind(events)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let handed = "d.xmin = e.xmin AND d.lease_owner IS NOT NULL AND d.attempt_count = 0";
+    assert_eq!(rows(handed).await, 3, "not all were handed over");
+    github.release(1);
+    angos.release(2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rows("d.state = 'delivered' AND d.attempt_count = 1").await < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the handed deliveries were not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Rendered from the subscription's own settings: GitHub's headers, JSON and secret...
+    assert_eq!(push.header("x-github-event"), "push");
+    assert_eq!(push.header("x-github-hook-id"), hook_id.to_string());
+    assert_eq!(
+        push.header("x-github-delivery"),
+        published.events[0].event_id
+    );
+    assert_eq!(push.header("content-type"), "application/json");
+    assert_eq!(&push.body[..], payload.as_bytes());
+    assert_eq!(
+        push.header("x-hub-signature-256"),
+        format!(
+            "sha256={}",
+            crate::github_hooks::hex_hmac("s3cr3t", &push.body)
+        )
+    );
+    // ...and Angos's two requests for a push by tag, one per part.
+    let mut kinds: Vec<&str> = registry
+        .iter()
+        .map(|c| c.header("x-registry-event"))
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["manifest.push", "tag.create"]);
+}

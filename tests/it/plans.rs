@@ -181,6 +181,7 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
         .unwrap();
     let n = leased.len();
     let now = chrono::Utc::now();
+    let events: Vec<Uuid> = (0..BATCH).map(|_| Uuid::now_v7()).collect();
     let mut plans = vec![];
     for (name, sql, queue) in [
         ("claim", CLAIM, true),
@@ -192,6 +193,7 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
         ("release", RELEASE, true),
         ("publish", PUBLISH, false),
         ("publish, handing to its batcher", PUBLISH, false),
+        ("publish to native subscriptions, handing", PUBLISH, false),
     ] {
         let mut tx = conn.begin().await.unwrap();
         if queue {
@@ -247,39 +249,52 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
                 array(vec!["content-length: 0\n"; n]),
             ],
             "release" => vec![array(&leased), literal(worker)],
-            publish => vec![
-                array((0..BATCH).map(|_| Uuid::now_v7())),
-                array(vec!["acme"; BATCH]),
-                array((0..BATCH).map(|i| format!("repo{}", i % 100))),
-                array(vec![1; BATCH]),
-                array(vec!["\\x00"; BATCH]),
-                // Half of them with idempotency keys.
-                array((0..BATCH).map(|i| match i % 2 {
-                    0 => String::new(),
-                    _ => format!("key-{i}"),
-                })),
-                literal("plan_test"),
+            publish => [
+                vec![
+                    array(&events),
+                    array(vec!["acme"; BATCH]),
+                    array((0..BATCH).map(|i| format!("repo{}", i % 100))),
+                    array(vec![1; BATCH]),
+                    array(vec!["\\x00"; BATCH]),
+                    // Half of them with idempotency keys.
+                    array((0..BATCH).map(|i| match i % 2 {
+                        0 => String::new(),
+                        _ => format!("key-{i}"),
+                    })),
+                    literal("plan_test"),
+                    match publish {
+                        "publish" => "NULL".into(),
+                        _ => literal(Uuid::new_v4()),
+                    },
+                    BATCH.to_string(),
+                    "30".into(),
+                    array(&webhooks[..10]),
+                    array(vec![5; 10]),
+                    "100".into(),
+                    // With the queued limit checked.
+                    "1000000".into(),
+                    array(vec!["globex"]),
+                ],
+                // Routed deliveries to native subscriptions: none (the owner has none, so
+                // none considered either), or one per event, to 100 of them (the statement
+                // takes routing's word for their kind).
                 match publish {
-                    "publish" => "NULL".into(),
-                    _ => literal(Uuid::new_v4()),
+                    "publish to native subscriptions, handing" => vec![
+                        array(&events),
+                        array((0..BATCH).map(|i| webhooks[i % 100])),
+                        array(vec![0; BATCH]),
+                        array(&webhooks),
+                    ],
+                    _ => vec![
+                        array(Vec::<Uuid>::new()),
+                        array(Vec::<Uuid>::new()),
+                        array(Vec::<i16>::new()),
+                        array(Vec::<Uuid>::new()),
+                    ],
                 },
-                BATCH.to_string(),
-                "30".into(),
-                array(&webhooks[..10]),
-                array(vec![5; 10]),
-                "100".into(),
-                // With the queued limit checked.
-                "1000000".into(),
-                array(vec!["globex"]),
-                // Routed deliveries to native subscriptions: none here (the owner has
-                // none), so none considered either.
-                array(Vec::<Uuid>::new()),
-                array(Vec::<Uuid>::new()),
-                array(Vec::<i16>::new()),
-                array(Vec::<Uuid>::new()),
-                array(vec!["bsr"; BATCH]),
-                array(vec![""; BATCH]),
-            ],
+                vec![array(vec!["bsr"; BATCH]), array(vec![""; BATCH])],
+            ]
+            .concat(),
         };
         let explain = format!(
             "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {prepared}({})",

@@ -361,32 +361,62 @@ async fn claim_targets(
         .fetch_all(conn)
         .await?
         .into_iter()
-        .map(|r| {
-            let target = ClaimTarget {
-                owner: r.owner_name,
-                callback_url: r.callback_url,
-                sealed_secrets: r.sealed_secrets,
-                render: RenderSettings {
-                    number: r.number,
-                    repository: r.repository_name,
-                    all_repositories: r.all_repositories,
-                    event_types: r.event_types,
-                    format: r.format,
-                    format_options: r.format_options,
-                    sealed_auth_header: r.sealed_auth_header,
-                    skip_tls_verify: r.skip_tls_verify,
-                    custom_headers: r.custom_headers,
-                    omit_standard_headers: r.omit_standard_headers,
-                    name: r.name,
-                    face: r.face,
-                    sealed_hub_secret: r.sealed_hub_secret,
-                    no_retries: r.no_retries,
-                },
-            };
-            (WebhookId(r.id), target)
-        })
+        .map(|r| r.target.into_target())
         .collect();
     Ok(targets)
+}
+
+/// A row of the `webhook_targets` view, read as one composite value (see migration
+/// 20261206000001).
+#[derive(Debug, sqlx::Type)]
+#[sqlx(type_name = "webhook_targets")]
+pub struct TargetRow {
+    id: Uuid,
+    owner_name: String,
+    callback_url: String,
+    sealed_secrets: Vec<Vec<u8>>,
+    number: i64,
+    repository_name: String,
+    all_repositories: bool,
+    event_types: Vec<String>,
+    format: String,
+    format_options: Option<serde_json::Value>,
+    sealed_auth_header: Option<Vec<u8>>,
+    skip_tls_verify: bool,
+    custom_headers: Option<serde_json::Value>,
+    omit_standard_headers: bool,
+    name: String,
+    face: String,
+    sealed_hub_secret: Option<Vec<u8>>,
+    no_retries: bool,
+}
+
+impl TargetRow {
+    /// The webhook and its target.
+    pub fn into_target(self) -> (WebhookId, ClaimTarget) {
+        let target = ClaimTarget {
+            owner: self.owner_name,
+            callback_url: self.callback_url,
+            sealed_secrets: self.sealed_secrets,
+            render: RenderSettings {
+                number: self.number,
+                repository: self.repository_name,
+                all_repositories: self.all_repositories,
+                event_types: self.event_types,
+                format: self.format,
+                format_options: self.format_options,
+                sealed_auth_header: self.sealed_auth_header,
+                skip_tls_verify: self.skip_tls_verify,
+                custom_headers: self.custom_headers,
+                omit_standard_headers: self.omit_standard_headers,
+                name: self.name,
+                face: self.face,
+                sealed_hub_secret: self.sealed_hub_secret,
+                no_retries: self.no_retries,
+            },
+        };
+        (WebhookId(self.id), target)
+    }
 }
 
 /// The transaction's `now()`.

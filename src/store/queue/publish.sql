@@ -15,30 +15,29 @@
 -- row names the owner (`missed`), to route again and retry. $20 and $21 are the events'
 -- families and types, empty for a batch of BSR events alone (UNNEST pads them with NULLs).
 --
--- With a worker ($8), the deliveries of the BSR webhooks it has room for are leased to it
--- for $10 seconds as they are inserted (handed to the publishing process's batcher, which
--- attempts them without a claim): a webhook's deliveries are handed when all of them fit in
--- its room ($12 for the webhooks in $11, $13 for the others), and webhooks are handed in
--- id order while the total fits in $9; none of the owners in $15 (at their
--- `--max-in-flight-per-owner` in that batcher) is handed anything. What is not handed is
--- queued as usual.
+-- With a worker ($8), the deliveries of the active webhooks and subscriptions it has room
+-- for are leased to it for $10 seconds as they are inserted (handed to the publishing
+-- process's batcher, which attempts them without a claim): a webhook's deliveries are
+-- handed when all of them fit in its room ($12 for the webhooks in $11, $13 for the
+-- others), and webhooks are handed in id order while the total fits in $9; none of the
+-- owners in $15 (at their `--max-in-flight-per-owner` in that batcher) is handed anything.
+-- What is not handed is queued as usual.
 --
 -- With $14, an owner whose queued deliveries have reached it refuses the whole statement:
 -- nothing is stored, and a row names each such owner with its count.
 --
 -- Returns a row per stored event (queued 0), a row per event with deliveries (with their
--- count), a row per handed delivery, a row per webhook with handed deliveries (its callback
--- URL, signing secrets, chosen as claim_targets.sql chooses them, and owner) and, when anything is
--- left for the batchers to claim, a row that woke the `--wake-on-publish` ones (NOTIFY is
--- sent at commit).
+-- count), a row per handed delivery (with its part and its event's create_time), a row per
+-- webhook with handed deliveries (its target, as a claim reads it: the webhook_targets
+-- view) and, when anything is left for the batchers to claim, a row that woke the
+-- `--wake-on-publish` ones (NOTIFY is sent at commit).
 WITH input AS (
     SELECT *
     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::text[],
                 $20::text[], $21::text[])
          AS t(id, owner_name, repository_name, event, payload, key, family, event_type)
 ), matched AS (
-    SELECT w.id, w.callback_url, w.handable, k.owner_name, k.repository_name, k.event, k.events,
-           COALESCE(r.room, $13::int) AS room
+    SELECT w.id, w.handable, k.owner_name, k.repository_name, k.event, k.events
     FROM (
         -- From the routing arrays, not from `input`: read once, `input` (with the payloads)
         -- is not materialized.
@@ -47,17 +46,24 @@ WITH input AS (
         GROUP BY owner_name, repository_name, event
     ) AS k
     CROSS JOIN LATERAL (
-        -- Handed only when active and plain (rendered as the BSR's request, nothing added).
-        SELECT w.id, w.callback_url,
-               w.state = 'active' AND w.format_options = '{}' AND w.sealed_auth_header IS NULL
-               AND w.custom_headers = '[]' AND NOT w.skip_tls_verify
-               AND NOT w.omit_standard_headers AND NOT w.no_retries AS handable
+        SELECT w.id, w.state = 'active' AS handable
         FROM webhooks w
         WHERE w.owner_name = k.owner_name AND w.repository_name = k.repository_name
           AND w.event = k.event AND w.face = 'bsr' AND w.state <> 'disabled'
         FOR KEY SHARE
     ) AS w
-    LEFT JOIN UNNEST($11::uuid[], $12::int[]) AS r(webhook_id, room) ON r.webhook_id = w.id
+), natives AS (
+    -- The native subscriptions routing chose, each looked up by primary key and checked
+    -- again (not disabled meanwhile) and locked, with their deliveries counted.
+    SELECT w.id, w.owner_name, n.events, w.handable
+    FROM (SELECT webhook_id, count(*) AS events
+          FROM UNNEST($17::uuid[]) AS u(webhook_id) GROUP BY webhook_id) AS n
+    CROSS JOIN LATERAL (
+        SELECT w.id, w.owner_name, w.state = 'active' AS handable
+        FROM webhooks w
+        WHERE w.id = n.webhook_id AND w.state <> 'disabled'
+        FOR KEY SHARE
+    ) AS w
 ), over AS (
     -- The owners of this publish that have reached `--max-queued-per-owner` ($14; no limit
     -- when NULL) by their folded queued counts (see migration 20261201000003), with those
@@ -91,20 +97,31 @@ WITH input AS (
     ON CONFLICT (owner_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, owner_name, repository_name, event
 ), targets AS (
-    SELECT m.*,
-           $8::uuid IS NOT NULL AND m.handable AND m.events <= m.room
-           AND m.owner_name <> ALL ($15::text[])
-           AND sum(m.events) FILTER (WHERE m.handable AND m.events <= m.room
-                                       AND m.owner_name <> ALL ($15::text[]))
-                   OVER (ORDER BY m.id ROWS UNBOUNDED PRECEDING) <= $9::bigint AS handed
-    FROM matched m
+    -- Every webhook queued for (the BSR ones with their key, the native ones without), with
+    -- its room.
+    SELECT c.*,
+           $8::uuid IS NOT NULL AND c.handable AND c.events <= c.room
+           AND c.owner_name <> ALL ($15::text[])
+           AND sum(c.events) FILTER (WHERE c.handable AND c.events <= c.room
+                                       AND c.owner_name <> ALL ($15::text[]))
+                   OVER (ORDER BY c.id ROWS UNBOUNDED PRECEDING) <= $9::bigint AS handed
+    FROM (
+        SELECT u.*, COALESCE(r.room, $13::int) AS room
+        FROM (
+            SELECT id, handable, owner_name, repository_name, event, events, false AS native
+            FROM matched
+            UNION ALL
+            SELECT id, handable, owner_name, NULL, NULL, events, true FROM natives
+        ) AS u
+        LEFT JOIN UNNEST($11::uuid[], $12::int[]) AS r(webhook_id, room) ON r.webhook_id = u.id
+    ) AS c
 ), routed AS (
-    -- The native subscriptions' deliveries, each subscription checked again (and locked).
-    SELECT n.event_id, n.webhook_id, n.part, s.owner_name
+    -- The native subscriptions' deliveries, of the events stored and the subscriptions
+    -- still there.
+    SELECT n.event_id, n.webhook_id, n.part, s.owner_name, t.handed
     FROM UNNEST($16::uuid[], $17::uuid[], $18::smallint[]) AS n(event_id, webhook_id, part)
     JOIN stored s ON s.id = n.event_id
-    WHERE EXISTS (SELECT 1 FROM webhooks w
-                  WHERE w.id = n.webhook_id AND w.state <> 'disabled' FOR KEY SHARE)
+    JOIN targets t ON t.id = n.webhook_id AND t.native
 ), queued AS (
     -- One insert for both kinds (one more would open the table and its indexes again on
     -- every publish).
@@ -122,9 +139,9 @@ WITH input AS (
           ON t.owner_name = s.owner_name AND t.repository_name = s.repository_name
          AND t.event = s.event
         UNION ALL
-        SELECT r.event_id, r.webhook_id, false, r.part FROM routed r
+        SELECT r.event_id, r.webhook_id, r.handed, r.part FROM routed r
     ) q
-    RETURNING id, event_id, webhook_id, lease_owner IS NOT NULL AS handed
+    RETURNING id, event_id, webhook_id, part, lease_owner IS NOT NULL AS handed
 ), counted AS (
     -- What joins each owner's queued count: each stored event's webhooks, counted per key
     -- (not per queued row: a fan-out queues far more rows than it has keys), and the
@@ -135,7 +152,7 @@ WITH input AS (
         SELECT s.owner_name, k.webhooks AS n
         FROM stored s
         JOIN (SELECT owner_name, repository_name, event, count(*) AS webhooks
-              FROM targets GROUP BY owner_name, repository_name, event) k
+              FROM targets WHERE NOT native GROUP BY owner_name, repository_name, event) k
           ON k.owner_name = s.owner_name AND k.repository_name = s.repository_name
          AND k.event = s.event
         UNION ALL
@@ -144,29 +161,29 @@ WITH input AS (
     GROUP BY c.owner_name
 )
 SELECT id AS event_id, 0::bigint AS queued, NULL::uuid AS delivery_id, NULL::uuid AS webhook_id,
-       NULL::text AS callback_url, NULL::bytea[] AS sealed_secrets, NULL::text AS owner_name,
+       NULL::smallint AS part, NULL::timestamptz AS create_time,
+       NULL::webhook_targets AS "target: TargetRow", NULL::text AS owner_name,
        NULL::bigint AS over_queued, NULL::bool AS missed
 FROM stored
 UNION ALL
-SELECT event_id, count(*), NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM queued GROUP BY event_id
+SELECT event_id, count(*), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM queued GROUP BY event_id
 UNION ALL
-SELECT event_id, 0, id, webhook_id, NULL, NULL, NULL, NULL, NULL FROM queued WHERE $8::uuid IS NOT NULL AND handed
+-- The events' create_time is the transaction's now(), their column's default.
+SELECT event_id, 0, id, webhook_id, part, now(), NULL, NULL, NULL, NULL
+FROM queued WHERE $8::uuid IS NOT NULL AND handed
 UNION ALL
-SELECT NULL, 0, NULL, t.id, t.callback_url,
-       ARRAY(
-           SELECT s.secret FROM webhook_secrets s
-           WHERE s.webhook_id = t.id AND (s.expire_time IS NULL OR s.expire_time > now())
-           ORDER BY s.create_time DESC
-       ),
-       t.owner_name, NULL, NULL
+-- A correlated lookup by primary key per handed webhook (a join could be turned around).
+SELECT NULL, 0, NULL, t.id, NULL, NULL,
+       (SELECT v FROM webhook_targets v WHERE v.id = t.id), NULL, NULL, NULL
 FROM targets t
 WHERE $8::uuid IS NOT NULL AND t.handed
 UNION ALL
-SELECT NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM (SELECT pg_notify($7, '') FROM queued WHERE NOT handed LIMIT 1) AS woke
 UNION ALL
-SELECT NULL, 0, NULL, NULL, NULL, NULL, o.owner_name, o.queued, NULL
+SELECT NULL, 0, NULL, NULL, NULL, NULL, NULL, o.owner_name, o.queued, NULL
 FROM over o
 UNION ALL
-SELECT NULL, 0, NULL, NULL, NULL, NULL, m.owner_name, NULL, true
+SELECT NULL, 0, NULL, NULL, NULL, NULL, NULL, m.owner_name, NULL, true
 FROM missed m
