@@ -31,7 +31,20 @@ pub async fn authenticate(api: &ApiContext, ctx: &RequestContext) -> Result<Toke
 /// `Unauthenticated` when the header is missing or malformed, or the token is unknown or
 /// revoked; `Unavailable` when the database cannot be asked.
 pub async fn authenticate_header(api: &ApiContext, header: Option<&str>) -> Result<TokenScope> {
-    let token = ApiToken::from_authorization(header)?;
+    scope_of(api, ApiToken::from_authorization(header)?).await
+}
+
+/// Resolves the `Authorization` header of a request to a REST face (GitHub's, Harbor's):
+/// Bearer, `token`, or the password of basic auth (see [`ApiToken::from_rest_authorization`]).
+///
+/// # Errors
+/// As [`authenticate_header`].
+pub async fn authenticate_rest(api: &ApiContext, header: Option<&str>) -> Result<TokenScope> {
+    scope_of(api, ApiToken::from_rest_authorization(header)?).await
+}
+
+/// The scope of `token`.
+async fn scope_of(api: &ApiContext, token: ApiToken) -> Result<TokenScope> {
     api.cache
         .find_scope(&api.pool, token.hash())
         .await?

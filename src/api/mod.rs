@@ -7,6 +7,7 @@ mod cache;
 mod deliveries;
 pub mod gate;
 mod github;
+mod harbor;
 mod health;
 mod publish;
 mod subscription_proto;
@@ -92,6 +93,7 @@ pub fn router(
     connect = Arc::new(deliveries::DeliveryApi(context.clone())).register(connect);
     // Every method registered so far needs a token (health and reflection come below).
     let github = github::router(context.clone());
+    let harbor = harbor::router(context.clone());
     let gate = gate::Gate {
         api: context,
         methods: Arc::new(connect.methods().map(|m| format!("/{m}")).collect()),
@@ -133,6 +135,7 @@ pub fn router(
     // Layers run outermost last-added first: the size check (free), then authentication.
     Ok(probes_router(pool, served_metrics)
         .merge(github)
+        .merge(harbor)
         .fallback_service(service)
         .layer(axum::middleware::from_fn_with_state(
             gate,

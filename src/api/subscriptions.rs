@@ -15,7 +15,7 @@ use super::subscription_proto::{
 };
 use super::{ApiContext, decode_page_token, paginate};
 use crate::domain::{
-    BSR_PUSH, CallbackUrl, FACE_BSR, FACE_GITHUB, FACE_NATIVE, Family, GITHUB_TYPES,
+    BSR_PUSH, CallbackUrl, FACE_BSR, FACE_GITHUB, FACE_HARBOR, FACE_NATIVE, Family, GITHUB_TYPES,
     NewSubscription, OPERATIONAL_TYPES, OwnerName, PageCursor, REGISTRY_TYPES, RepositoryName,
     Subscription, SubscriptionState, WebhookId,
 };
@@ -49,6 +49,8 @@ const UPDATABLE: &[&str] = &[
 ];
 /// Of those, the ones a BSR webhook's routing and format fix: the BSR's API manages them.
 const FIXED_FOR_BSR: &[&str] = &["event_types", "repository_filters", "tag_filters", "format"];
+/// What the native API may change of a Harbor policy's target (the policy sets the rest).
+const MAY_CHANGE_FOR_HARBOR: &[&str] = &["no_retries", "headers", "name"];
 
 /// How long a rotated-out secret keeps signing beside the new one.
 pub const ROTATION_OVERLAP_SECS: f64 = 24.0 * 3600.0;
@@ -224,6 +226,16 @@ impl SubscriptionApi {
                  subscription for other event types, filters or formats"
             )));
         }
+        if current.face == FACE_HARBOR
+            && let Some(fixed) = paths
+                .iter()
+                .find(|p| !MAY_CHANGE_FOR_HARBOR.contains(&p.as_str()))
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "{fixed} of a Harbor policy's target is set by its policy: change the policy \
+                 through /api/v2.0 (PUT .../webhook/policies/ID)"
+            )));
+        }
         if current.face == FACE_GITHUB && paths.iter().any(|p| p == "format") {
             return Err(Error::FailedPrecondition(
                 "format of a GitHub hook is fixed (github; its content type is the hook's \
@@ -361,6 +373,16 @@ impl SubscriptionApi {
         let id = WebhookId::parse(&req.subscription_id)
             .ok_or_else(super::auth::subscription_not_found)?;
         let mut conn = store::acquire(&api.pool).await?;
+        if let Some(found) = store::subscriptions::get(&mut conn, id).await?
+            && found.face == FACE_HARBOR
+            && scope.covers(&found.owner)
+        {
+            return Err(Error::FailedPrecondition(
+                "this subscription is a target of a Harbor policy: delete the policy, or \
+                 change its targets, through /api/v2.0"
+                    .into(),
+            ));
+        }
         let Some((owner, repository)) = store::webhooks::delete(&mut conn, id, &scope).await?
         else {
             return Err(super::auth::subscription_not_found());

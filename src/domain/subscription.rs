@@ -404,6 +404,8 @@ pub const FACE_BSR: &str = "bsr";
 pub const FACE_NATIVE: &str = "native";
 /// GitHub hooks made through GitHub's REST API or its hub (`/api/v3`).
 pub const FACE_GITHUB: &str = "github";
+/// The face of Harbor policies' targets (`/api/v2.0`).
+pub const FACE_HARBOR: &str = "harbor";
 
 /// A new subscription, checked.
 #[derive(Debug, Clone)]

@@ -150,6 +150,7 @@ async fn publish_rows(
 ) -> Result<Vec<PublishRow>> {
     let column = |value: fn(&OutboundEvent) -> &str| events.iter().map(value).collect::<Vec<_>>();
     let busy = handoff.map(|h| uuids(&h.busy)).unwrap_or_default();
+    let (natives, natives_handed) = handoff.map_or((vec![], 0), |h| routed.handing(h));
     // Families and types, left empty for a batch of BSR events alone (see publish.sql).
     let (families, types) = if events.iter().all(|e| e.kind.family() == Family::Bsr) {
         (vec![], vec![])
@@ -174,7 +175,7 @@ async fn publish_rows(
         &column(key) as &[&str],
         NOTIFY_CHANNEL,
         handoff.map(|h| h.worker),
-        handoff.map_or(0, |h| h.limit),
+        handoff.map_or(0, |h| h.limit - natives_handed),
         handoff.map_or(0.0, |h| h.lease_secs),
         &busy,
         handoff.map_or(&[][..], |h| &h.busy_room[..]),
@@ -187,10 +188,41 @@ async fn publish_rows(
         &routed.considered,
         &families as &[&str],
         &types as &[&str],
+        &natives,
     )
     .fetch_all(conn)
     .await?;
     Ok(rows)
+}
+
+impl Routed {
+    /// The native subscriptions whose deliveries `handoff` takes, and how many deliveries
+    /// that is: by the rules `publish.sql` hands BSR webhooks by, in id order, each active
+    /// one whose deliveries all fit in its room, of an owner not at its cap, while the total
+    /// fits in the handoff's limit.
+    fn handing(&self, handoff: &Handoff) -> (Vec<Uuid>, i64) {
+        let mut counts: HashMap<Uuid, i64> = HashMap::new();
+        for webhook in &self.webhook_ids {
+            *counts.entry(*webhook).or_default() += 1;
+        }
+        let mut webhooks: Vec<(Uuid, i64)> = counts.into_iter().collect();
+        webhooks.sort_unstable();
+        let busy: HashMap<Uuid, i32> = (handoff.busy.iter().map(|w| w.0))
+            .zip(handoff.busy_room.iter().copied())
+            .collect();
+        let (mut handed, mut total) = (vec![], 0);
+        for (webhook, count) in webhooks {
+            let room = busy.get(&webhook).copied().unwrap_or(handoff.room);
+            let eligible = self.states.get(&webhook).is_some_and(|(owner, active)| {
+                *active && !handoff.full_owners.iter().any(|o| o == owner)
+            });
+            if eligible && count <= i64::from(room) && total + count <= handoff.limit {
+                handed.push(webhook);
+                total += count;
+            }
+        }
+        (handed, total)
+    }
 }
 
 /// One row of `publish.sql`'s answer; which columns are set says what it is.

@@ -6,6 +6,7 @@ pub mod activity;
 pub mod deliveries;
 pub mod events;
 pub mod github;
+pub mod harbor;
 pub mod health;
 pub mod keys;
 pub mod notifications;

@@ -28,6 +28,8 @@ pub struct Routed {
     pub parts: Vec<i16>,
     /// Every subscription considered.
     pub considered: Vec<Uuid>,
+    /// The owner of each subscription considered, and whether it was active (not paused).
+    pub states: HashMap<Uuid, (String, bool)>,
 }
 
 /// A native subscription, as routing reads it.
@@ -40,6 +42,7 @@ struct Candidate {
     event_types: Vec<String>,
     format: String,
     filters: Arc<(Filters, Filters)>,
+    active: bool,
 }
 
 /// Owners known to have native subscriptions: the publish statement's BSR events are routed
@@ -96,7 +99,7 @@ pub async fn route(
     let rows = sqlx::query!(
         r#"
         SELECT id, owner_name, repository_name, all_repositories, family, event_types,
-               repository_filters, tag_filters, format
+               repository_filters, tag_filters, format, state = 'active' AS "active!"
         FROM webhooks
         WHERE owner_name = ANY ($1) AND face <> 'bsr' AND state <> 'disabled'
         "#,
@@ -115,6 +118,7 @@ pub async fn route(
             family: r.family,
             event_types: r.event_types,
             format: r.format,
+            active: r.active,
         })
         .collect();
     {
@@ -145,6 +149,10 @@ pub async fn route(
         }
     }
     routed.considered = candidates.iter().map(|c| c.id).collect();
+    routed.states = candidates
+        .into_iter()
+        .map(|c| (c.id, (c.owner, c.active)))
+        .collect();
     Ok(routed)
 }
 

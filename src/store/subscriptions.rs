@@ -208,8 +208,13 @@ fn name_taken(e: sqlx::Error, owner: &str, name: &str) -> Error {
 
 /// The subscription `id`, if it exists.
 pub async fn get(conn: &mut PgConnection, id: WebhookId) -> Result<Option<Subscription>> {
+    Ok(get_many(conn, &[id.0]).await?.pop())
+}
+
+/// The subscriptions of `ids` that exist, in no particular order.
+pub async fn get_many(conn: &mut PgConnection, ids: &[uuid::Uuid]) -> Result<Vec<Subscription>> {
     // The same columns as list_page's (a query macro takes one literal).
-    let row = sqlx::query_as!(
+    let rows = sqlx::query_as!(
         Row,
         r#"
         SELECT id, number AS "number!", face, owner_name, repository_name,
@@ -224,13 +229,13 @@ pub async fn get(conn: &mut PgConnection, id: WebhookId) -> Result<Option<Subscr
                           WHEN 'disabled' THEN disabled_reason END AS state_reason,
                create_time, update_time
         FROM webhooks
-        WHERE id = $1
+        WHERE id = ANY ($1)
         "#,
-        id.0
+        ids
     )
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await?;
-    row.map(Row::into_subscription).transpose()
+    rows.into_iter().map(Row::into_subscription).collect()
 }
 
 /// What ListSubscriptions selects.

@@ -23,6 +23,7 @@ mod github_hub;
 mod github_relay;
 mod grpcio;
 mod handoff;
+mod harbor_policies;
 mod health;
 mod listener;
 mod local_pg;

@@ -293,6 +293,11 @@ async fn plans(conn: &mut PgConnection, worker: Uuid, mode: &str) -> Vec<(&'stat
                     ],
                 },
                 vec![array(vec!["bsr"; BATCH]), array(vec![""; BATCH])],
+                // The native subscriptions routing chose to hand to: half of them.
+                vec![match publish {
+                    "publish to native subscriptions, handing" => array(&webhooks[..50]),
+                    _ => array(Vec::<Uuid>::new()),
+                }],
             ]
             .concat(),
         };

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::ApiContext;
-use crate::domain::{ApiToken, Family, OwnerName, RepositoryName, TokenScope};
+use crate::domain::{Family, OwnerName, RepositoryName, TokenScope};
 use crate::error::Error;
 
 /// Where GitHub's webhook documentation lives (its error bodies link to it).
@@ -150,13 +150,7 @@ async fn authenticate(api: &ApiContext, headers: &HeaderMap) -> Result<TokenScop
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let token = ApiToken::from_rest_authorization(header)?;
-    let scope = api
-        .cache
-        .find_scope(&api.pool, token.hash())
-        .await?
-        .ok_or_else(|| Error::Unauthenticated("unknown or revoked token".into()))?;
-    Ok(scope)
+    Ok(crate::api::auth::authenticate_rest(api, header).await?)
 }
 
 /// The owner and repository a path names, or GitHub's 404 when the names break GitHub's

@@ -126,10 +126,12 @@ pub fn render(rendering: &Rendering<'_>, shape: Shape) -> Result<Rendered, Strin
                 specversion: "1.0",
                 requestid: rendering.delivery.event.id.to_string(),
                 id: rendering.delivery.id.to_string(),
-                source: format!(
-                    "/projects/{}/webhook/policies/{}",
-                    target.owner, target.number
-                ),
+                source: target.harbor_source.clone().unwrap_or_else(|| {
+                    format!(
+                        "/projects/{}/webhook/policies/{}",
+                        target.owner, target.number
+                    )
+                }),
                 event_type,
                 datacontenttype: "application/json",
                 time,

@@ -60,6 +60,8 @@ pub struct Target {
     /// GitHub's `X-GitHub-Hook-Installation-Target-ID`: a stable number for the repository
     /// (or the owner, for an owner-wide hook), which webhookd has no numeric id of.
     installation_target_id: i64,
+    /// The CloudEvents `source` of a Harbor policy's target.
+    harbor_source: Option<String>,
 }
 
 /// The key of the `github` format's `X-Hub-Signature` headers.
@@ -145,6 +147,7 @@ impl Target {
             name: render.name,
             hub_key,
             no_retries: render.no_retries,
+            harbor_source: render.harbor_source,
             // Hashed only for the format that sends it: this runs for every webhook of
             // every claim.
             installation_target_id: if format == Format::GitHub {

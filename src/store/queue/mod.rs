@@ -109,6 +109,8 @@ pub struct RenderSettings {
     pub sealed_hub_secret: Option<Vec<u8>>,
     /// Attempt each delivery once.
     pub no_retries: bool,
+    /// A Harbor policy target's CloudEvents `source`.
+    pub harbor_source: Option<String>,
 }
 
 /// Deliveries leased to a batcher (by a claim, or by the publish that queued them), with the
@@ -389,6 +391,7 @@ pub struct TargetRow {
     face: String,
     sealed_hub_secret: Option<Vec<u8>>,
     no_retries: bool,
+    harbor_source: Option<String>,
 }
 
 impl TargetRow {
@@ -413,6 +416,7 @@ impl TargetRow {
                 face: self.face,
                 sealed_hub_secret: self.sealed_hub_secret,
                 no_retries: self.no_retries,
+                harbor_source: self.harbor_source,
             },
         };
         (WebhookId(self.id), target)

@@ -15,13 +15,15 @@
 -- row names the owner (`missed`), to route again and retry. $20 and $21 are the events'
 -- families and types, empty for a batch of BSR events alone (UNNEST pads them with NULLs).
 --
--- With a worker ($8), the deliveries of the active webhooks and subscriptions it has room
--- for are leased to it for $10 seconds as they are inserted (handed to the publishing
--- process's batcher, which attempts them without a claim): a webhook's deliveries are
--- handed when all of them fit in its room ($12 for the webhooks in $11, $13 for the
--- others), and webhooks are handed in id order while the total fits in $9; none of the
--- owners in $15 (at their `--max-in-flight-per-owner` in that batcher) is handed anything.
--- What is not handed is queued as usual.
+-- With a worker ($8), the deliveries of the active BSR webhooks it has room for are leased
+-- to it for $10 seconds as they are inserted (handed to the publishing process's batcher,
+-- which attempts them without a claim): a webhook's deliveries are handed when all of them
+-- fit in its room ($12 for the webhooks in $11, $13 for the others), and webhooks are handed
+-- in id order while the total fits in $9; none of the owners in $15 (at their
+-- `--max-in-flight-per-owner` in that batcher) is handed anything. Routing chose the native
+-- subscriptions to hand to by the same rules ($22; $9 is what they left): their deliveries
+-- are handed unless the subscription is found paused here. What is not handed is queued as
+-- usual.
 --
 -- With $14, an owner whose queued deliveries have reached it refuses the whole statement:
 -- nothing is stored, and a row names each such owner with its count.
@@ -37,7 +39,8 @@ WITH input AS (
                 $20::text[], $21::text[])
          AS t(id, owner_name, repository_name, event, payload, key, family, event_type)
 ), matched AS (
-    SELECT w.id, w.handable, k.owner_name, k.repository_name, k.event, k.events
+    SELECT w.id, w.handable, k.owner_name, k.repository_name, k.event, k.events,
+           COALESCE(r.room, $13::int) AS room
     FROM (
         -- From the routing arrays, not from `input`: read once, `input` (with the payloads)
         -- is not materialized.
@@ -52,18 +55,7 @@ WITH input AS (
           AND w.event = k.event AND w.face = 'bsr' AND w.state <> 'disabled'
         FOR KEY SHARE
     ) AS w
-), natives AS (
-    -- The native subscriptions routing chose, each looked up by primary key and checked
-    -- again (not disabled meanwhile) and locked, with their deliveries counted.
-    SELECT w.id, w.owner_name, n.events, w.handable
-    FROM (SELECT webhook_id, count(*) AS events
-          FROM UNNEST($17::uuid[]) AS u(webhook_id) GROUP BY webhook_id) AS n
-    CROSS JOIN LATERAL (
-        SELECT w.id, w.owner_name, w.state = 'active' AS handable
-        FROM webhooks w
-        WHERE w.id = n.webhook_id AND w.state <> 'disabled'
-        FOR KEY SHARE
-    ) AS w
+    LEFT JOIN UNNEST($11::uuid[], $12::int[]) AS r(webhook_id, room) ON r.webhook_id = w.id
 ), over AS (
     -- The owners of this publish that have reached `--max-queued-per-owner` ($14; no limit
     -- when NULL) by their folded queued counts (see migration 20261201000003), with those
@@ -97,31 +89,26 @@ WITH input AS (
     ON CONFLICT (owner_name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, owner_name, repository_name, event
 ), targets AS (
-    -- Every webhook queued for (the BSR ones with their key, the native ones without), with
-    -- its room.
-    SELECT c.*,
-           $8::uuid IS NOT NULL AND c.handable AND c.events <= c.room
-           AND c.owner_name <> ALL ($15::text[])
-           AND sum(c.events) FILTER (WHERE c.handable AND c.events <= c.room
-                                       AND c.owner_name <> ALL ($15::text[]))
-                   OVER (ORDER BY c.id ROWS UNBOUNDED PRECEDING) <= $9::bigint AS handed
-    FROM (
-        SELECT u.*, COALESCE(r.room, $13::int) AS room
-        FROM (
-            SELECT id, handable, owner_name, repository_name, event, events, false AS native
-            FROM matched
-            UNION ALL
-            SELECT id, handable, owner_name, NULL, NULL, events, true FROM natives
-        ) AS u
-        LEFT JOIN UNNEST($11::uuid[], $12::int[]) AS r(webhook_id, room) ON r.webhook_id = u.id
-    ) AS c
+    SELECT m.*,
+           $8::uuid IS NOT NULL AND m.handable AND m.events <= m.room
+           AND m.owner_name <> ALL ($15::text[])
+           AND sum(m.events) FILTER (WHERE m.handable AND m.events <= m.room
+                                       AND m.owner_name <> ALL ($15::text[]))
+                   OVER (ORDER BY m.id ROWS UNBOUNDED PRECEDING) <= $9::bigint AS handed
+    FROM matched m
 ), routed AS (
-    -- The native subscriptions' deliveries, of the events stored and the subscriptions
-    -- still there.
-    SELECT n.event_id, n.webhook_id, n.part, s.owner_name, t.handed
+    -- The native subscriptions' deliveries, each subscription checked again (not disabled
+    -- meanwhile; handed only when still active) and locked.
+    SELECT n.event_id, n.webhook_id, n.part, s.owner_name,
+           $8::uuid IS NOT NULL AND w.active AND n.webhook_id = ANY ($22::uuid[]) AS handed
     FROM UNNEST($16::uuid[], $17::uuid[], $18::smallint[]) AS n(event_id, webhook_id, part)
     JOIN stored s ON s.id = n.event_id
-    JOIN targets t ON t.id = n.webhook_id AND t.native
+    CROSS JOIN LATERAL (
+        SELECT w.state = 'active' AS active
+        FROM webhooks w
+        WHERE w.id = n.webhook_id AND w.state <> 'disabled'
+        FOR KEY SHARE
+    ) AS w
 ), queued AS (
     -- One insert for both kinds (one more would open the table and its indexes again on
     -- every publish).
@@ -152,7 +139,7 @@ WITH input AS (
         SELECT s.owner_name, k.webhooks AS n
         FROM stored s
         JOIN (SELECT owner_name, repository_name, event, count(*) AS webhooks
-              FROM targets WHERE NOT native GROUP BY owner_name, repository_name, event) k
+              FROM targets GROUP BY owner_name, repository_name, event) k
           ON k.owner_name = s.owner_name AND k.repository_name = s.repository_name
          AND k.event = s.event
         UNION ALL
@@ -174,10 +161,14 @@ SELECT event_id, 0, id, webhook_id, part, now(), NULL, NULL, NULL, NULL
 FROM queued WHERE $8::uuid IS NOT NULL AND handed
 UNION ALL
 -- A correlated lookup by primary key per handed webhook (a join could be turned around).
-SELECT NULL, 0, NULL, t.id, NULL, NULL,
-       (SELECT v FROM webhook_targets v WHERE v.id = t.id), NULL, NULL, NULL
-FROM targets t
-WHERE $8::uuid IS NOT NULL AND t.handed
+SELECT NULL, 0, NULL, h.id, NULL, NULL,
+       (SELECT v FROM webhook_targets v WHERE v.id = h.id), NULL, NULL, NULL
+FROM (
+    SELECT t.id FROM targets t WHERE t.handed
+    UNION
+    SELECT r.webhook_id FROM routed r WHERE r.handed
+) AS h
+WHERE $8::uuid IS NOT NULL
 UNION ALL
 SELECT NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM (SELECT pg_notify($7, '') FROM queued WHERE NOT handed LIMIT 1) AS woke
