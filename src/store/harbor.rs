@@ -272,3 +272,173 @@ pub async fn targets(conn: &mut PgConnection, policies: &[i64]) -> Result<Vec<Ta
         })
         .collect())
 }
+
+/// A delivery of a policy's target, as Harbor shows an execution.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// Its Harbor id.
+    pub id: i64,
+    /// The delivery.
+    pub delivery: Uuid,
+    /// The target's subscription.
+    pub webhook: Uuid,
+    /// The delivery's state (`pending`, `delivered`, `failed`).
+    pub state: String,
+    /// Its attempts...
+    pub attempts: i32,
+    /// ...and how many of them failed.
+    pub failed: i64,
+    /// The event's type (webhookd's registry type).
+    pub event_type: String,
+    /// When it was queued.
+    pub start_time: DateTime<Utc>,
+    /// When its last attempt ended, if it was attempted.
+    pub end_time: Option<DateTime<Utc>>,
+    /// The last attempt's error or HTTP status.
+    pub last_error: Option<String>,
+    pub last_status: Option<i32>,
+    /// The last attempt's request body, as recorded.
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Up to `limit` executions of the targets `webhooks` after the `offset` newest, newest
+/// first, and how many there are in all. Executions not listed before are given their ids
+/// here.
+pub async fn executions(
+    conn: &mut PgConnection,
+    webhooks: &[Uuid],
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<Execution>, i64)> {
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM deliveries WHERE webhook_id = ANY ($1)"#,
+        webhooks
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    // Two listings giving the same deliveries ids at once: the second finds them taken and
+    // reads them on a second try.
+    for _ in 0..2 {
+        let rows = sqlx::query_as!(
+            Execution,
+            r#"
+            WITH page AS (
+                SELECT d.id, d.webhook_id, d.state::text AS state, d.attempt_count,
+                       d.create_time, d.event_id
+                FROM deliveries d
+                WHERE d.webhook_id = ANY ($1)
+                ORDER BY d.create_time DESC, d.id DESC
+                OFFSET $2 LIMIT $3
+            ), given AS (
+                INSERT INTO harbor_execution_ids (delivery_id)
+                SELECT id FROM page
+                ON CONFLICT (delivery_id) DO NOTHING
+                RETURNING id, delivery_id
+            )
+            SELECT COALESCE(g.id, x.id, 0) AS "id!", p.id AS "delivery!",
+                   p.webhook_id AS "webhook!", p.state AS "state!",
+                   p.attempt_count AS "attempts!",
+                   (SELECT count(*) FROM delivery_attempts a
+                    WHERE a.delivery_id = p.id
+                      AND NOT COALESCE(a.http_status BETWEEN 200 AND 299, false)) AS "failed!",
+                   COALESCE(e.event_type, '') AS "event_type!", p.create_time AS "start_time!",
+                   l.start_time + make_interval(secs => l.duration_ms / 1000.0) AS end_time,
+                   l.error AS last_error, l.http_status AS last_status,
+                   l.request_body AS payload
+            FROM page p
+            JOIN events e ON e.id = p.event_id
+            LEFT JOIN given g ON g.delivery_id = p.id
+            LEFT JOIN harbor_execution_ids x ON x.delivery_id = p.id
+            LEFT JOIN LATERAL (
+                SELECT a.start_time, a.duration_ms, a.error, a.http_status, a.request_body
+                FROM delivery_attempts a
+                WHERE a.delivery_id = p.id
+                ORDER BY a.number DESC
+                LIMIT 1
+            ) AS l ON true
+            ORDER BY p.create_time DESC, p.id DESC
+            "#,
+            webhooks,
+            offset,
+            limit,
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.iter().all(|r| r.id != 0) {
+            return Ok((rows, total));
+        }
+    }
+    Err(Error::Internal(anyhow::anyhow!(
+        "Harbor execution ids were being given by another listing twice in a row"
+    )))
+}
+
+/// The delivery Harbor execution `id` names, if it is one of a target in `webhooks`.
+pub async fn execution_delivery(
+    conn: &mut PgConnection,
+    webhooks: &[Uuid],
+    id: i64,
+) -> Result<Option<Uuid>> {
+    let delivery = sqlx::query_scalar!(
+        r#"
+        SELECT x.delivery_id
+        FROM harbor_execution_ids x JOIN deliveries d ON d.id = x.delivery_id
+        WHERE x.id = $1 AND d.webhook_id = ANY ($2)
+        "#,
+        id,
+        webhooks,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(delivery)
+}
+
+/// An attempt of a delivery, as Harbor shows a task.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// Its id (the attempt's, as GitHub's deliveries API names it too).
+    pub id: i64,
+    /// When it started...
+    pub start_time: DateTime<Utc>,
+    /// ...and how long it took.
+    pub duration_ms: i32,
+    /// The answer's status, or why none came.
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+    /// The request body and the answer's, as recorded.
+    pub request_body: Option<Vec<u8>>,
+    pub response_body: Option<Vec<u8>>,
+}
+
+/// The attempts of `delivery`, oldest first, each with its id (given here when new).
+pub async fn tasks(conn: &mut PgConnection, delivery: Uuid) -> Result<Vec<Task>> {
+    for _ in 0..2 {
+        let rows = sqlx::query_as!(
+            Task,
+            r#"
+            WITH given AS (
+                INSERT INTO github_delivery_ids (delivery_id, number)
+                SELECT delivery_id, number FROM delivery_attempts WHERE delivery_id = $1
+                ON CONFLICT (delivery_id, number) DO NOTHING
+                RETURNING id, number
+            )
+            SELECT COALESCE(g.id, n.id, 0) AS "id!", a.start_time, a.duration_ms,
+                   a.http_status, a.error, a.request_body, a.response_body
+            FROM delivery_attempts a
+            LEFT JOIN given g ON g.number = a.number
+            LEFT JOIN github_delivery_ids n ON n.delivery_id = a.delivery_id AND n.number = a.number
+            WHERE a.delivery_id = $1
+            ORDER BY a.number
+            "#,
+            delivery,
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.iter().all(|r| r.id != 0) {
+            return Ok(rows);
+        }
+    }
+    Err(Error::Internal(anyhow::anyhow!(
+        "task ids were being given by another listing twice in a row"
+    )))
+}

@@ -155,6 +155,9 @@ async fn remove_deliveries(
         ), attempts AS (
             DELETE FROM delivery_attempts a
             WHERE a.delivery_id IN (SELECT id FROM gone)
+        ), executions AS (
+            DELETE FROM harbor_execution_ids x
+            WHERE x.delivery_id IN (SELECT id FROM gone)
         )
         SELECT count(*) AS "removed!", max(id::text)::uuid AS last FROM gone
         "#,

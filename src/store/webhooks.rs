@@ -352,7 +352,10 @@ pub async fn delete(
     .fetch_all(&mut *tx)
     .await?;
     sqlx::query!(
-        r#"DELETE FROM delivery_attempts WHERE delivery_id = ANY($1)"#,
+        r#"
+        WITH attempts AS (DELETE FROM delivery_attempts WHERE delivery_id = ANY($1))
+        DELETE FROM harbor_execution_ids WHERE delivery_id = ANY($1)
+        "#,
         &deliveries
     )
     .execute(&mut *tx)

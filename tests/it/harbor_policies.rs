@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use webhookd::proto::webhookd::v1 as pb;
 
 use crate::helpers::{TestApp, python, run, spawn_app_with};
-use crate::receiver::Receiver;
+use crate::receiver::{Receiver, Reply};
 
 const PROJECT: &str = "library";
 const WAIT: Duration = Duration::from_secs(10);
@@ -362,6 +362,8 @@ async fn a_policys_targets_get_harbors_payloads_and_a_disabled_policy_gets_nothi
     let default = Receiver::start().await;
     let cloudevents = Receiver::start().await;
     let chat = Receiver::start().await;
+    // The Slack target's first answer is a failure: its execution goes on, retrying.
+    chat.script([Reply::Status(500)]);
     let body = json!({
         "name": "all-formats", "enabled": true, "event_types": ["PUSH_ARTIFACT"],
         "targets": [
@@ -490,6 +492,71 @@ async fn a_policys_targets_get_harbors_payloads_and_a_disabled_policy_gets_nothi
         .unwrap();
     assert_eq!(off["last_trigger_time"], "0001-01-01T00:00:00Z");
     assert_eq!(off["enabled"], false);
+
+    // The executions, their tasks and logs, and the deprecated jobs, through Harbor's
+    // clients.
+    let mut command = std::process::Command::new(python());
+    command
+        .arg("tests/clients/harbor_executions.py")
+        .arg(format!("http://{}/api/v2.0", app.addr))
+        .arg(&token)
+        .arg(PROJECT)
+        .arg(policy_id.to_string());
+    let (code, stdout, stderr) = run(command).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["total"], "3");
+    let executions = report["executions"].as_array().unwrap();
+    let by_vendor = |vendor: &str, status: &str| {
+        executions
+            .iter()
+            .filter(|e| e["vendor_type"] == vendor && e["status"] == status)
+            .count()
+    };
+    assert_eq!(
+        (
+            by_vendor("WEBHOOK", "Success"),
+            by_vendor("SLACK", "Running")
+        ),
+        (2, 1),
+        "{report}"
+    );
+    for execution in executions {
+        assert_eq!(execution["vendor_id"], policy_id);
+        assert_eq!(execution["trigger"], "EVENT");
+        assert_eq!(execution["event_type"], "PUSH_ARTIFACT");
+        assert_eq!(execution["task_count"], 1);
+        assert_eq!(execution["tasks"].as_array().unwrap().len(), 1);
+        let log = execution["log"].as_str().unwrap();
+        assert!(
+            log.contains("send request to remote endpoint, body: {"),
+            "{log}"
+        );
+        if execution["vendor_type"] == "SLACK" {
+            assert_eq!(execution["status_message"], "abnormal response code: 500");
+            assert_eq!(execution["error_task_count"], 1);
+            assert_eq!(execution["ended"], false);
+            assert_eq!(execution["tasks"][0]["status"], "Error");
+            assert!(log.contains("[ERROR] abnormal response code: 500"), "{log}");
+        } else {
+            assert_eq!(execution["ended"], true);
+            assert_eq!(execution["tasks"][0]["status"], "Success");
+            assert!(log.contains("receive response, status code: 200"), "{log}");
+            // The payload is the body sent, exactly.
+            let payload: Value =
+                serde_json::from_str(execution["payload"].as_str().unwrap()).unwrap();
+            assert!(
+                payload["type"] == "PUSH_ARTIFACT" || payload["type"] == "harbor.artifact.pushed",
+                "{payload}"
+            );
+        }
+    }
+    let jobs = report["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3);
+    assert!(
+        jobs.iter()
+            .all(|j| j["policy_id"] == policy_id && j["event_type"] == "PUSH_ARTIFACT")
+    );
 
     // The native API shows the targets but leaves their routing to the policy.
     let (status, listed) = app

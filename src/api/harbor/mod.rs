@@ -8,6 +8,7 @@
 //! Everything here answers in Harbor's shapes: JSON bodies, Harbor's status codes, and its
 //! error body `{"errors":[{"code","message"}]}`.
 
+mod executions;
 mod policies;
 mod query;
 
@@ -28,7 +29,9 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The `/api/v2.0` router.
 pub fn router(api: Arc<ApiContext>) -> axum::Router {
-    policies::routes().with_state(api)
+    policies::routes()
+        .merge(executions::routes())
+        .with_state(api)
 }
 
 /// An answer in Harbor's error shape.

@@ -97,7 +97,8 @@ fn policy_id(text: &str) -> Result<i64, HarborError> {
     })
 }
 
-fn not_found(id: i64) -> HarborError {
+/// Harbor's 404 for policy `id`.
+pub(super) fn not_found(id: i64) -> HarborError {
     HarborError::not_found(format!("webhook policy {id} not found"))
 }
 

@@ -84,6 +84,12 @@ impl ListParams {
             ));
         }
         let q = query.get("q").map(String::as_str).unwrap_or_default();
+        let sort = query.get("sort").map(String::as_str).unwrap_or_default();
+        if keys.is_empty() && !(q.is_empty() && sort.is_empty()) {
+            return Err(HarborError::bad_request(
+                "this list takes no q or sort: it is newest first",
+            ));
+        }
         let conditions = parse_q(q).map_err(HarborError::bad_request)?;
         for (key, _) in &conditions {
             if !keys.contains(&key.as_str()) {
@@ -93,7 +99,6 @@ impl ListParams {
                 )));
             }
         }
-        let sort = query.get("sort").map(String::as_str).unwrap_or_default();
         let mut sorts = vec![];
         for part in sort.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, descending) = match part.strip_prefix('-') {
@@ -108,7 +113,7 @@ impl ListParams {
             }
             sorts.push((key.to_owned(), descending));
         }
-        let carried = ["q", "sort"]
+        let carried = ["q", "sort", "policy_id", "status"]
             .into_iter()
             .filter_map(|k| query.get(k).map(|v| (k.to_owned(), v.clone())))
             .collect();
