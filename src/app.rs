@@ -178,6 +178,7 @@ async fn api_router(
     tasks.spawn(api::announce_changes(changes, pool.clone()));
     // The metrics on the serving port, unless they have a port of their own.
     let served_metrics = args.metrics_listen.is_none().then(|| metrics.clone());
+    let (github, harbor) = relay_sources(args)?;
     api::router(
         ApiContext {
             pool,
@@ -187,16 +188,19 @@ async fn api_router(
             secrets,
             cache,
             metrics,
-            github_sources: Arc::new(github_sources(args)?),
+            github_sources: Arc::new(github),
+            harbor_sources: Arc::new(harbor),
         },
         served_metrics,
     )
 }
 
-/// The relay's GitHub sources, from `--config`'s `[ingest.github.*]` tables.
-fn github_sources(
-    args: &ServeArgs,
-) -> anyhow::Result<std::collections::HashMap<String, crate::config_file::IngestSource>> {
+/// A relay's sources by name.
+type Sources = std::collections::HashMap<String, crate::config_file::IngestSource>;
+
+/// The relay's GitHub and Harbor sources, from `--config`'s `[ingest.github.*]` and
+/// `[ingest.harbor.*]` tables.
+fn relay_sources(args: &ServeArgs) -> anyhow::Result<(Sources, Sources)> {
     let Some(path) = &args.config else {
         return Ok(Default::default());
     };
@@ -205,11 +209,10 @@ fn github_sources(
         .find_subcommand("serve")
         .context("the serve command")?;
     let file = crate::config_file::load(path, serve)?;
-    Ok(file
-        .github_sources
-        .into_iter()
-        .map(|s| (s.name.clone(), s))
-        .collect())
+    let by_name = |sources: Vec<crate::config_file::IngestSource>| {
+        sources.into_iter().map(|s| (s.name.clone(), s)).collect()
+    };
+    Ok((by_name(file.github_sources), by_name(file.harbor_sources)))
 }
 
 /// The key that encrypts signing secrets: `--secret-key`, else the file

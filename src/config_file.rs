@@ -34,12 +34,14 @@ pub struct Setting {
     pub value: String,
 }
 
-/// A relay source (`[ingest.github.NAME]`).
+/// A relay source (`[ingest.github.NAME]`, `[ingest.harbor.NAME]`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct IngestSource {
     /// Its name, the last part of its path.
     pub name: String,
-    /// The HMAC key its webhooks are signed with. Never logged.
+    /// What authenticates its webhooks: the HMAC key they are signed with (GitHub's
+    /// `secret`), or the `Authorization` header they carry (Harbor's `auth_header`). Never
+    /// logged.
     pub secret: String,
     /// The owner its events are published under; `None`: the payload's repository owner.
     pub owner: Option<String>,
@@ -61,6 +63,8 @@ pub struct FileConfig {
     pub settings: Vec<Setting>,
     /// `[ingest.github.*]`.
     pub github_sources: Vec<IngestSource>,
+    /// `[ingest.harbor.*]`.
+    pub harbor_sources: Vec<IngestSource>,
 }
 
 /// Reads and checks the file at `path` against `serve`'s flags; its settings.
@@ -82,11 +86,11 @@ pub fn parse(text: &str, name: &str, serve: &clap::Command) -> anyhow::Result<Fi
     let document = DeTable::parse(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let line = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let mut settings = vec![];
-    let mut github_sources = vec![];
+    let (mut github_sources, mut harbor_sources) = (vec![], vec![]);
     for (key, value) in document.get_ref() {
         let at = line(key.span().start);
         if key.get_ref() == INGEST_TABLE {
-            github_sources = ingest(value.get_ref(), name, &line)?;
+            (github_sources, harbor_sources) = ingest(value.get_ref(), name, &line)?;
             continue;
         }
         if key.get_ref() != SERVE_TABLE {
@@ -110,36 +114,48 @@ pub fn parse(text: &str, name: &str, serve: &clap::Command) -> anyhow::Result<Fi
     Ok(FileConfig {
         settings,
         github_sources,
+        harbor_sources,
     })
 }
 
-/// The sources of an `[ingest]` table: `[ingest.github.NAME]` tables with `secret` and
-/// optionally `owner`.
+/// The sources of an `[ingest]` table: `[ingest.github.NAME]` tables with `secret`, and
+/// `[ingest.harbor.NAME]` tables with `auth_header`, each optionally with `owner`.
 fn ingest(
     value: &DeValue<'_>,
     name: &str,
     line: &dyn Fn(usize) -> usize,
-) -> anyhow::Result<Vec<IngestSource>> {
+) -> anyhow::Result<(Vec<IngestSource>, Vec<IngestSource>)> {
     let DeValue::Table(kinds) = value else {
         anyhow::bail!("{name}: {INGEST_TABLE} must be a table ([{INGEST_TABLE}.github.NAME])");
     };
-    let mut sources = vec![];
+    let (mut github, mut harbor) = (vec![], vec![]);
     for (kind, sources_of_kind) in kinds {
         let at = line(kind.span().start);
-        if kind.get_ref() != "github" {
-            anyhow::bail!(
-                "{name}:{at}: {INGEST_TABLE}.{}: unknown kind of source (webhookd relays github)",
-                kind.get_ref()
-            );
-        }
+        let (sources, field, what) = match kind.get_ref().as_ref() {
+            "github" => (
+                &mut github,
+                "secret",
+                "the secret of the GitHub hook that sends here",
+            ),
+            "harbor" => (
+                &mut harbor,
+                "auth_header",
+                "the auth_header of the Harbor policy target that sends here",
+            ),
+            other => anyhow::bail!(
+                "{name}:{at}: {INGEST_TABLE}.{other}: unknown kind of source (webhookd relays \
+                 github and harbor)"
+            ),
+        };
+        let kind = kind.get_ref();
         let DeValue::Table(named) = sources_of_kind.get_ref() else {
             anyhow::bail!(
-                "{name}:{at}: {INGEST_TABLE}.github must hold [{INGEST_TABLE}.github.NAME] tables"
+                "{name}:{at}: {INGEST_TABLE}.{kind} must hold [{INGEST_TABLE}.{kind}.NAME] tables"
             );
         };
         for (source, fields) in named {
             let at = line(source.span().start);
-            let path = format!("{INGEST_TABLE}.github.{}", source.get_ref());
+            let path = format!("{INGEST_TABLE}.{kind}.{}", source.get_ref());
             let valid_name = !source.get_ref().is_empty()
                 && source.get_ref().len() <= 64
                 && source
@@ -162,19 +178,18 @@ fn ingest(
                     anyhow::bail!("{name}:{at}: {path}.{}: must be a string", key.get_ref());
                 };
                 match key.get_ref().as_ref() {
-                    "secret" if !text.is_empty() => secret = Some(text.to_string()),
-                    "secret" => anyhow::bail!("{name}:{at}: {path}.secret: must not be empty"),
+                    k if k == field && !text.is_empty() => secret = Some(text.to_string()),
+                    k if k == field => {
+                        anyhow::bail!("{name}:{at}: {path}.{field}: must not be empty")
+                    }
                     "owner" => owner = Some(text.to_string()),
                     other => anyhow::bail!(
-                        "{name}:{at}: {path}.{other}: unknown key (a source takes secret and owner)"
+                        "{name}:{at}: {path}.{other}: unknown key (a source takes {field} and owner)"
                     ),
                 }
             }
             let Some(secret) = secret else {
-                anyhow::bail!(
-                    "{name}:{at}: {path}.secret: missing (the secret of the GitHub hook that \
-                     sends here)"
-                );
+                anyhow::bail!("{name}:{at}: {path}.{field}: missing ({what})");
             };
             sources.push(IngestSource {
                 name: source.get_ref().to_string(),
@@ -183,7 +198,7 @@ fn ingest(
             });
         }
     }
-    Ok(sources)
+    Ok((github, harbor))
 }
 
 /// The setting of key `key` = `value`, checked by its flag's parser.
@@ -331,6 +346,18 @@ mod tests {
             "w.toml:3: ingest.github.ghes.token: unknown key (a source takes secret and owner)"
         );
         assert!(error("[ingest.gitlab.x]\nsecret = \"s\"\n").contains("unknown kind"));
+        let file = parse(
+            "[ingest.harbor.core]\nauth_header = \"Bearer h\"\n",
+            "w.toml",
+            &serve(),
+        )
+        .unwrap();
+        assert_eq!(file.harbor_sources[0].secret, "Bearer h");
+        assert_eq!(
+            error("[ingest.harbor.core]\nsecret = \"s\"\n"),
+            "w.toml:2: ingest.harbor.core.secret: unknown key (a source takes auth_header and \
+             owner)"
+        );
         assert!(error("[ingest.github.Bad_Name]\nsecret = \"s\"\n").contains("a-z, 0-9"));
     }
 

@@ -82,6 +82,13 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
             .unwrap_or("the payload's repository owner");
         println!("  relay source github/{} (owner: {owner})", source.name);
     }
+    for source in config.harbor_sources {
+        let owner = source
+            .owner
+            .as_deref()
+            .unwrap_or("the payload's repository namespace");
+        println!("  relay source harbor/{} (owner: {owner})", source.name);
+    }
     Ok(())
 }
 

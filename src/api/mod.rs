@@ -72,6 +72,8 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     /// The relay's GitHub sources (`[ingest.github.NAME]`), by name.
     pub github_sources: Arc<std::collections::HashMap<String, crate::config_file::IngestSource>>,
+    /// The relay's Harbor sources (`[ingest.harbor.NAME]`), by name.
+    pub harbor_sources: Arc<std::collections::HashMap<String, crate::config_file::IngestSource>>,
 }
 
 /// Builds the router that serves every protocol on one port, with `/metrics` when given

@@ -21,7 +21,14 @@ const WAIT: Duration = Duration::from_secs(10);
 const DIGEST: &str = "sha256:8a9e0a4bb3b5bd2a1c4d6b3c6e6e3f6f0e1a2b3c4d5e6f708192a3b4c5d6e7f8";
 
 /// Harbor's sample push (reference facts, C.3), as a registry event.
-fn harbor_sample() -> pb::RegistryEvent {
+/// Harbor's Default payload of [`harbor_sample`], byte for byte (reference facts, C.3).
+pub fn harbor_sample_default_body() -> String {
+    format!(
+        r#"{{"type":"PUSH_ARTIFACT","occur_at":1586922308,"operator":"admin","event_data":{{"resources":[{{"digest":"{DIGEST}","tag":"latest","resource_url":"hub.harbor.com/test-webhook/debian:latest"}}],"repository":{{"date_created":1586922308,"name":"debian","namespace":"test-webhook","repo_full_name":"test-webhook/debian","repo_type":"private"}}}}}}"#
+    )
+}
+
+pub fn harbor_sample() -> pb::RegistryEvent {
     pb::RegistryEvent {
         kind: "artifact.pushed".into(),
         owner: "test-webhook".into(),
@@ -103,7 +110,7 @@ async fn secret(app: &TestApp, token: &str, subscription: &Value) -> SigningSecr
 }
 
 /// Runs Python checks (tests/clients/check_deliveries.py) on captured requests.
-async fn python_checks(checks: Vec<(Value, &Captured)>) -> Vec<Value> {
+pub async fn python_checks(checks: Vec<(Value, &Captured)>) -> Vec<Value> {
     let input: Vec<Value> = checks
         .into_iter()
         .map(|(mut check, captured)| {
@@ -199,9 +206,7 @@ async fn one_registry_event_fans_out_to_every_format_each_as_its_system_sends_it
     let got = harbor.wait_for(1, WAIT).await;
     assert_eq!(
         std::str::from_utf8(&got[0].body).unwrap(),
-        format!(
-            r#"{{"type":"PUSH_ARTIFACT","occur_at":1586922308,"operator":"admin","event_data":{{"resources":[{{"digest":"{DIGEST}","tag":"latest","resource_url":"hub.harbor.com/test-webhook/debian:latest"}}],"repository":{{"date_created":1586922308,"name":"debian","namespace":"test-webhook","repo_full_name":"test-webhook/debian","repo_type":"private"}}}}}}"#
-        )
+        harbor_sample_default_body()
     );
     assert_eq!(got[0].header("content-type"), "application/json");
     assert_eq!(got[0].header("authorization"), "Basic YWRtaW46cGFzcw==");

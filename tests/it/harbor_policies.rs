@@ -13,7 +13,8 @@ use webhookd::proto::webhookd::v1 as pb;
 use crate::helpers::{TestApp, python, run, spawn_app_with};
 use crate::receiver::{Receiver, Reply};
 
-const PROJECT: &str = "library";
+/// The project of Harbor's sample payload (reference facts, C.3).
+const PROJECT: &str = "test-webhook";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Calls the Harbor face with basic auth (the token as a robot account's password).
@@ -395,19 +396,7 @@ async fn a_policys_targets_get_harbors_payloads_and_a_disabled_policy_gets_nothi
     .await;
     let project_id = policy["project_id"].as_i64().unwrap();
 
-    let push = pb::RegistryEvent {
-        kind: "artifact.pushed".into(),
-        owner: PROJECT.into(),
-        repository: "debian".into(),
-        digest: format!("sha256:{}", "a".repeat(64)),
-        tags: vec!["latest".into()],
-        actor: MessageField::some(pb::Actor {
-            name: "admin".into(),
-            ..Default::default()
-        }),
-        registry_host: "hub.harbor.com".into(),
-        ..Default::default()
-    };
+    let push = crate::formats::harbor_sample();
     let published = app
         .publisher(&token)
         .publish(pb::PublishRequest {
@@ -426,33 +415,38 @@ async fn a_policys_targets_get_harbors_payloads_and_a_disabled_policy_gets_nothi
     );
     assert_eq!(app.dispatcher().run_once().await.unwrap(), 3);
 
+    // Harbor's Default payload, byte for byte, with the target's auth header.
     let sent = default.wait_for(1, WAIT).await;
     assert_eq!(sent[0].header("content-type"), "application/json");
     assert_eq!(sent[0].header("authorization"), "Basic YWRtaW46cGFzcw==");
-    let payload: Value = serde_json::from_slice(&sent[0].body).unwrap();
-    assert_eq!(payload["type"], "PUSH_ARTIFACT");
-    assert_eq!(payload["operator"], "admin");
     assert_eq!(
-        payload["event_data"]["resources"][0]["resource_url"],
-        "hub.harbor.com/library/debian:latest"
+        std::str::from_utf8(&sent[0].body).unwrap(),
+        crate::formats::harbor_sample_default_body()
     );
     assert!(
         !sent[0].header("webhook-signature").is_empty(),
         "webhookd signs"
     );
 
-    let sent = cloudevents.wait_for(1, WAIT).await;
+    // CloudEvents, parsed by the CloudEvents SDK, with the policy's source.
+    let ce = cloudevents.wait_for(1, WAIT).await;
+    assert_eq!(ce[0].header("content-type"), "application/cloudevents+json");
+    let parsed =
+        crate::formats::python_checks(vec![(json!({"check": "cloudevents"}), &ce[0])]).await;
+    let attributes = &parsed[0]["attributes"];
+    assert_eq!(attributes["type"], "harbor.artifact.pushed");
     assert_eq!(
-        sent[0].header("content-type"),
-        "application/cloudevents+json"
-    );
-    let event: Value = serde_json::from_slice(&sent[0].body).unwrap();
-    assert_eq!(event["type"], "harbor.artifact.pushed");
-    assert_eq!(
-        event["source"],
+        attributes["source"],
         format!("/projects/{project_id}/webhook/policies/{policy_id}")
     );
+    assert_eq!(attributes["time"], "2020-04-15T03:45:08Z");
+    assert_eq!(attributes["operator"], "admin");
+    assert_eq!(
+        parsed[0]["data"]["repository"]["repo_full_name"],
+        "test-webhook/debian"
+    );
 
+    // Harbor's six Slack sections, without the auth header.
     let sent = chat.wait_for(1, WAIT).await;
     assert_eq!(
         sent[0].header("authorization"),
@@ -460,10 +454,16 @@ async fn a_policys_targets_get_harbors_payloads_and_a_disabled_policy_gets_nothi
         "Harbor sends Slack no auth header"
     );
     let message: Value = serde_json::from_slice(&sent[0].body).unwrap();
-    assert_eq!(
-        message["blocks"][0]["text"]["text"],
-        "*Harbor webhook events*"
+    let blocks = message["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 6, "{message}");
+    assert!(
+        blocks
+            .iter()
+            .all(|b| b["type"] == "section" && b["text"]["type"] == "mrkdwn")
     );
+    assert_eq!(blocks[0]["text"]["text"], "*Harbor webhook events*");
+    assert_eq!(blocks[1]["text"]["text"], "*event_type:* PUSH_ARTIFACT");
+    assert_eq!(blocks[3]["text"]["text"], "*operator:* admin");
 
     // The last trigger of the policy's event type is the push's.
     let (_, _, triggers) = harbor(

@@ -24,6 +24,7 @@ mod github_relay;
 mod grpcio;
 mod handoff;
 mod harbor_policies;
+mod harbor_relay;
 mod health;
 mod listener;
 mod local_pg;

@@ -11,6 +11,7 @@
 mod executions;
 mod policies;
 mod query;
+mod relay;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(api: Arc<ApiContext>) -> axum::Router {
     policies::routes()
         .merge(executions::routes())
+        .route("/ingest/harbor/{source}", axum::routing::post(relay::relay))
         .with_state(api)
 }
 
