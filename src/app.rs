@@ -13,12 +13,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiCache, ApiContext, ApiSettings};
 use crate::config::ServeArgs;
+use crate::config_file::FileConfig;
 use crate::dispatch::Dispatcher;
 use crate::domain::PageKey;
 use crate::metrics::Metrics;
 use crate::publish::GroupCommit;
+use crate::reload::Reloader;
 use crate::secret_box::SecretBox;
 use crate::store;
+use crate::store::file_webhooks::Live;
 
 /// Serves on `listener` and runs the batcher until `shutdown` completes. Then the batcher
 /// stops claiming, and in-flight requests and attempts get `--shutdown-timeout` to finish.
@@ -37,6 +40,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let secrets = secret_box(args)?;
     check_settings(args)?;
+    let file = config_file(args)?;
     let metrics = Metrics::new(args.metrics_webhook_ids as usize);
     // Bound before anything starts: a port in use stops the server with its address.
     let metrics_listener = match args.metrics_listen {
@@ -101,8 +105,14 @@ pub async fn run(
     let router = if args.no_api {
         api::probes_router(pool, served_metrics)
     } else {
-        let publisher =
-            GroupCommit::start(pool.clone(), batcher, args.max_queued_per_owner, &tasks);
+        let files = file_webhooks(args, &file, &pool, &secrets, &tasks, &stop).await?;
+        let publisher = GroupCommit::start(
+            pool.clone(),
+            batcher,
+            args.max_queued_per_owner,
+            files,
+            &tasks,
+        );
         api_router(args, pool, publisher, secrets, metrics, &tasks, &stop).await?
     };
     tracing::info!(addr = %listener.local_addr()?, api = !args.no_api, batcher = !args.no_dispatch, "serving");
@@ -178,7 +188,7 @@ async fn api_router(
     tasks.spawn(api::announce_changes(changes, pool.clone()));
     // The metrics on the serving port, unless they have a port of their own.
     let served_metrics = args.metrics_listen.is_none().then(|| metrics.clone());
-    let (github, harbor) = relay_sources(args)?;
+    let [github, harbor, angos] = relay_sources(&config_file(args)?);
     api::router(
         ApiContext {
             pool,
@@ -190,6 +200,7 @@ async fn api_router(
             metrics,
             github_sources: Arc::new(github),
             harbor_sources: Arc::new(harbor),
+            angos_sources: Arc::new(angos),
         },
         served_metrics,
     )
@@ -198,21 +209,62 @@ async fn api_router(
 /// A relay's sources by name.
 type Sources = std::collections::HashMap<String, crate::config_file::IngestSource>;
 
-/// The relay's GitHub and Harbor sources, from `--config`'s `[ingest.github.*]` and
-/// `[ingest.harbor.*]` tables.
-fn relay_sources(args: &ServeArgs) -> anyhow::Result<(Sources, Sources)> {
+/// The relay's GitHub, Harbor and Angos sources, from `--config`'s `[ingest.*]` tables.
+fn relay_sources(file: &FileConfig) -> [Sources; 3] {
+    let by_name = |sources: &[crate::config_file::IngestSource]| {
+        sources
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect()
+    };
+    [
+        by_name(&file.github_sources),
+        by_name(&file.harbor_sources),
+        by_name(&file.angos_sources),
+    ]
+}
+
+/// `--config`'s file, read and checked again (the command line took its `[serve]` table);
+/// empty without one.
+fn config_file(args: &ServeArgs) -> anyhow::Result<FileConfig> {
+    match &args.config {
+        Some(path) => crate::config_file::load(path, &crate::config::serve_command()?),
+        None => Ok(FileConfig::default()),
+    }
+}
+
+/// The configuration file's webhooks, stored and live, and (with a file) the task that
+/// reloads them on `tasks` until `stop`.
+async fn file_webhooks(
+    args: &ServeArgs,
+    file: &FileConfig,
+    pool: &PgPool,
+    secrets: &SecretBox,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) -> anyhow::Result<Live> {
+    let live = Live::default();
     let Some(path) = &args.config else {
-        return Ok(Default::default());
+        return Ok(live);
     };
-    let command = <crate::config::Cli as clap::CommandFactory>::command();
-    let serve = command
-        .find_subcommand("serve")
-        .context("the serve command")?;
-    let file = crate::config_file::load(path, serve)?;
-    let by_name = |sources: Vec<crate::config_file::IngestSource>| {
-        sources.into_iter().map(|s| (s.name.clone(), s)).collect()
+    let reloader = Reloader {
+        path: path.clone(),
+        pool: store::task_pool(pool),
+        secrets: secrets.clone(),
+        live: live.clone(),
     };
-    Ok((by_name(file.github_sources), by_name(file.harbor_sources)))
+    reloader
+        .apply(&file.webhooks)
+        .await
+        .context("storing the configuration file's webhooks")?;
+    if !file.webhooks.is_empty() {
+        tracing::info!(
+            webhooks = file.webhooks.webhooks.len(),
+            "the configuration file's webhooks are live"
+        );
+    }
+    tasks.spawn(reloader.run(file.webhooks.clone(), stop.clone()));
+    Ok(live)
 }
 
 /// The key that encrypts signing secrets: `--secret-key`, else the file

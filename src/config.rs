@@ -22,6 +22,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The `serve` command, whose flags the configuration file's `[serve]` keys are.
+///
+/// # Errors
+/// Never in practice: `serve` is one of [`Cli`]'s commands.
+pub fn serve_command() -> anyhow::Result<clap::Command> {
+    <Cli as clap::CommandFactory>::command()
+        .find_subcommand("serve")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the serve command"))
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {

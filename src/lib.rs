@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod operator;
 pub mod proto;
 pub mod publish;
+pub mod reload;
 pub mod secret_box;
 pub mod signing;
 pub mod store;

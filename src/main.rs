@@ -55,22 +55,14 @@ fn parse_cli() -> anyhow::Result<Cli> {
     let Some(path) = &args.config else {
         return Ok(cli);
     };
-    let command = Cli::command();
-    let serve = command
-        .find_subcommand("serve")
-        .context("the serve command")?;
-    let file = config_file::load(path, serve)?;
-    let matches = config_file::apply(command, &file.settings).get_matches();
+    let file = config_file::load(path, &webhookd::config::serve_command()?)?;
+    let matches = config_file::apply(Cli::command(), &file.settings).get_matches();
     Ok(Cli::from_arg_matches(&matches)?)
 }
 
 /// `webhookd config check FILE`.
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
-    let command = Cli::command();
-    let serve = command
-        .find_subcommand("serve")
-        .context("the serve command")?;
-    let config = config_file::load(file, serve)?;
+    let config = config_file::load(file, &webhookd::config::serve_command()?)?;
     println!("{}: ok, {} settings", file.display(), config.settings.len());
     for setting in config.settings {
         println!("  {} = {}", setting.id, setting.value);

@@ -2,6 +2,7 @@
 //! reflection, and the plain `/healthz` and `/readyz` probes. Handlers are thin: decode,
 //! convert to domain types, call `store`, encode.
 
+mod angos;
 mod auth;
 mod cache;
 mod deliveries;
@@ -74,6 +75,8 @@ pub struct ApiContext {
     pub github_sources: Arc<std::collections::HashMap<String, crate::config_file::IngestSource>>,
     /// The relay's Harbor sources (`[ingest.harbor.NAME]`), by name.
     pub harbor_sources: Arc<std::collections::HashMap<String, crate::config_file::IngestSource>>,
+    /// The relay's Angos sources (`[ingest.angos.NAME]`), by name.
+    pub angos_sources: Arc<std::collections::HashMap<String, crate::config_file::IngestSource>>,
 }
 
 /// Builds the router that serves every protocol on one port, with `/metrics` when given
@@ -96,6 +99,7 @@ pub fn router(
     // Every method registered so far needs a token (health and reflection come below).
     let github = github::router(context.clone());
     let harbor = harbor::router(context.clone());
+    let angos = angos::router(context.clone());
     let gate = gate::Gate {
         api: context,
         methods: Arc::new(connect.methods().map(|m| format!("/{m}")).collect()),
@@ -138,6 +142,7 @@ pub fn router(
     Ok(probes_router(pool, served_metrics)
         .merge(github)
         .merge(harbor)
+        .merge(angos)
         .fallback_service(service)
         .layer(axum::middleware::from_fn_with_state(
             gate,
@@ -249,4 +254,15 @@ fn paginate<T>(
         .map(|last| cursor(last).encode(key, scope))
         .unwrap_or_default();
     (items, next)
+}
+
+/// Lowercase or uppercase hex as bytes.
+pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }

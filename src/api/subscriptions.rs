@@ -15,9 +15,9 @@ use super::subscription_proto::{
 };
 use super::{ApiContext, decode_page_token, paginate};
 use crate::domain::{
-    BSR_PUSH, CallbackUrl, FACE_BSR, FACE_GITHUB, FACE_HARBOR, FACE_NATIVE, Family, GITHUB_TYPES,
-    NewSubscription, OPERATIONAL_TYPES, OwnerName, PageCursor, REGISTRY_TYPES, RepositoryName,
-    Subscription, SubscriptionState, WebhookId,
+    BSR_PUSH, CallbackUrl, FACE_BSR, FACE_FILE, FACE_GITHUB, FACE_HARBOR, FACE_NATIVE, Family,
+    GITHUB_TYPES, NewSubscription, OPERATIONAL_TYPES, OwnerName, PageCursor, REGISTRY_TYPES,
+    RepositoryName, Subscription, SubscriptionState, WebhookId,
 };
 use crate::error::{Error, Result};
 use crate::proto::webhookd::v1 as pb;
@@ -129,6 +129,18 @@ impl SubscriptionApi {
         Ok((conn, found))
     }
 
+    /// [`Self::find`], refusing the configuration file's webhooks: they change only with
+    /// the file.
+    async fn find_writable(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+    ) -> Result<(sqlx::pool::PoolConnection<sqlx::Postgres>, Subscription)> {
+        let (conn, found) = self.find(ctx, id).await?;
+        read_only(&found)?;
+        Ok((conn, found))
+    }
+
     async fn read(
         &self,
         ctx: &RequestContext,
@@ -155,9 +167,15 @@ impl SubscriptionApi {
         let api = &self.0;
         let scope = authenticate(api, ctx).await?;
         let family = family_filter(req.family)?;
-        // Owner names of every family; the loosest rule that still refuses garbage.
-        let owner = OwnerName::parse_any("owner", &req.owner)?;
-        scope.require(&owner)?;
+        // Owner names of every family; the loosest rule that still refuses garbage. No owner
+        // lists the configuration file's webhooks, which only an all-owners token sees.
+        let owner = if req.owner.is_empty() && scope.all_owners {
+            String::new()
+        } else {
+            let owner = OwnerName::parse_any("owner", &req.owner)?;
+            scope.require(&owner)?;
+            owner.as_str().to_owned()
+        };
         let filter = store::subscriptions::ListFilter {
             repository: (!req.repository.is_empty()).then(|| req.repository.clone()),
             state: state_filter(req.state)?,
@@ -182,8 +200,7 @@ impl SubscriptionApi {
         let limit = i64::try_from(size + 1).unwrap_or(i64::MAX);
         let mut conn = store::acquire(&api.pool).await?;
         let page =
-            store::subscriptions::list_page(&mut conn, owner.as_str(), &filter, after, limit)
-                .await?;
+            store::subscriptions::list_page(&mut conn, &owner, &filter, after, limit).await?;
         let (page, next_page_token) =
             paginate(page, size, &api.page_key, &listing, |s: &Subscription| {
                 PageCursor {
@@ -217,7 +234,7 @@ impl SubscriptionApi {
             return Err(Error::InvalidArgument("subscription is required".into()));
         };
         let paths = mask_paths(req.update_mask.as_option())?;
-        let (mut conn, current) = self.find(ctx, &from.subscription_id).await?;
+        let (mut conn, current) = self.find_writable(ctx, &from.subscription_id).await?;
         if current.face == FACE_BSR
             && let Some(fixed) = paths.iter().find(|p| FIXED_FOR_BSR.contains(&p.as_str()))
         {
@@ -374,14 +391,16 @@ impl SubscriptionApi {
             .ok_or_else(super::auth::subscription_not_found)?;
         let mut conn = store::acquire(&api.pool).await?;
         if let Some(found) = store::subscriptions::get(&mut conn, id).await?
-            && found.face == FACE_HARBOR
             && scope.covers(&found.owner)
         {
-            return Err(Error::FailedPrecondition(
-                "this subscription is a target of a Harbor policy: delete the policy, or \
-                 change its targets, through /api/v2.0"
-                    .into(),
-            ));
+            read_only(&found)?;
+            if found.face == FACE_HARBOR {
+                return Err(Error::FailedPrecondition(
+                    "this subscription is a target of a Harbor policy: delete the policy, or \
+                     change its targets, through /api/v2.0"
+                        .into(),
+                ));
+            }
         }
         let Some((owner, repository)) = store::webhooks::delete(&mut conn, id, &scope).await?
         else {
@@ -398,7 +417,7 @@ impl SubscriptionApi {
         ctx: &RequestContext,
         req: &pb::PauseSubscriptionRequest,
     ) -> Result<pb::PauseSubscriptionResponse> {
-        let (mut conn, found) = self.find(ctx, &req.subscription_id).await?;
+        let (mut conn, found) = self.find_writable(ctx, &req.subscription_id).await?;
         if found.state == SubscriptionState::Disabled {
             return Err(Error::FailedPrecondition(
                 "the subscription is disabled (nothing is queued to hold); resume it first".into(),
@@ -418,7 +437,7 @@ impl SubscriptionApi {
         ctx: &RequestContext,
         req: &pb::ResumeSubscriptionRequest,
     ) -> Result<pb::ResumeSubscriptionResponse> {
-        let (mut conn, found) = self.find(ctx, &req.subscription_id).await?;
+        let (mut conn, found) = self.find_writable(ctx, &req.subscription_id).await?;
         let resumed = self
             .move_to(&mut conn, found.id, SubscriptionState::Active, "")
             .await?;
@@ -509,6 +528,18 @@ impl SubscriptionApi {
             ..Default::default()
         })
     }
+}
+
+/// Refuses a change to one of the configuration file's webhooks.
+fn read_only(found: &Subscription) -> Result<()> {
+    if found.face == FACE_FILE {
+        return Err(Error::FailedPrecondition(format!(
+            "subscription {:?} is the configuration file's [event_webhook.{}]: change it in \
+             the file (webhookd reloads it)",
+            found.name, found.name
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a pause or disable reason.

@@ -162,13 +162,14 @@ async fn post(
     if let Some(why) = guard.refuses(&request.url).await {
         return Err(why);
     }
-    let response = client
+    let mut post = client
         .post(request.url)
         .headers(request.headers)
-        .body(request.body)
-        .send()
-        .await
-        .map_err(describe)?;
+        .body(request.body);
+    if let Some(timeout) = request.timeout {
+        post = post.timeout(timeout);
+    }
+    let response = post.send().await.map_err(describe)?;
     let status = response.status();
     record.http_status = Some(i32::from(status.as_u16()));
     // Decoded with the request's context: the delivery id marker is never used here.

@@ -370,7 +370,7 @@ impl Dispatcher {
         let labels = DeliveryLabels {
             webhook_id: delivery.webhook_id,
             webhook: label,
-            event: metrics::event_label(&delivery.event.event_type),
+            event: target.event_label(&delivery.event.event_type, delivery.event.part),
             published: delivery.event.create_time,
         };
         let (id, scheduled) = (delivery.id, delivery.scheduled_attempts);
@@ -378,7 +378,10 @@ impl Dispatcher {
         let sent = match request::build(delivery, &target, start_time, settings.delivery_timeout) {
             Ok(mut request) => {
                 let guard = attempt::Guard {
-                    allow_internal: settings.allow_insecure_callbacks,
+                    // The configuration file's webhooks are the operator's, as trusted as
+                    // the flags: they may reach internal addresses.
+                    allow_internal: settings.allow_insecure_callbacks
+                        || target.file_retries.is_some(),
                     proxied: settings.delivery_proxy.is_some(),
                 };
                 let client = if request.skip_tls_verify {
@@ -404,15 +407,18 @@ impl Dispatcher {
             ),
         };
         let (record, retry_after) = sent;
-        let outcome =
-            match settings
-                .retry_schedule
-                .outcome(scheduled + 1, record.http_status, retry_after)
-            {
+        let outcome = match target.file_retries {
+            Some(file) => retry::file_outcome(file, scheduled + 1, record.http_status),
+            None => match settings.retry_schedule.outcome(
+                scheduled + 1,
+                record.http_status,
+                retry_after,
+            ) {
                 // A subscription without retries fails at its first failed attempt.
                 Outcome::RetryIn(_) if target.no_retries => Outcome::Failed,
                 outcome => outcome,
-            };
+            },
+        };
         tracing::debug!(status = ?record.http_status, error = ?record.error, ?outcome, "attempted");
         Some((
             Attempted {

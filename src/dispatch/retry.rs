@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use rand::Rng as _;
 
-use crate::store::queue::Outcome;
+use crate::domain::FileWebhook;
+use crate::store::queue::{FileRetries, Outcome};
 
 /// The default delays before each retry; the first attempt is immediate, so a delivery is
 /// attempted up to 11 times over about 31 hours.
@@ -15,6 +16,20 @@ pub const DEFAULT_SCHEDULE: &str = "5s,30s,2m,10m,30m,1h,2h,4h,8h,16h";
 const JITTER: f64 = 0.2;
 /// A listener's `Retry-After` can lengthen a delay up to this, never shorten it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// What follows attempt number `attempt` (1-based) of a configuration file webhook, Angos's
+/// way: a 2xx is delivered; anything else (410 included, and whatever the listener's
+/// `Retry-After`) is retried after [`FileWebhook::retry_delay`] while `max_retries` last.
+pub fn file_outcome(file: FileRetries, attempt: i32, status: Option<i32>) -> Outcome {
+    let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+    match status {
+        Some(200..=299) => Outcome::Delivered,
+        _ if attempt <= file.max_retries => {
+            Outcome::RetryIn(FileWebhook::retry_delay(attempt).as_secs_f64())
+        }
+        _ => Outcome::Failed,
+    }
+}
 
 /// The delays before each retry (`--retry-schedule`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@ mod callback_url;
 mod delivery;
 mod event;
 mod family;
+mod file_webhooks;
 pub mod header_record;
 mod ids;
 mod names;
@@ -21,6 +22,7 @@ pub use family::{
     REGISTRY_TYPES, RegistryType, SUBSCRIPTION_DISABLED, SUBSCRIPTION_FAILING, registry_type,
     valid_github_name,
 };
+pub use file_webhooks::*;
 pub use ids::{DeliveryId, EventId, WebhookId, uuids};
 pub use names::{MAX_NAME_CHARS, MAX_REGISTRY_NAME_CHARS, OwnerName, RepositoryName};
 pub use page::{PageCursor, PageKey};

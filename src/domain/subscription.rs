@@ -406,6 +406,8 @@ pub const FACE_NATIVE: &str = "native";
 pub const FACE_GITHUB: &str = "github";
 /// The face of Harbor policies' targets (`/api/v2.0`).
 pub const FACE_HARBOR: &str = "harbor";
+/// The configuration file's webhooks (`[event_webhook.NAME]`; read-only in the APIs).
+pub const FACE_FILE: &str = "file";
 
 /// A new subscription, checked.
 #[derive(Debug, Clone)]

@@ -23,6 +23,7 @@ use super::{MAX_BATCH, OutboundEvent, Stored};
 use crate::dispatch::{Dispatcher, Reservation};
 use crate::error::{Error, Result};
 use crate::store;
+use crate::store::file_webhooks::Live;
 use crate::store::queue::Leased;
 
 /// How many groups are written at once; each writer has a connection of its own (see
@@ -46,13 +47,15 @@ impl GroupCommit {
     /// stop once every clone of the returned handle is dropped and what was queued is
     /// written. With `batcher` (this process's), each group leases what that batcher has
     /// room for to it as it queues it, and hands it over once committed: the first attempt
-    /// needs no claim. A group that would take an owner past `max_queued` deliveries
-    /// queued (`--max-queued-per-owner`) stores nothing; its calls are then written one by
-    /// one, and those of that owner refused.
+    /// needs no claim. Each group is routed to the configuration file's webhooks in
+    /// `files` as they stand when it is written. A group that would take an owner past
+    /// `max_queued` deliveries queued (`--max-queued-per-owner`) stores nothing; its calls
+    /// are then written one by one, and those of that owner refused.
     pub fn start(
         pool: PgPool,
         batcher: Option<Dispatcher>,
         max_queued: u64,
+        files: Live,
         tasks: &TaskTracker,
     ) -> Self {
         let (calls, queue) = mpsc::channel(MAX_BATCH);
@@ -63,6 +66,7 @@ impl GroupCommit {
                 pool: pool.clone(),
                 batcher: batcher.clone(),
                 max_queued,
+                files: files.clone(),
             };
             tasks.spawn(writer.run(queue.clone()));
         }
@@ -91,6 +95,7 @@ struct Writer {
     pool: PgPool,
     batcher: Option<Dispatcher>,
     max_queued: u64,
+    files: Live,
 }
 
 impl Writer {
@@ -163,7 +168,9 @@ impl Writer {
     ) -> Result<(Vec<Stored>, Leased)> {
         let mut conn = store::acquire(&self.pool).await?;
         let handoff = reservation.map(Reservation::handoff);
-        store::events::insert_handing(&mut conn, events, Some(self.max_queued), handoff).await
+        let files = self.files.current();
+        store::events::insert_handing(&mut conn, events, Some(self.max_queued), handoff, &files)
+            .await
     }
 }
 

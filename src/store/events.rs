@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::queue::{ClaimedDelivery, EventHead, Leased, TargetRow};
 use super::routing::{self, Routed};
-use crate::domain::{DeliveryId, EventId, Family, OutboundEvent, Subscription, WebhookId, uuids};
+use crate::domain::{
+    DeliveryId, EventId, Family, LiveSet, OutboundEvent, Subscription, WebhookId, uuids,
+};
 use crate::error::{Error, Result};
 
 /// The channel `--wake-on-publish` batchers listen on.
@@ -57,13 +59,18 @@ pub struct Handoff {
 /// Run on a connection outside a transaction, the statement is its own transaction: when
 /// this returns `Ok`, the events are durable.
 pub async fn insert(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result<Vec<Stored>> {
-    Ok(insert_handing(conn, events, None, None).await?.0)
+    Ok(
+        insert_handing(conn, events, None, None, &LiveSet::default())
+            .await?
+            .0,
+    )
 }
 
 /// [`insert`], refusing (storing nothing) when an owner's queued deliveries have reached
 /// `max_queued` by its folded count (see [`super::owner_counts`]; a publish that starts
 /// below it is taken whole), and leasing what `handoff` allows to its batcher; returns
-/// those deliveries too.
+/// those deliveries too. The configuration file's `async` webhooks in `files` are queued
+/// for too.
 ///
 /// # Errors
 /// `ResourceExhausted` naming the owner at `max_queued`; database errors.
@@ -72,10 +79,11 @@ pub async fn insert_handing(
     events: &[OutboundEvent],
     max_queued: Option<u64>,
     handoff: Option<&Handoff>,
+    files: &LiveSet,
 ) -> Result<(Vec<Stored>, Leased)> {
     let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();
     let mut owners = routing::owners_to_route(events);
-    let mut routed = routing::route(conn, &ids, events, owners.clone()).await?;
+    let mut routed = routing::route(conn, &ids, events, owners.clone(), files).await?;
     let mut tries = 0;
     let rows = loop {
         let rows = publish_rows(conn, &ids, events, max_queued, handoff, &routed).await?;
@@ -97,7 +105,7 @@ pub async fn insert_handing(
         }
         routing::remember(&missed);
         owners.extend(missed);
-        routed = routing::route(conn, &ids, events, owners.clone()).await?;
+        routed = routing::route(conn, &ids, events, owners.clone(), files).await?;
     };
     if let Some(refused) = rows.iter().find(|r| r.over_queued.is_some()) {
         return Err(Error::ResourceExhausted(format!(

@@ -244,6 +244,8 @@ async fn announce_failing(conn: &mut PgConnection, min_failures: i64) -> Result<
             JOIN webhooks w ON w.id = a.webhook_id
             WHERE a.failing_since IS NOT NULL AND a.event_type = '' AND NOT a.failing_announced
               AND a.failures >= $1 AND w.state = 'active'
+              -- The file's webhooks are the operator's, watched through the metrics.
+              AND w.face <> 'file'
             ORDER BY a.webhook_id
             LIMIT $2
             FOR UPDATE OF a SKIP LOCKED
@@ -291,7 +293,7 @@ async fn disable_failing(
             FROM subscription_activity a
             JOIN webhooks w ON w.id = a.webhook_id
             WHERE a.failing_since < now() - make_interval(secs => $1) AND a.event_type = ''
-              AND a.failures >= $2 AND w.state = 'active'
+              AND a.failures >= $2 AND w.state = 'active' AND w.face <> 'file'
             ORDER BY a.webhook_id
             LIMIT $3
             FOR UPDATE OF a SKIP LOCKED

@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod deliveries;
 pub mod events;
+pub mod file_webhooks;
 pub mod github;
 pub mod harbor;
 pub mod health;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{EventId, EventKind, Family, Filters, Format, OutboundEvent, registry_type};
+use crate::domain::{EventId, Family, Filters, Format, LiveSet, OutboundEvent, angos_parts};
 use crate::error::Result;
 
 /// The most entries each per-process cache keeps; past that it is emptied and refilled.
@@ -80,7 +80,8 @@ pub fn remember(owners: &[String]) {
     known.extend(owners.iter().cloned());
 }
 
-/// Routes `events` (stored under `ids`) to the native subscriptions of `owners`. Nothing is
+/// Routes `events` (stored under `ids`) to the native subscriptions of `owners` and to the
+/// `async` webhooks of the configuration file's `files`. Nothing is
 /// locked here: the publish statement locks (FOR KEY SHARE) the subscriptions it queues
 /// for, skipping one deleted or disabled meanwhile, and refuses the batch should one have
 /// been created meanwhile; locking every candidate here cost a row lock per subscription
@@ -90,8 +91,10 @@ pub async fn route(
     ids: &[EventId],
     events: &[OutboundEvent],
     owners: HashSet<String>,
+    files: &LiveSet,
 ) -> Result<Routed> {
     let mut routed = Routed::default();
+    route_file_webhooks(&mut routed, ids, events, files);
     if owners.is_empty() {
         return Ok(routed);
     }
@@ -149,11 +152,40 @@ pub async fn route(
         }
     }
     routed.considered = candidates.iter().map(|c| c.id).collect();
-    routed.states = candidates
-        .into_iter()
-        .map(|c| (c.id, (c.owner, c.active)))
-        .collect();
+    routed
+        .states
+        .extend(candidates.into_iter().map(|c| (c.id, (c.owner, c.active))));
     Ok(routed)
+}
+
+/// Routes `events` to the configuration file's `async` webhooks in `set` (the `required`
+/// and `optional` ones are delivered while the publish waits, see
+/// [`super::file_webhooks`]). Their subscriptions are owned by `''` and always active while
+/// in the file.
+fn route_file_webhooks(
+    routed: &mut Routed,
+    ids: &[EventId],
+    events: &[OutboundEvent],
+    set: &LiveSet,
+) {
+    if set.webhooks.is_empty() {
+        return;
+    }
+    for (id, event) in ids.iter().zip(events) {
+        for matched in set.matches(event) {
+            if matched.webhook.definition.policy.is_sync() {
+                continue;
+            }
+            for part in matched.parts {
+                routed.event_ids.push(id.0);
+                routed.webhook_ids.push(matched.webhook.id);
+                routed.parts.push(part);
+            }
+            routed
+                .states
+                .insert(matched.webhook.id, (String::new(), true));
+        }
+    }
 }
 
 /// The parts of `event` that go to `subscription`: none when it does not match; for the
@@ -179,23 +211,6 @@ fn parts(subscription: &Candidate, event: &OutboundEvent) -> Vec<i16> {
         return vec![0];
     }
     angos_parts(kind)
-}
-
-/// The parts an Angos subscriber gets for `kind`.
-pub fn angos_parts(kind: &EventKind) -> Vec<i16> {
-    let EventKind::Registry { event_type, tags } = kind else {
-        return vec![];
-    };
-    let angos = registry_type(event_type).map_or(&[][..], |t| t.angos);
-    match angos {
-        [] => vec![],
-        // The manifest's request, then one per tag.
-        [_, _] => {
-            let tags = i16::try_from(tags.len()).unwrap_or(i16::MAX);
-            (0..=tags).collect()
-        }
-        _ => vec![0],
-    }
 }
 
 /// The compiled filters of subscription `id`, from the cache while its patterns are the

@@ -311,8 +311,9 @@ pub async fn delete(
     let Some(deleted) = sqlx::query!(
         r#"
         WITH deleted AS (
+            -- The configuration file's webhooks go only when their table does.
             DELETE FROM webhooks
-            WHERE id = $1 AND ($2 OR owner_name = ANY($3))
+            WHERE id = $1 AND ($2 OR owner_name = ANY($3)) AND face <> 'file'
             RETURNING id, owner_name, repository_name
         ), counted AS (
             UPDATE repository_webhook_counts c

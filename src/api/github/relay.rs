@@ -47,7 +47,7 @@ pub(super) async fn relay(
     let mut mac =
         Hmac::<Sha256>::new_from_slice(source.secret.as_bytes()).expect("HMAC takes any key");
     mac.update(&body);
-    let expected = hex_decode(signature)
+    let expected = crate::api::hex_decode(signature)
         .ok_or_else(|| unauthorized("X-Hub-Signature-256 is not sha256=<hex>"))?;
     mac.verify_slice(&expected)
         .map_err(|_| unauthorized("X-Hub-Signature-256 does not match the source's secret"))?;
@@ -112,15 +112,4 @@ pub(super) async fn relay(
     }));
     *response.status_mut() = StatusCode::ACCEPTED;
     Ok(response)
-}
-
-/// Lowercase or uppercase hex as bytes.
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }

@@ -25,7 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::domain::{FACE_GITHUB, Format, FormatOptions, WebhookId, header_record};
 use crate::secret_box::SecretBox;
 use crate::signing::{SigningSecret, signature_header};
-use crate::store::queue::{ClaimTarget, ClaimedDelivery};
+use crate::store::queue::{ClaimTarget, ClaimedDelivery, FileRetries};
 
 /// The event type of a ping (see `store::events::ping`).
 pub const PING: &str = "ping";
@@ -62,6 +62,8 @@ pub struct Target {
     installation_target_id: i64,
     /// The CloudEvents `source` of a Harbor policy's target.
     harbor_source: Option<String>,
+    /// A configuration file webhook's timeout and retries.
+    pub file_retries: Option<FileRetries>,
 }
 
 /// The key of the `github` format's `X-Hub-Signature` headers.
@@ -148,6 +150,7 @@ impl Target {
             hub_key,
             no_retries: render.no_retries,
             harbor_source: render.harbor_source,
+            file_retries: render.file_retries,
             // Hashed only for the format that sends it: this runs for every webhook of
             // every claim.
             installation_target_id: if format == Format::GitHub {
@@ -165,6 +168,18 @@ impl Target {
             owner: stored.owner,
             repository: render.repository,
         })
+    }
+}
+
+impl Target {
+    /// The metrics' `event` label of a delivery of an event of stored type `event_type`
+    /// (part `part`): in the Angos format, the Angos kind sent, as Angos labels it.
+    pub fn event_label(&self, event_type: &str, part: i16) -> &'static str {
+        match self.format {
+            Format::Angos => crate::domain::angos_kind(event_type, part)
+                .unwrap_or_else(|| crate::metrics::event_label(event_type)),
+            _ => crate::metrics::event_label(event_type),
+        }
     }
 }
 
@@ -200,6 +215,8 @@ pub struct Request {
     pub body_is_payload: bool,
     /// The headers as the attempt's record keeps them: secrets masked (see [`masked`]).
     pub recorded_headers: Vec<u8>,
+    /// Its own timeout, instead of the client's (a configuration file webhook's).
+    pub timeout: Option<Duration>,
 }
 
 /// What a renderer makes: the format's own headers and the body.
@@ -301,6 +318,7 @@ pub fn build(
         skip_tls_verify: target.skip_tls_verify,
         body_is_payload,
         recorded_headers,
+        timeout: target.file_retries.map(|f| f.timeout),
     })
 }
 

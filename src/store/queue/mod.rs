@@ -111,6 +111,20 @@ pub struct RenderSettings {
     pub no_retries: bool,
     /// A Harbor policy target's CloudEvents `source`.
     pub harbor_source: Option<String>,
+    /// A configuration file webhook's timeout and retries, Angos's way.
+    pub file_retries: Option<FileRetries>,
+}
+
+/// How a configuration file webhook (`[event_webhook.*]`) is attempted: each request with
+/// its `timeout_ms`, and retried `max_retries` times, Angos's way
+/// ([`crate::domain::FileWebhook::retry_delay`]; any answer but a 2xx is retried, a 410
+/// too, and nothing disables it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileRetries {
+    /// Each request's timeout.
+    pub timeout: std::time::Duration,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
 }
 
 /// Deliveries leased to a batcher (by a claim, or by the publish that queued them), with the
@@ -392,6 +406,8 @@ pub struct TargetRow {
     sealed_hub_secret: Option<Vec<u8>>,
     no_retries: bool,
     harbor_source: Option<String>,
+    timeout_ms: Option<i32>,
+    max_retries: Option<i32>,
 }
 
 impl TargetRow {
@@ -417,6 +433,13 @@ impl TargetRow {
                 sealed_hub_secret: self.sealed_hub_secret,
                 no_retries: self.no_retries,
                 harbor_source: self.harbor_source,
+                file_retries: self
+                    .timeout_ms
+                    .zip(self.max_retries)
+                    .map(|(t, r)| FileRetries {
+                        timeout: std::time::Duration::from_millis(u64::try_from(t).unwrap_or(1)),
+                        max_retries: u32::try_from(r).unwrap_or(0),
+                    }),
             },
         };
         (WebhookId(self.id), target)

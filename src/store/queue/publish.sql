@@ -99,12 +99,14 @@ WITH input AS (
 ), routed AS (
     -- The native subscriptions' deliveries, each subscription checked again (not disabled
     -- meanwhile; handed only when still active) and locked.
-    SELECT n.event_id, n.webhook_id, n.part, s.owner_name,
+    SELECT n.event_id, n.webhook_id, n.part, w.owner_name,
            $8::uuid IS NOT NULL AND w.active AND n.webhook_id = ANY ($22::uuid[]) AS handed
     FROM UNNEST($16::uuid[], $17::uuid[], $18::smallint[]) AS n(event_id, webhook_id, part)
     JOIN stored s ON s.id = n.event_id
     CROSS JOIN LATERAL (
-        SELECT w.state = 'active' AS active
+        -- Its owner's queued count is charged (the event's owner's, but for the
+        -- configuration file's webhooks, owned by '').
+        SELECT w.state = 'active' AS active, w.owner_name
         FROM webhooks w
         WHERE w.id = n.webhook_id AND w.state <> 'disabled'
         FOR KEY SHARE

@@ -8,6 +8,9 @@
 //! `X-Hub-Signature-256`, and optionally `owner`, the webhookd owner their events are
 //! published under (by default the payload's repository owner).
 //!
+//! `[event_webhook.NAME]`, `[global]` and `[repository."NAME"]` tables define webhooks the
+//! Angos way (see `angos` and [`crate::domain::FileWebhooks`]).
+//!
 //! Every key and value is checked before anything starts, each value by its flag's own
 //! parser: an unknown key, a value of the wrong type or one its flag refuses is an error
 //! naming the file, the line and the key.
@@ -16,6 +19,10 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use toml::de::{DeTable, DeValue};
+
+use crate::domain::FileWebhooks;
+
+mod angos;
 
 /// The table of `serve`'s settings.
 pub const SERVE_TABLE: &str = "serve";
@@ -34,14 +41,14 @@ pub struct Setting {
     pub value: String,
 }
 
-/// A relay source (`[ingest.github.NAME]`, `[ingest.harbor.NAME]`).
+/// A relay source (`[ingest.github.NAME]`, `[ingest.harbor.NAME]`, `[ingest.angos.NAME]`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct IngestSource {
     /// Its name, the last part of its path.
     pub name: String,
     /// What authenticates its webhooks: the HMAC key they are signed with (GitHub's
-    /// `secret`), or the `Authorization` header they carry (Harbor's `auth_header`). Never
-    /// logged.
+    /// `secret`, Angos's `token`), or the `Authorization` header they carry (Harbor's
+    /// `auth_header`). Never logged.
     pub secret: String,
     /// The owner its events are published under; `None`: the payload's repository owner.
     pub owner: Option<String>,
@@ -65,6 +72,10 @@ pub struct FileConfig {
     pub github_sources: Vec<IngestSource>,
     /// `[ingest.harbor.*]`.
     pub harbor_sources: Vec<IngestSource>,
+    /// `[ingest.angos.*]`.
+    pub angos_sources: Vec<IngestSource>,
+    /// `[event_webhook.*]`, `[global]`, `[repository.*]`.
+    pub webhooks: FileWebhooks,
 }
 
 /// Reads and checks the file at `path` against `serve`'s flags; its settings.
@@ -86,17 +97,22 @@ pub fn parse(text: &str, name: &str, serve: &clap::Command) -> anyhow::Result<Fi
     let document = DeTable::parse(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let line = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let mut settings = vec![];
-    let (mut github_sources, mut harbor_sources) = (vec![], vec![]);
+    let (mut github_sources, mut harbor_sources, mut angos_sources) = (vec![], vec![], vec![]);
+    let mut angos = angos::Tables::default();
     for (key, value) in document.get_ref() {
         let at = line(key.span().start);
         if key.get_ref() == INGEST_TABLE {
-            (github_sources, harbor_sources) = ingest(value.get_ref(), name, &line)?;
+            (github_sources, harbor_sources, angos_sources) = ingest(value.get_ref(), name, &line)?;
+            continue;
+        }
+        if angos.take(key.get_ref(), value, at) {
             continue;
         }
         if key.get_ref() != SERVE_TABLE {
             anyhow::bail!(
                 "{name}:{at}: {:?} is not a setting webhookd knows: serve's settings go in a \
-                 [{SERVE_TABLE}] table, the relay's sources in [{INGEST_TABLE}.github.NAME]",
+                 [{SERVE_TABLE}] table, the relay's sources in [{INGEST_TABLE}.github.NAME], \
+                 webhooks in [event_webhook.NAME]",
                 key.get_ref()
             );
         }
@@ -115,20 +131,26 @@ pub fn parse(text: &str, name: &str, serve: &clap::Command) -> anyhow::Result<Fi
         settings,
         github_sources,
         harbor_sources,
+        angos_sources,
+        webhooks: angos.check(name, &line)?,
     })
 }
 
-/// The sources of an `[ingest]` table: `[ingest.github.NAME]` tables with `secret`, and
-/// `[ingest.harbor.NAME]` tables with `auth_header`, each optionally with `owner`.
+/// The GitHub, Harbor and Angos sources.
+type Sources = (Vec<IngestSource>, Vec<IngestSource>, Vec<IngestSource>);
+
+/// The sources of an `[ingest]` table: `[ingest.github.NAME]` tables with `secret`,
+/// `[ingest.harbor.NAME]` tables with `auth_header` and `[ingest.angos.NAME]` tables with
+/// `token`, each optionally with `owner`.
 fn ingest(
     value: &DeValue<'_>,
     name: &str,
     line: &dyn Fn(usize) -> usize,
-) -> anyhow::Result<(Vec<IngestSource>, Vec<IngestSource>)> {
+) -> anyhow::Result<Sources> {
     let DeValue::Table(kinds) = value else {
         anyhow::bail!("{name}: {INGEST_TABLE} must be a table ([{INGEST_TABLE}.github.NAME])");
     };
-    let (mut github, mut harbor) = (vec![], vec![]);
+    let (mut github, mut harbor, mut angos) = (vec![], vec![], vec![]);
     for (kind, sources_of_kind) in kinds {
         let at = line(kind.span().start);
         let (sources, field, what) = match kind.get_ref().as_ref() {
@@ -142,9 +164,14 @@ fn ingest(
                 "auth_header",
                 "the auth_header of the Harbor policy target that sends here",
             ),
+            "angos" => (
+                &mut angos,
+                "token",
+                "the token of the Angos event webhook that sends here",
+            ),
             other => anyhow::bail!(
                 "{name}:{at}: {INGEST_TABLE}.{other}: unknown kind of source (webhookd relays \
-                 github and harbor)"
+                 github, harbor and angos)"
             ),
         };
         let kind = kind.get_ref();
@@ -198,7 +225,7 @@ fn ingest(
             });
         }
     }
-    Ok((github, harbor))
+    Ok((github, harbor, angos))
 }
 
 /// The setting of key `key` = `value`, checked by its flag's parser.
