@@ -17,7 +17,7 @@ use crate::config_file::FileConfig;
 use crate::dispatch::Dispatcher;
 use crate::domain::PageKey;
 use crate::metrics::Metrics;
-use crate::publish::GroupCommit;
+use crate::publish::{GroupCommit, Policies};
 use crate::reload::Reloader;
 use crate::secret_box::SecretBox;
 use crate::store;
@@ -106,11 +106,16 @@ pub async fn run(
         api::probes_router(pool, served_metrics)
     } else {
         let files = file_webhooks(args, &file, &pool, &secrets, &tasks, &stop).await?;
+        let policies = Policies::new(
+            files,
+            Some(metrics.clone()),
+            args.dispatch_settings().delivery_proxy.as_ref(),
+        )?;
         let publisher = GroupCommit::start(
             pool.clone(),
             batcher,
             args.max_queued_per_owner,
-            files,
+            policies,
             &tasks,
         );
         api_router(args, pool, publisher, secrets, metrics, &tasks, &stop).await?

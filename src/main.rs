@@ -81,6 +81,43 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
             .unwrap_or("the payload's repository namespace");
         println!("  relay source harbor/{} (owner: {owner})", source.name);
     }
+    for source in config.angos_sources {
+        let owner = source
+            .owner
+            .as_deref()
+            .unwrap_or("the payload's repository or namespace");
+        println!("  relay source angos/{} (owner: {owner})", source.name);
+    }
+    let webhooks = &config.webhooks;
+    for (name, webhook) in &webhooks.webhooks {
+        let mut enabled: Vec<String> = Vec::new();
+        if webhooks.global.contains(name) {
+            enabled.push("globally".into());
+        }
+        for (repository, names) in &webhooks.repositories {
+            if names.contains(name) {
+                enabled.push(format!("repository {repository:?}"));
+            }
+        }
+        let enabled = if enabled.is_empty() {
+            "enabled nowhere".to_owned()
+        } else {
+            format!("enabled {}", enabled.join(", "))
+        };
+        println!(
+            "  event webhook {name}: {} {}, {} ({}), timeout {} ms, {} retries, {enabled}",
+            webhook.policy.as_str(),
+            webhook.url,
+            webhook.events.join(", "),
+            if webhook.token.is_some() {
+                "signed"
+            } else {
+                "unsigned"
+            },
+            webhook.timeout_ms,
+            webhook.max_retries,
+        );
+    }
     Ok(())
 }
 

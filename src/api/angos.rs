@@ -113,10 +113,7 @@ async fn relay(
     };
     let key = format!("angos:{id}");
     let outbound = OutboundEvent::from_registry(&event, Some(&key))?;
-    let stored = api.publisher.publish(vec![outbound]).await?;
-    let Some(stored) = stored.first() else {
-        return Err(Error::Internal(anyhow::anyhow!("a publish of one event stored none")).into());
-    };
+    let stored = &api.publisher.publish_one(outbound).await?;
     tracing::info!(source = %source.name, event_id = %stored.event_id,
         deliveries = stored.deliveries_queued, kind = %event.kind, "Angos event relayed");
     Ok((

@@ -24,7 +24,8 @@ impl PublishApi {
         let scope = authenticate(api, ctx).await?;
         let events = validate(req, &scope)?;
         let families: Vec<&'static str> = events.iter().map(|e| e.kind.family().as_str()).collect();
-        let stored = api.publisher.publish(events).await?;
+        let published = api.publisher.publish(events).await?;
+        let stored = published.stored;
         let queued: i64 = stored.iter().map(|s| s.deliveries_queued).sum();
         let new = stored.iter().zip(&families).filter(|(s, _)| !s.duplicate);
         api.metrics
@@ -41,6 +42,19 @@ impl PublishApi {
                 })
                 .collect(),
             deliveries_queued: queued,
+            webhook_failures: published
+                .failures
+                .into_iter()
+                .map(|f| pb::WebhookFailure {
+                    webhook: f.webhook,
+                    policy: f.policy.as_str().to_owned(),
+                    event_index: i32::try_from(f.event_index).unwrap_or(i32::MAX),
+                    kind: f.kind.to_owned(),
+                    attempts: i32::try_from(f.attempts).unwrap_or(i32::MAX),
+                    error: f.error,
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         })
     }

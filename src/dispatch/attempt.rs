@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::request::Request;
-use crate::domain::{AttemptRecord, is_internal_ip};
+use crate::domain::{AttemptRecord, RecordedRequest, is_internal_ip};
 
 /// How much of a response body is kept in the attempt record.
 pub const MAX_RECORDED_BODY: usize = 4096;
@@ -149,6 +149,26 @@ pub async fn send(
         }
     };
     record.duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+    (record, retry_after)
+}
+
+/// [`send`], keeping in the record the request sent: its headers (secrets masked) and the
+/// first `record_bytes` of its body (none when the body is the event's stored payload).
+pub async fn send_recorded(
+    client: &reqwest::Client,
+    mut request: Request,
+    guard: Guard,
+    start_time: DateTime<Utc>,
+    record_bytes: usize,
+) -> (AttemptRecord, Option<Duration>) {
+    let body = &request.body;
+    let recorded = RecordedRequest {
+        headers: std::mem::take(&mut request.recorded_headers),
+        body: (!request.body_is_payload).then(|| body[..body.len().min(record_bytes)].to_vec()),
+        body_size: i32::try_from(body.len()).unwrap_or(i32::MAX),
+    };
+    let (mut record, retry_after) = send(client, request, guard, start_time).await;
+    record.request = Some(recorded);
     (record, retry_after)
 }
 

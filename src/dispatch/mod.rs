@@ -42,7 +42,7 @@ use self::request::Target;
 use self::retry::RetrySchedule;
 use self::rooms::{Caps, InFlightCounts, Rooms};
 use self::skip::Skip;
-use crate::domain::{DeliveryId, RecordedRequest, WebhookId};
+use crate::domain::{DeliveryId, WebhookId};
 use crate::error::Result;
 use crate::metrics::{self, DeliveryLabels, Metrics};
 use crate::secret_box::SecretBox;
@@ -119,6 +119,8 @@ struct Inner {
     /// The same, without TLS certificate verification, for subscriptions that ask for it
     /// (`skip_tls_verify`: Harbor's `skip_cert_verify`, GitHub's `insecure_ssl`).
     insecure_client: reqwest::Client,
+    /// For the configuration file's webhooks: internal addresses allowed.
+    trusted_client: reqwest::Client,
     settings: DispatchSettings,
     secrets: SecretBox,
     metrics: Arc<Metrics>,
@@ -164,11 +166,18 @@ impl Dispatcher {
             )
         };
         let (client, insecure_client) = (client(true)?, client(false)?);
+        let trusted_client = attempt::client(
+            settings.delivery_timeout,
+            true,
+            settings.delivery_proxy.as_ref(),
+            true,
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool: store::queue_pool(&pool, QUEUE_CONNECTIONS),
                 client,
                 insecure_client,
+                trusted_client,
                 settings,
                 secrets,
                 metrics,
@@ -376,30 +385,32 @@ impl Dispatcher {
         let (id, scheduled) = (delivery.id, delivery.scheduled_attempts);
         let start_time = chrono::Utc::now();
         let sent = match request::build(delivery, &target, start_time, settings.delivery_timeout) {
-            Ok(mut request) => {
+            Ok(request) => {
                 let guard = attempt::Guard {
-                    // The configuration file's webhooks are the operator's, as trusted as
-                    // the flags: they may reach internal addresses.
-                    allow_internal: settings.allow_insecure_callbacks
-                        || target.file_retries.is_some(),
+                    allow_internal: settings.allow_insecure_callbacks,
                     proxied: settings.delivery_proxy.is_some(),
                 };
-                let client = if request.skip_tls_verify {
-                    &self.inner.insecure_client
+                // The configuration file's webhooks are the operator's, as trusted as the
+                // flags: they may reach internal addresses, by name too.
+                let (client, guard) = if target.file_retries.is_some() {
+                    let trusted = attempt::Guard {
+                        allow_internal: true,
+                        ..guard
+                    };
+                    (&self.inner.trusted_client, trusted)
+                } else if request.skip_tls_verify {
+                    (&self.inner.insecure_client, guard)
                 } else {
-                    &self.inner.client
+                    (&self.inner.client, guard)
                 };
-                let body = &request.body;
-                let recorded = RecordedRequest {
-                    headers: std::mem::take(&mut request.recorded_headers),
-                    body: (!request.body_is_payload)
-                        .then(|| body[..body.len().min(settings.record_request_bytes)].to_vec()),
-                    body_size: i32::try_from(body.len()).unwrap_or(i32::MAX),
-                };
-                let (mut record, retry_after) =
-                    attempt::send(client, request, guard, start_time).await;
-                record.request = Some(recorded);
-                (record, retry_after)
+                attempt::send_recorded(
+                    client,
+                    request,
+                    guard,
+                    start_time,
+                    settings.record_request_bytes,
+                )
+                .await
             }
             Err(error) => (
                 crate::domain::AttemptRecord::failed(start_time, error),

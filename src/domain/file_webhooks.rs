@@ -173,6 +173,13 @@ pub struct LiveSet {
 }
 
 impl LiveSet {
+    /// Whether any of its webhooks is delivered at publish time (`required`, `optional`).
+    pub fn has_sync(&self) -> bool {
+        self.webhooks
+            .values()
+            .any(|w| w.definition.policy.is_sync())
+    }
+
     /// The file's webhooks that `event` goes to, with the parts each gets: those enabled
     /// for its owner (its own list, else the global one) whose events include the part's
     /// Angos kind and whose filter matches its namespace.

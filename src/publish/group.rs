@@ -11,6 +11,10 @@
 //! In a process that also runs the batcher (with `--wake-on-publish`), each group first
 //! reserves room in it, and the statement leases that many of the new deliveries to it; once
 //! the callers are answered, the batcher attempts them without claiming them.
+//!
+//! The configuration file's `required` and `optional` webhooks are delivered by each call
+//! before it joins a group (see [`Policies`]); a call with such deliveries to record has its
+//! group written in a transaction that records them too.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -19,12 +23,12 @@ use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use super::{MAX_BATCH, OutboundEvent, Stored};
+use super::{MAX_BATCH, OutboundEvent, Policies, Published, Stored, Synced};
 use crate::dispatch::{Dispatcher, Reservation};
 use crate::error::{Error, Result};
 use crate::store;
 use crate::store::file_webhooks::Live;
-use crate::store::queue::Leased;
+use crate::store::queue::{Finished, Leased};
 
 /// How many groups are written at once; each writer has a connection of its own (see
 /// [`store::publish_pool`]).
@@ -33,6 +37,8 @@ const WRITERS: usize = 2;
 /// One call's events and where its answer goes.
 struct Call {
     events: Vec<OutboundEvent>,
+    /// Its publish-time deliveries, by the index of their event in `events`.
+    synced: Vec<(usize, Finished)>,
     answer: oneshot::Sender<Result<Vec<Stored>>>,
 }
 
@@ -40,6 +46,8 @@ struct Call {
 #[derive(Clone)]
 pub struct GroupCommit {
     calls: mpsc::Sender<Call>,
+    pool: PgPool,
+    policies: Policies,
 }
 
 impl GroupCommit {
@@ -47,15 +55,16 @@ impl GroupCommit {
     /// stop once every clone of the returned handle is dropped and what was queued is
     /// written. With `batcher` (this process's), each group leases what that batcher has
     /// room for to it as it queues it, and hands it over once committed: the first attempt
-    /// needs no claim. Each group is routed to the configuration file's webhooks in
-    /// `files` as they stand when it is written. A group that would take an owner past
+    /// needs no claim. Each call first delivers the configuration file's `required` and
+    /// `optional` webhooks by `policies`, and each group is routed to its `async` ones as
+    /// they stand when it is written. A group that would take an owner past
     /// `max_queued` deliveries queued (`--max-queued-per-owner`) stores nothing; its calls
     /// are then written one by one, and those of that owner refused.
     pub fn start(
         pool: PgPool,
         batcher: Option<Dispatcher>,
         max_queued: u64,
-        files: Live,
+        policies: Policies,
         tasks: &TaskTracker,
     ) -> Self {
         let (calls, queue) = mpsc::channel(MAX_BATCH);
@@ -66,27 +75,72 @@ impl GroupCommit {
                 pool: pool.clone(),
                 batcher: batcher.clone(),
                 max_queued,
-                files: files.clone(),
+                files: policies.live().clone(),
             };
             tasks.spawn(writer.run(queue.clone()));
         }
-        Self { calls }
+        Self {
+            calls,
+            pool,
+            policies,
+        }
     }
 
-    /// Stores `events` (validated, at most [`MAX_BATCH`]) and queues their deliveries, in
-    /// one commit with whatever other calls are waiting; returns once they are durable.
+    /// Delivers the configuration file's `required` and `optional` webhooks that match
+    /// `events` (validated, at most [`MAX_BATCH`]), then stores the events and queues their
+    /// deliveries, in one commit with whatever other calls are waiting; returns once they
+    /// are durable.
     ///
     /// # Errors
+    /// `FailedPrecondition` naming a `required` webhook that failed (nothing is stored);
     /// `ResourceExhausted` past `--max-queued-per-owner`; database errors; `Unavailable`
     /// while the server shuts down.
-    pub async fn publish(&self, events: Vec<OutboundEvent>) -> Result<Vec<Stored>> {
+    pub async fn publish(&self, events: Vec<OutboundEvent>) -> Result<Published> {
+        let set = self.policies.live().current();
+        let synced = if set.has_sync() {
+            let skip = if events.iter().any(|e| e.idempotency_key.is_some()) {
+                let mut conn = store::acquire(&self.pool).await?;
+                store::events::used_keys(&mut conn, &events).await?
+            } else {
+                Vec::new()
+            };
+            let synced = self.policies.deliver(&set, &events, &skip).await;
+            if let Some(refusal) = synced.refusal() {
+                return Err(refusal);
+            }
+            synced
+        } else {
+            Synced::default()
+        };
         let (answer, answered) = oneshot::channel();
         let closed = || Error::Unavailable(sqlx::Error::PoolClosed);
-        self.calls
-            .send(Call { events, answer })
-            .await
-            .map_err(|_| closed())?;
-        answered.await.map_err(|_| closed())?
+        let call = Call {
+            events,
+            synced: synced.deliveries,
+            answer,
+        };
+        self.calls.send(call).await.map_err(|_| closed())?;
+        let stored = answered.await.map_err(|_| closed())??;
+        Ok(Published {
+            stored,
+            failures: synced.failures,
+        })
+    }
+}
+
+impl GroupCommit {
+    /// [`GroupCommit::publish`] of one event (a relay's): how it was stored. The
+    /// `optional` webhooks that failed are logged (by the delivery itself), not returned.
+    ///
+    /// # Errors
+    /// As [`GroupCommit::publish`].
+    pub async fn publish_one(&self, event: OutboundEvent) -> Result<Stored> {
+        let published = self.publish(vec![event]).await?;
+        published
+            .stored
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a publish of one event stored none")))
     }
 }
 
@@ -117,16 +171,28 @@ impl Writer {
     /// result.
     async fn commit(&self, group: Vec<Call>) {
         let mut events = Vec::with_capacity(group.iter().map(|c| c.events.len()).sum());
+        let mut synced = Vec::new();
         let mut answers: Vec<(Range<usize>, oneshot::Sender<_>)> = Vec::with_capacity(group.len());
         for call in group {
             let start = events.len();
             events.extend(call.events);
-            answers.push((start..events.len(), call.answer));
+            let range = start..events.len();
+            synced.push((range.clone(), call.synced));
+            answers.push((range, call.answer));
         }
         let reservation = self.batcher.as_ref().and_then(Dispatcher::reserve);
+        let all_synced = || {
+            synced
+                .iter()
+                .flat_map(|(range, calls)| calls.iter().map(|(i, f)| (range.start + i, f.clone())))
+                .collect::<Vec<_>>()
+        };
         // An answer nobody waits for any more (the caller went away) is dropped: its events
         // are stored all the same, as if the response had been lost on the way.
-        match self.insert(&events, reservation.as_ref()).await {
+        match self
+            .insert(&events, reservation.as_ref(), all_synced())
+            .await
+        {
             Ok((stored, leased)) => {
                 for (range, answer) in answers {
                     let _ = answer.send(Ok(stored[range].to_vec()));
@@ -152,25 +218,37 @@ impl Writer {
             Err(e) => {
                 tracing::debug!(error = %e, calls = answers.len(),
                     "a group failed; writing its calls one by one");
-                for (range, answer) in answers {
-                    let alone = self.insert(&events[range], None).await;
+                for ((range, answer), (_, own)) in answers.into_iter().zip(synced) {
+                    let alone = self.insert(&events[range], None, own).await;
                     let _ = answer.send(alone.map(|(stored, _)| stored));
                 }
             }
         }
     }
 
-    /// One statement on a connection of its own: it commits before it returns.
+    /// One statement on a connection of its own: it commits before it returns. With
+    /// publish-time deliveries to record (by event index in `events`), one transaction that
+    /// records them too.
     async fn insert(
         &self,
         events: &[OutboundEvent],
         reservation: Option<&Reservation>,
+        synced: Vec<(usize, Finished)>,
     ) -> Result<(Vec<Stored>, Leased)> {
         let mut conn = store::acquire(&self.pool).await?;
         let handoff = reservation.map(Reservation::handoff);
         let files = self.files.current();
-        store::events::insert_handing(&mut conn, events, Some(self.max_queued), handoff, &files)
-            .await
+        let max_queued = Some(self.max_queued);
+        if synced.is_empty() {
+            return store::events::insert_handing(&mut conn, events, max_queued, handoff, &files)
+                .await;
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let (stored, leased) =
+            store::events::insert_handing(&mut tx, events, max_queued, handoff, &files).await?;
+        store::queue::record_finished(&mut tx, &Synced::finished(synced, &stored)).await?;
+        tx.commit().await?;
+        Ok((stored, leased))
     }
 }
 

@@ -13,10 +13,12 @@
 //! ```
 
 mod group;
+mod policies;
 
 use sqlx::PgConnection;
 
 pub use self::group::GroupCommit;
+pub use self::policies::{Failure, Policies, Synced};
 pub use crate::domain::OutboundEvent;
 use crate::error::{Error, Result};
 use crate::store;
@@ -39,4 +41,52 @@ pub async fn publish(conn: &mut PgConnection, events: &[OutboundEvent]) -> Resul
         )));
     }
     store::events::insert(conn, events).await
+}
+
+/// What a publish did: its events as stored, and the configuration file's `optional`
+/// webhooks that failed while it waited.
+#[derive(Debug)]
+pub struct Published {
+    /// One per event, in order.
+    pub stored: Vec<Stored>,
+    /// The `optional` webhooks that failed (the events were stored all the same).
+    pub failures: Vec<Failure>,
+}
+
+/// [`publish`], delivering first the configuration file's `required` and `optional`
+/// webhooks that `policies` holds (see [`Policies`]): the caller's transaction stays open
+/// while they are delivered. Their deliveries are recorded in that transaction.
+///
+/// # Errors
+/// `FailedPrecondition` naming a `required` webhook that failed (nothing is written then);
+/// as [`publish`].
+pub async fn publish_with(
+    conn: &mut PgConnection,
+    events: &[OutboundEvent],
+    policies: &Policies,
+) -> Result<Published> {
+    if events.len() > MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "{} events in one batch; the limit is {MAX_BATCH}",
+            events.len()
+        )));
+    }
+    let set = policies.live().current();
+    let synced = if set.has_sync() {
+        let skip = store::events::used_keys(conn, events).await?;
+        let synced = policies.deliver(&set, events, &skip).await;
+        if let Some(refusal) = synced.refusal() {
+            return Err(refusal);
+        }
+        synced
+    } else {
+        Synced::default()
+    };
+    let (stored, _) = store::events::insert_handing(conn, events, None, None, &set).await?;
+    let finished = Synced::finished(synced.deliveries, &stored);
+    store::queue::record_finished(conn, &finished).await?;
+    Ok(Published {
+        stored,
+        failures: synced.failures,
+    })
 }

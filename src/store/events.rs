@@ -299,6 +299,22 @@ fn key(event: &OutboundEvent) -> &str {
     event.idempotency_key.as_deref().unwrap_or("")
 }
 
+/// Which of `events` carry an idempotency key their owner used before (and so publish
+/// nothing).
+///
+/// # Errors
+/// Database errors.
+pub async fn used_keys(conn: &mut PgConnection, events: &[OutboundEvent]) -> Result<Vec<bool>> {
+    let keyed: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i].idempotency_key.is_some())
+        .collect();
+    let originals = originals(conn, events, &keyed).await?;
+    Ok(events
+        .iter()
+        .map(|e| e.idempotency_key.is_some() && originals.contains_key(&(e.owner.as_str(), key(e))))
+        .collect())
+}
+
 /// The ids of the events stored earlier under the owners and keys of `events[duplicates]`.
 async fn originals<'a>(
     conn: &mut PgConnection,

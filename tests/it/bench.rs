@@ -61,7 +61,7 @@ fn the_benchmark_harness_names_its_scenarios_when_given_another() {
     let message = err.to_string();
     assert!(
         message.contains("invalid value 'througput'")
-            && message.contains("[possible values: all, throughput, latency, cadence, ingest, api, slow-subscriber, scale-out, resources, one-per-call, body-flood, formats, retention]"),
+            && message.contains("[possible values: all, throughput, latency, cadence, ingest, api, slow-subscriber, scale-out, resources, one-per-call, body-flood, formats, retention, angos-required]"),
         "{message}"
     );
 }

@@ -8,6 +8,7 @@ mod wait;
 #[path = "../../benches/webhookd-bench/harness/mod.rs"]
 mod harness;
 
+mod angos;
 mod bad_input;
 mod batcher;
 mod bench;

@@ -22,10 +22,10 @@ const DELIVERING: &[&str] = &[
 const PUBLISH: &str = "webhookd.v1.PublishService/Publish";
 
 /// The exposition, parsed.
-struct Scrape(Value);
+pub struct Scrape(Value);
 
 impl Scrape {
-    async fn of(app: &TestApp) -> Self {
+    pub async fn of(app: &TestApp) -> Self {
         Self::at(app, &app.url("/metrics")).await
     }
 
@@ -68,7 +68,7 @@ impl Scrape {
     }
 
     /// The value of sample `name` whose labels include `labels`; 0 when there is none.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let matching: Vec<f64> = self
             .samples(name, labels)
             .map(|s| s["value"].as_f64().unwrap())

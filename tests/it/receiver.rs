@@ -237,10 +237,19 @@ impl State {
         if hang {
             return Reply::Hang;
         }
-        // A GitHub hook's deliveries carry no webhook-id: its event and hook ids name them.
+        // A GitHub hook's deliveries carry no webhook-id: its event and hook ids name them;
+        // nor do a configuration file webhook's (Angos's): its body's leading `id` does.
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let angos_id = || {
+            body.strip_prefix(br#"{"id":""#)
+                .and_then(|rest| rest.get(..36))
+                .map(|id| String::from_utf8_lossy(id).into_owned())
+        };
         let id = match text("webhook-id") {
             Some(id) => id.to_owned(),
+            None if text("x-registry-event").is_some() && angos_id().is_some() => {
+                angos_id().unwrap_or_default()
+            }
             None => format!(
                 "{}/{}",
                 text("x-github-delivery").unwrap_or_default(),

@@ -69,6 +69,22 @@ pub async fn formats(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
         github.0 / bsr.0,
     ));
 
+    // A configuration file's `async` webhook (Angos's face, issue 18): Angos's body and
+    // signature, through the outbox.
+    let file = deliver(server, plan, events, Subscribers::FileAsync).await?;
+    rows.push(Row::new(
+        SCENARIO,
+        &format!("{case}, angos file async"),
+        "deliveries/s",
+        file.0,
+    ));
+    rows.push(Row::new(
+        SCENARIO,
+        &format!("{case}, angos file async / bsr"),
+        "ratio",
+        file.0 / bsr.0,
+    ));
+
     // The mixed fan-out.
     let fan_events = plan.n(1000, 20);
     let mixed = deliver(server, plan, fan_events, Subscribers::Mixed).await?;
@@ -100,6 +116,29 @@ enum Subscribers {
     Mixed,
     /// One GitHub hook made as `/api/v3` makes them (GitHub pushes).
     GitHubHook,
+    /// One `async` `[event_webhook.*]` of the configuration file, with a token, taking
+    /// `manifest.push` (registry events).
+    FileAsync,
+}
+
+/// A configuration file in a new directory of the temporary one, with `text`; its path.
+pub fn config_file(text: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("webhookd-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("webhookd.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// A file webhook named `name` with `policy`, taking `manifest.push` to `receiver`,
+/// enabled globally.
+pub fn file_webhook(name: &str, policy: &str, receiver: &Receiver) -> String {
+    format!(
+        "[event_webhook.{name}]\nurl = \"http://{}/events\"\npolicy = \"{policy}\"\n\
+         token = \"bench-token\"\nevents = [\"manifest.push\"]\n\n\
+         [global]\nevent_webhooks = [\"{name}\"]\n",
+        receiver.addr
+    )
 }
 
 /// Delivers `events` to `subscribers` with one serve in the fast profile; deliveries/s and
@@ -129,6 +168,7 @@ async fn deliver(
                 .await?;
             1
         }
+        Subscribers::FileAsync => 1,
         Subscribers::Mixed => {
             let formats = [
                 Format::Harbor,
@@ -145,7 +185,17 @@ async fn deliver(
             125
         }
     };
-    let flags = [FAST, &["--max-in-flight-per-webhook", "100000"]].concat();
+    let mut flags = [FAST, &["--max-in-flight-per-webhook", "100000"]].concat();
+    let file = match subscribers {
+        Subscribers::FileAsync => {
+            Some(config_file(&file_webhook("analytics", "async", &receiver))?)
+        }
+        _ => None,
+    };
+    let file_flag = file.as_ref().map(|f| f.to_string_lossy().into_owned());
+    if let Some(path) = &file_flag {
+        flags.extend(["--config", path.as_str()]);
+    }
     let serve = bench.serve(&flags)?;
     serve.ready().await?;
     let total = events * per_event;

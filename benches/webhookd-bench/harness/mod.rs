@@ -3,6 +3,7 @@
 //! and summarises their figures. Shared by the `webhookd-bench` bench target (`main.rs`)
 //! and the integration tests, which run every scenario in quick mode.
 
+pub mod angos;
 pub mod api;
 pub mod env;
 pub mod flood;

@@ -485,6 +485,7 @@ pub async fn run(name: &str, server: &Server, plan: &Plan) -> anyhow::Result<Vec
         "body-flood" => super::flood::body_flood(server, plan).await,
         "formats" => super::formats::formats(server, plan).await,
         "retention" => super::retention::retention(server, plan).await,
+        "angos-required" => super::angos::angos_required(server, plan).await,
         other => anyhow::bail!("unknown scenario {other:?}"),
     }
 }
@@ -503,4 +504,5 @@ pub const ALL: &[&str] = &[
     "body-flood",
     "formats",
     "retention",
+    "angos-required",
 ];

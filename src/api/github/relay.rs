@@ -97,12 +97,11 @@ pub(super) async fn relay(
         key.as_deref(),
     )
     .map_err(|e| bad(e.to_string()))?;
-    let stored = api.publisher.publish(vec![event]).await?;
-    let Some(stored) = stored.first() else {
-        return Err(GitHubError::from(crate::error::Error::Internal(
-            anyhow::anyhow!("a publish of one event stored none"),
-        )));
-    };
+    let stored = &api
+        .publisher
+        .publish_one(event)
+        .await
+        .map_err(GitHubError::from)?;
     tracing::info!(source = %source.name, event_id = %stored.event_id,
         deliveries = stored.deliveries_queued, duplicate = stored.duplicate, "GitHub event relayed");
     let mut response = json_body(&json!({

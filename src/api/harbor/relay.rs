@@ -59,13 +59,7 @@ pub(super) async fn relay(
         event.owner.clone_from(owner);
     }
     let outbound = OutboundEvent::from_registry(&event, None)?;
-    let stored = api.publisher.publish(vec![outbound]).await?;
-    let Some(stored) = stored.first() else {
-        return Err(crate::error::Error::Internal(anyhow::anyhow!(
-            "a publish of one event stored none"
-        ))
-        .into());
-    };
+    let stored = &api.publisher.publish_one(outbound).await?;
     tracing::info!(source = %source.name, event_id = %stored.event_id,
         deliveries = stored.deliveries_queued, kind = %event.kind, "Harbor event relayed");
     let mut response = json_body(&json!({

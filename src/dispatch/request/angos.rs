@@ -77,14 +77,20 @@ pub fn render(rendering: &Rendering<'_>) -> Result<Rendered, String> {
         .as_deref()
         .and_then(|h| h.strip_prefix("Bearer "))
     {
-        let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).expect("HMAC takes any key");
-        mac.update(&rendered.body);
-        rendered.headers.insert(
-            "x-registry-signature-256",
-            text(format!("sha256={}", hex(&mac.finalize().into_bytes()))),
-        );
+        let signature = signature(token, &rendered.body);
+        rendered
+            .headers
+            .insert("x-registry-signature-256", text(signature));
     }
     Ok(rendered)
+}
+
+/// `X-Registry-Signature-256`: `sha256=` and the hex HMAC-SHA256 of `body` keyed with the
+/// token's UTF-8 bytes.
+pub fn signature(token: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    format!("sha256={}", hex(&mac.finalize().into_bytes()))
 }
 
 /// The kind and body of part `delivery.event.part` of the event.
@@ -137,4 +143,15 @@ fn body(rendering: &Rendering<'_>) -> Result<(&'static str, Vec<u8>), String> {
     };
     let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
     Ok((kind, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signs_as_the_reference_test_vector() {
+        assert_eq!(
+            super::signature("test-secret", b"hello world"),
+            "sha256=046e2496e13e0bfd8dbef84244dd188311a48086646355161bc4ad0769a49cf4"
+        );
+    }
 }

@@ -19,10 +19,12 @@ mod registry;
 
 use std::time::Duration;
 
+pub use self::angos::signature as angos_signature;
+
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::domain::{FACE_GITHUB, Format, FormatOptions, WebhookId, header_record};
+use crate::domain::{FACE_GITHUB, Format, FormatOptions, LiveWebhook, WebhookId, header_record};
 use crate::secret_box::SecretBox;
 use crate::signing::{SigningSecret, signature_header};
 use crate::store::queue::{ClaimTarget, ClaimedDelivery, FileRetries};
@@ -172,6 +174,39 @@ impl Target {
 }
 
 impl Target {
+    /// The target of a configuration file webhook delivered at publish time, from its
+    /// definition (the stored row is its copy): Angos's format, its token as the Bearer
+    /// header and HMAC key, its timeout and retries.
+    pub fn file(webhook: &LiveWebhook) -> Self {
+        let definition = &webhook.definition;
+        Self {
+            id: WebhookId(webhook.id),
+            url: reqwest::Url::parse(&definition.url)
+                .map_err(|e| format!("invalid callback URL: {e}")),
+            secrets: Vec::new(),
+            format: Format::Angos,
+            options: FormatOptions::default(),
+            auth_header: definition.token.as_ref().map(|t| format!("Bearer {t}")),
+            headers: Vec::new(),
+            standard_headers: false,
+            skip_tls_verify: false,
+            number: 0,
+            owner: String::new(),
+            repository: String::new(),
+            all_repositories: true,
+            event_types: definition.events.iter().map(|k| (*k).to_owned()).collect(),
+            name: definition.name.clone(),
+            hub_key: HubKey::SigningSecret,
+            no_retries: false,
+            installation_target_id: 0,
+            harbor_source: None,
+            file_retries: Some(FileRetries {
+                timeout: Duration::from_millis(definition.timeout_ms),
+                max_retries: definition.max_retries,
+            }),
+        }
+    }
+
     /// The metrics' `event` label of a delivery of an event of stored type `event_type`
     /// (part `part`): in the Angos format, the Angos kind sent, as Angos labels it.
     pub fn event_label(&self, event_type: &str, part: i16) -> &'static str {

@@ -488,6 +488,82 @@ pub async fn record_attempts(
     Ok(recorded)
 }
 
+/// A delivery made before its event was stored, finished (a configuration file webhook's
+/// at publish time; see `publish::policies`).
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The delivery's id (the one its requests carried).
+    pub id: DeliveryId,
+    /// The event, as stored.
+    pub event_id: EventId,
+    /// The webhook.
+    pub webhook_id: WebhookId,
+    /// The part of the event.
+    pub part: i16,
+    /// Whether its last attempt succeeded.
+    pub delivered: bool,
+    /// Its attempts, in order (at least one).
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// Records `finished` deliveries and their attempts, in one statement on `conn` (the
+/// publish's transaction, after its events).
+///
+/// # Errors
+/// Database errors.
+pub async fn record_finished(conn: &mut PgConnection, finished: &[Finished]) -> Result<()> {
+    if finished.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&Finished) -> Uuid| finished.iter().map(f).collect::<Vec<_>>();
+    let first = |f: &Finished| f.attempts.first().map_or_else(Utc::now, |a| a.start_time);
+    let attempts: Vec<(&Finished, i32, &AttemptRecord)> = finished
+        .iter()
+        .flat_map(|f| (1..).zip(&f.attempts).map(move |(n, a)| (f, n, a)))
+        .collect();
+    let columns = AttemptColumns::of(attempts.iter().map(|(_, _, a)| *a));
+    sqlx::query_file!(
+        "src/store/queue/record_finished.sql",
+        &column(|f| f.id.0),
+        &column(|f| f.event_id.0),
+        &column(|f| f.webhook_id.0),
+        &finished.iter().map(|f| f.part).collect::<Vec<_>>(),
+        &finished
+            .iter()
+            .map(|f| if f.delivered { "delivered" } else { "failed" })
+            .collect::<Vec<_>>() as &[&str],
+        &finished
+            .iter()
+            .map(|f| i32::try_from(f.attempts.len()).unwrap_or(i32::MAX))
+            .collect::<Vec<_>>(),
+        &finished.iter().map(first).collect::<Vec<_>>(),
+        &attempts.iter().map(|(f, _, _)| f.id.0).collect::<Vec<_>>(),
+        &attempts.iter().map(|(_, n, _)| *n).collect::<Vec<_>>(),
+        &columns.starts,
+        &columns.durations,
+        &columns.statuses,
+        &columns.codes as &[&str],
+        &columns.bodies as &[&[u8]],
+        &columns.errors as &[&str],
+        &columns.request_headers as &[&[u8]],
+        &columns.request_bodies as &[&[u8]],
+        &finished
+            .iter()
+            .map(|f| f.attempts.last().map_or_else(|| first(f), |a| a.start_time))
+            .collect::<Vec<_>>(),
+        &finished
+            .iter()
+            .map(|f| f.attempts.last().and_then(|a| a.http_status).unwrap_or(0))
+            .collect::<Vec<_>>(),
+        &columns.request_body_kept,
+        &columns.request_body_sizes,
+        &columns.response_headers as &[&[u8]],
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Attempts as the recorder's statement takes them: one array per column. Arrays cannot
 /// carry NULLs through the typed bindings: 0 and "" stand for "none".
 struct Columns<'a> {
@@ -495,6 +571,11 @@ struct Columns<'a> {
     owners: Vec<&'a str>,
     states: Vec<&'static str>,
     retry_in: Vec<f64>,
+    attempts: AttemptColumns<'a>,
+}
+
+/// What attempts sent and received, one array per column (as [`Columns`]).
+struct AttemptColumns<'a> {
     starts: Vec<DateTime<Utc>>,
     durations: Vec<i32>,
     statuses: Vec<i32>,
@@ -511,19 +592,13 @@ struct Columns<'a> {
     response_headers: Vec<&'a [u8]>,
 }
 
-impl<'a> Columns<'a> {
-    fn of(attempted: &'a [Attempted]) -> Self {
-        let next = |a: &Attempted| match &a.outcome {
-            Outcome::Delivered => (DeliveryState::Delivered, 0.0),
-            Outcome::RetryIn(secs) => (DeliveryState::Pending, *secs),
-            Outcome::Failed | Outcome::FailedAndDisable(_) => (DeliveryState::Failed, 0.0),
-        };
-        let records = || attempted.iter().map(|a| &a.record);
+impl<'a> AttemptColumns<'a> {
+    fn of<I>(records: I) -> Self
+    where
+        I: Iterator<Item = &'a AttemptRecord> + Clone,
+    {
+        let records = || records.clone();
         Self {
-            ids: attempted.iter().map(|a| a.delivery.0).collect(),
-            owners: attempted.iter().map(|a| &*a.owner).collect(),
-            states: attempted.iter().map(|a| next(a).0.as_str()).collect(),
-            retry_in: attempted.iter().map(|a| next(a).1).collect(),
             starts: records().map(|r| r.start_time).collect(),
             durations: records().map(|r| r.duration_ms).collect(),
             statuses: records().map(|r| r.http_status.unwrap_or(0)).collect(),
@@ -558,6 +633,23 @@ impl<'a> Columns<'a> {
                 .collect(),
         }
     }
+}
+
+impl<'a> Columns<'a> {
+    fn of(attempted: &'a [Attempted]) -> Self {
+        let next = |a: &Attempted| match &a.outcome {
+            Outcome::Delivered => (DeliveryState::Delivered, 0.0),
+            Outcome::RetryIn(secs) => (DeliveryState::Pending, *secs),
+            Outcome::Failed | Outcome::FailedAndDisable(_) => (DeliveryState::Failed, 0.0),
+        };
+        Self {
+            ids: attempted.iter().map(|a| a.delivery.0).collect(),
+            owners: attempted.iter().map(|a| &*a.owner).collect(),
+            states: attempted.iter().map(|a| next(a).0.as_str()).collect(),
+            retry_in: attempted.iter().map(|a| next(a).1).collect(),
+            attempts: AttemptColumns::of(attempted.iter().map(|a| &a.record)),
+        }
+    }
 
     /// Runs `record_attempts.sql`; the ids of the deliveries recorded.
     async fn record(&self, conn: &mut PgConnection, worker: Uuid) -> Result<HashSet<Uuid>> {
@@ -567,18 +659,18 @@ impl<'a> Columns<'a> {
             &self.ids,
             &self.states as &[&str],
             &self.retry_in,
-            &self.starts,
-            &self.durations,
-            &self.statuses,
-            &self.codes as &[&str],
-            &self.bodies as &[&[u8]],
-            &self.errors as &[&str],
+            &self.attempts.starts,
+            &self.attempts.durations,
+            &self.attempts.statuses,
+            &self.attempts.codes as &[&str],
+            &self.attempts.bodies as &[&[u8]],
+            &self.attempts.errors as &[&str],
             &self.owners as &[&str],
-            &self.request_headers as &[&[u8]],
-            &self.request_bodies as &[&[u8]],
-            &self.request_body_kept,
-            &self.request_body_sizes,
-            &self.response_headers as &[&[u8]],
+            &self.attempts.request_headers as &[&[u8]],
+            &self.attempts.request_bodies as &[&[u8]],
+            &self.attempts.request_body_kept,
+            &self.attempts.request_body_sizes,
+            &self.attempts.response_headers as &[&[u8]],
         )
         .fetch_all(conn)
         .await?;
