@@ -104,11 +104,9 @@ impl GroupCommit {
             } else {
                 Vec::new()
             };
-            let synced = self.policies.deliver(&set, &events, &skip).await;
-            if let Some(refusal) = synced.refusal() {
-                return Err(refusal);
-            }
-            synced
+            self.policies
+                .deliver_or_refuse(&set, &events, &skip)
+                .await?
         } else {
             Synced::default()
         };
@@ -126,9 +124,7 @@ impl GroupCommit {
             failures: synced.failures,
         })
     }
-}
 
-impl GroupCommit {
     /// [`GroupCommit::publish`] of one event (a relay's): how it was stored. The
     /// `optional` webhooks that failed are logged (by the delivery itself), not returned.
     ///

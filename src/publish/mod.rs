@@ -74,11 +74,7 @@ pub async fn publish_with(
     let set = policies.live().current();
     let synced = if set.has_sync() {
         let skip = store::events::used_keys(conn, events).await?;
-        let synced = policies.deliver(&set, events, &skip).await;
-        if let Some(refusal) = synced.refusal() {
-            return Err(refusal);
-        }
-        synced
+        policies.deliver_or_refuse(&set, events, &skip).await?
     } else {
         Synced::default()
     };

@@ -139,6 +139,24 @@ impl Policies {
         &self.live
     }
 
+    /// [`Policies::deliver`], refusing the publish when a `required` webhook failed.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` naming the first `required` webhook that failed, its event and
+    /// its last error.
+    pub async fn deliver_or_refuse(
+        &self,
+        set: &LiveSet,
+        events: &[OutboundEvent],
+        skip: &[bool],
+    ) -> Result<Synced, Error> {
+        let synced = self.deliver(set, events, skip).await;
+        match synced.refusal() {
+            Some(refusal) => Err(refusal),
+            None => Ok(synced),
+        }
+    }
+
     /// Delivers `set`'s `required` and `optional` webhooks that match `events` (but those
     /// `skip` marks: events whose idempotency key was used before, which publish nothing),
     /// waiting for each to succeed or run out of retries.

@@ -38,6 +38,19 @@ fn seed_file(dir: &Path, names: &[&str], urls: &[(&str, &Receiver)], extra: &str
 
 /// The server with `file`; without `--allow-insecure-callbacks`: the file's webhooks may
 /// reach the receivers on 127.0.0.1 all the same, as the operator's.
+/// A receiver, and the seed's example `example` (one webhook, `name`, at `url`) pointed at
+/// it and enabled globally.
+async fn one_webhook(example: &str, url: &str, name: &str) -> (Receiver, PathBuf) {
+    let receiver = Receiver::start().await;
+    let file = seed_file(
+        &tempdir("angos"),
+        &[example],
+        &[(url, &receiver)],
+        &format!("[global]\nevent_webhooks = [\"{name}\"]\n"),
+    );
+    (receiver, file)
+}
+
 async fn serve(file: &Path) -> TestApp {
     serve_with(file, &[]).await
 }
@@ -309,15 +322,8 @@ async fn the_seeds_multiple_example_delivers_each_policy_as_angos_does() {
 
 #[tokio::test]
 async fn a_required_webhook_that_fails_refuses_the_publish_and_one_that_recovers_lets_it_through() {
-    let audit = Receiver::start().await;
-    let dir = tempdir("angos");
     // required.toml: max_retries = 2, timeout_ms = 3000.
-    let file = seed_file(
-        &dir,
-        &["required"],
-        &[("https://audit.example.com/events", &audit)],
-        "[global]\nevent_webhooks = [\"audit\"]\n",
-    );
+    let (audit, file) = one_webhook("required", "https://audit.example.com/events", "audit").await;
     let app = serve(&file).await;
     let token = app.token(&["library"]).await;
 
@@ -406,16 +412,14 @@ async fn a_required_webhook_that_fails_refuses_the_publish_and_one_that_recovers
 
 #[tokio::test]
 async fn an_optional_webhook_that_fails_is_reported_and_the_publish_is_stored() {
-    let monitoring = Receiver::start().await;
-    monitoring.set_default(Reply::Status(503));
-    let dir = tempdir("angos");
     // optional.toml: max_retries = 1; manifest.push, blob.push and tag.create.
-    let file = seed_file(
-        &dir,
-        &["optional"],
-        &[("https://monitoring.example.com/events", &monitoring)],
-        "[global]\nevent_webhooks = [\"monitoring\"]\n",
-    );
+    let (monitoring, file) = one_webhook(
+        "optional",
+        "https://monitoring.example.com/events",
+        "monitoring",
+    )
+    .await;
+    monitoring.set_default(Reply::Status(503));
     let app = serve(&file).await;
     let token = app.token(&["library"]).await;
     let (status, answer) = publish(&app, &token, vec![push("library", "nginx")]).await;
@@ -704,4 +708,66 @@ async fn a_bad_file_stops_serve_naming_the_table_and_key_and_config_check_lists_
         ),
         "{stdout}"
     );
+}
+
+#[tokio::test]
+async fn a_rust_producer_waits_for_required_webhooks_inside_its_own_transaction() {
+    use webhookd::publish::{OutboundEvent, Policies, publish_with};
+    let (audit, file) = one_webhook("required", "https://audit.example.com/events", "audit").await;
+    let app = crate::helpers::spawn_app().await;
+    // What a producer embedding webhookd does: load the file, store its webhooks, deliver.
+    let config =
+        webhookd::config_file::load(&file, &webhookd::config::serve_command().unwrap()).unwrap();
+    let secrets = webhookd::app::secret_box(&app.args).unwrap();
+    let mut conn = app.pool.acquire().await.unwrap();
+    let set = webhookd::store::file_webhooks::sync(&mut conn, &config.webhooks, &secrets)
+        .await
+        .unwrap();
+    drop(conn);
+    let live = webhookd::store::file_webhooks::Live::default();
+    live.install(set);
+    let policies = Policies::new(live, None, None).unwrap();
+    let event = webhookd::proto::webhookd::v1::RegistryEvent {
+        kind: "artifact.pushed".into(),
+        owner: "library".into(),
+        repository: "nginx".into(),
+        digest: DIGEST.into(),
+        ..Default::default()
+    };
+    let event = OutboundEvent::from_registry(&event, None).unwrap();
+
+    audit.set_default(Reply::Status(502));
+    let mut tx = app.pool.begin().await.unwrap();
+    let refused = publish_with(&mut tx, std::slice::from_ref(&event), &policies)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, webhookd::error::Error::FailedPrecondition(m) if m.contains("HTTP 502")),
+        "{refused:?}"
+    );
+    drop(tx);
+    assert_eq!(audit.captured().len(), 3);
+    assert_eq!(count(&app, "events").await, 0);
+
+    audit.set_default(Reply::Status(204));
+    let mut tx = app.pool.begin().await.unwrap();
+    let published = publish_with(&mut tx, &[event], &policies).await.unwrap();
+    assert!(published.failures.is_empty());
+    assert_eq!(
+        audit.captured().len(),
+        4,
+        "delivered before publish_with returned"
+    );
+    assert_eq!(
+        count(&app, "events").await,
+        0,
+        "nothing visible before the commit"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(count(&app, "events").await, 1);
+    let state: String = sqlx::query_scalar("SELECT state FROM deliveries")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "delivered");
 }
