@@ -25,9 +25,9 @@ use tokio_util::task::TaskTracker;
 
 use super::{MAX_BATCH, OutboundEvent, Policies, Published, Stored, Synced};
 use crate::dispatch::{Dispatcher, Reservation};
+use crate::domain::LiveSet;
 use crate::error::{Error, Result};
 use crate::store;
-use crate::store::file_webhooks::Live;
 use crate::store::queue::{Finished, Leased};
 
 /// How many groups are written at once; each writer has a connection of its own (see
@@ -37,6 +37,10 @@ const WRITERS: usize = 2;
 /// One call's events and where its answer goes.
 struct Call {
     events: Vec<OutboundEvent>,
+    /// The configuration file's webhooks as they stood when the call started: its
+    /// publish-time deliveries were chosen from them, and its `async` ones are routed from
+    /// them, so that a reload in between neither skips nor doubles a webhook.
+    set: Arc<LiveSet>,
     /// Its publish-time deliveries, by the index of their event in `events`.
     synced: Vec<(usize, Finished)>,
     answer: oneshot::Sender<Result<Vec<Stored>>>,
@@ -57,7 +61,7 @@ impl GroupCommit {
     /// room for to it as it queues it, and hands it over once committed: the first attempt
     /// needs no claim. Each call first delivers the configuration file's `required` and
     /// `optional` webhooks by `policies`, and each group is routed to its `async` ones as
-    /// they stand when it is written. A group that would take an owner past
+    /// they stood when its calls started (one set per group). A group that would take an owner past
     /// `max_queued` deliveries queued (`--max-queued-per-owner`) stores nothing; its calls
     /// are then written one by one, and those of that owner refused.
     pub fn start(
@@ -75,7 +79,6 @@ impl GroupCommit {
                 pool: pool.clone(),
                 batcher: batcher.clone(),
                 max_queued,
-                files: policies.live().clone(),
             };
             tasks.spawn(writer.run(queue.clone()));
         }
@@ -114,6 +117,7 @@ impl GroupCommit {
         let closed = || Error::Unavailable(sqlx::Error::PoolClosed);
         let call = Call {
             events,
+            set,
             synced: synced.deliveries,
             answer,
         };
@@ -145,7 +149,6 @@ struct Writer {
     pool: PgPool,
     batcher: Option<Dispatcher>,
     max_queued: u64,
-    files: Live,
 }
 
 impl Writer {
@@ -166,6 +169,9 @@ impl Writer {
     /// database being unavailable, writes each call on its own and answers it with its own
     /// result.
     async fn commit(&self, group: Vec<Call>) {
+        let Some(set) = group.first().map(|c| c.set.clone()) else {
+            return;
+        };
         let mut events = Vec::with_capacity(group.iter().map(|c| c.events.len()).sum());
         let mut synced = Vec::new();
         let mut answers: Vec<(Range<usize>, oneshot::Sender<_>)> = Vec::with_capacity(group.len());
@@ -186,7 +192,7 @@ impl Writer {
         // An answer nobody waits for any more (the caller went away) is dropped: its events
         // are stored all the same, as if the response had been lost on the way.
         match self
-            .insert(&events, reservation.as_ref(), all_synced())
+            .insert(&events, &set, reservation.as_ref(), all_synced())
             .await
         {
             Ok((stored, leased)) => {
@@ -215,33 +221,33 @@ impl Writer {
                 tracing::debug!(error = %e, calls = answers.len(),
                     "a group failed; writing its calls one by one");
                 for ((range, answer), (_, own)) in answers.into_iter().zip(synced) {
-                    let alone = self.insert(&events[range], None, own).await;
+                    let alone = self.insert(&events[range], &set, None, own).await;
                     let _ = answer.send(alone.map(|(stored, _)| stored));
                 }
             }
         }
     }
 
-    /// One statement on a connection of its own: it commits before it returns. With
-    /// publish-time deliveries to record (by event index in `events`), one transaction that
-    /// records them too.
+    /// One statement on a connection of its own, routing to `set`'s `async` webhooks: it
+    /// commits before it returns. With publish-time deliveries to record (by event index in
+    /// `events`), one transaction that records them too.
     async fn insert(
         &self,
         events: &[OutboundEvent],
+        files: &LiveSet,
         reservation: Option<&Reservation>,
         synced: Vec<(usize, Finished)>,
     ) -> Result<(Vec<Stored>, Leased)> {
         let mut conn = store::acquire(&self.pool).await?;
         let handoff = reservation.map(Reservation::handoff);
-        let files = self.files.current();
         let max_queued = Some(self.max_queued);
         if synced.is_empty() {
-            return store::events::insert_handing(&mut conn, events, max_queued, handoff, &files)
+            return store::events::insert_handing(&mut conn, events, max_queued, handoff, files)
                 .await;
         }
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let (stored, leased) =
-            store::events::insert_handing(&mut tx, events, max_queued, handoff, &files).await?;
+            store::events::insert_handing(&mut tx, events, max_queued, handoff, files).await?;
         store::queue::record_finished(&mut tx, &Synced::finished(synced, &stored)).await?;
         tx.commit().await?;
         Ok((stored, leased))
@@ -249,7 +255,9 @@ impl Writer {
 }
 
 /// The next group: `held`, or the next call to arrive, and every call already waiting that
-/// fits beside it. Empty once the queue is closed and drained.
+/// fits beside it and started on the same configuration file webhooks (after a reload, the
+/// first call on the new set starts the next group). Empty once the queue is closed and
+/// drained.
 async fn take_group(queue: &Mutex<mpsc::Receiver<Call>>, held: &mut Option<Call>) -> Vec<Call> {
     let mut queue = queue.lock().await;
     let first = match held.take() {
@@ -262,7 +270,7 @@ async fn take_group(queue: &Mutex<mpsc::Receiver<Call>>, held: &mut Option<Call>
     let mut events = first.events.len();
     let mut group = vec![first];
     while let Ok(call) = queue.try_recv() {
-        if events + call.events.len() > MAX_BATCH {
+        if events + call.events.len() > MAX_BATCH || !Arc::ptr_eq(&call.set, &group[0].set) {
             *held = Some(call);
             break;
         }
