@@ -118,7 +118,10 @@ pub async fn run(
             policies,
             &tasks,
         );
-        api_router(args, pool, publisher, secrets, metrics, &tasks, &stop).await?
+        api_router(
+            args, &file, pool, publisher, secrets, metrics, &tasks, &stop,
+        )
+        .await?
     };
     tracing::info!(addr = %listener.local_addr()?, api = !args.no_api, batcher = !args.no_dispatch, "serving");
     let server =
@@ -167,8 +170,11 @@ fn check_retention(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The API's router, and its caches' background tasks on `tasks` (until `stop`).
+// One argument per thing the API is built from: bundling them would only move the list.
+#[allow(clippy::too_many_arguments)]
 async fn api_router(
     args: &ServeArgs,
+    file: &FileConfig,
     pool: PgPool,
     publisher: GroupCommit,
     secrets: SecretBox,
@@ -193,7 +199,7 @@ async fn api_router(
     tasks.spawn(api::announce_changes(changes, pool.clone()));
     // The metrics on the serving port, unless they have a port of their own.
     let served_metrics = args.metrics_listen.is_none().then(|| metrics.clone());
-    let [github, harbor, angos] = relay_sources(&config_file(args)?);
+    let [github, harbor, angos] = relay_sources(file);
     api::router(
         ApiContext {
             pool,
@@ -229,8 +235,8 @@ fn relay_sources(file: &FileConfig) -> [Sources; 3] {
     ]
 }
 
-/// `--config`'s file, read and checked again (the command line took its `[serve]` table);
-/// empty without one.
+/// `--config`'s file, read and checked (the command line took its `[serve]` table before:
+/// this reads its relay sources and webhooks); empty without one.
 fn config_file(args: &ServeArgs) -> anyhow::Result<FileConfig> {
     match &args.config {
         Some(path) => crate::config_file::load(path, &crate::config::serve_command()?),

@@ -21,11 +21,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use buffa::MessageField;
 use buffa_types::google::protobuf::Timestamp;
-use hmac::{Hmac, Mac as _};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
-use super::ApiContext;
+use super::{ApiContext, BadSignature};
 use crate::domain::OutboundEvent;
 use crate::error::Error;
 use crate::proto::webhookd::v1 as pb;
@@ -91,13 +89,12 @@ async fn relay(
         .ok_or_else(|| {
             unauthorized("X-Registry-Signature-256 is missing; set the Angos webhook's token")
         })?;
-    let expected = super::hex_decode(signature)
-        .ok_or_else(|| unauthorized("X-Registry-Signature-256 is not sha256=<hex>"))?;
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(source.secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(&body);
-    mac.verify_slice(&expected)
-        .map_err(|_| unauthorized("X-Registry-Signature-256 does not match the source's token"))?;
+    super::verify_hmac_sha256(signature, &source.secret, &body).map_err(|bad| {
+        unauthorized(match bad {
+            BadSignature::Malformed => "X-Registry-Signature-256 is not sha256=<hex>",
+            BadSignature::Mismatch => "X-Registry-Signature-256 does not match the source's token",
+        })
+    })?;
     let bad = |why: String| Refused(StatusCode::BAD_REQUEST, why);
     let payload: Value =
         serde_json::from_slice(&body).map_err(|e| bad(format!("the payload is not JSON: {e}")))?;

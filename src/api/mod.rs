@@ -256,8 +256,32 @@ fn paginate<T>(
     (items, next)
 }
 
+/// Why a relay refuses a `sha256=<hex>` signature (GitHub's `X-Hub-Signature-256`, Angos's
+/// `X-Registry-Signature-256`).
+pub(crate) enum BadSignature {
+    /// The digest is not hex.
+    Malformed,
+    /// It is not the body's HMAC with the source's key.
+    Mismatch,
+}
+
+/// Checks `hex_digest` (a signature header's value after `sha256=`) against the
+/// HMAC-SHA256 of `body` keyed with `key`'s UTF-8 bytes, in constant time.
+pub(crate) fn verify_hmac_sha256(
+    hex_digest: &str,
+    key: &str,
+    body: &[u8],
+) -> Result<(), BadSignature> {
+    use hmac::{Hmac, Mac as _};
+    let expected = hex_decode(hex_digest).ok_or(BadSignature::Malformed)?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    mac.verify_slice(&expected)
+        .map_err(|_| BadSignature::Mismatch)
+}
+
 /// Lowercase or uppercase hex as bytes.
-pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }

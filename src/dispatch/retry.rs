@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use rand::Rng as _;
 
-use crate::domain::FileWebhook;
-use crate::store::queue::{FileRetries, Outcome};
+use crate::domain::{FileRetries, FileWebhook};
+use crate::store::queue::Outcome;
 
 /// The default delays before each retry; the first attempt is immediate, so a delivery is
 /// attempted up to 11 times over about 31 hours.

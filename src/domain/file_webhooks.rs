@@ -110,7 +110,26 @@ impl std::fmt::Debug for FileWebhook {
     }
 }
 
+/// How a configuration file webhook is attempted: each request with its `timeout_ms`, and
+/// retried `max_retries` times, Angos's way ([`FileWebhook::retry_delay`]; any answer but a
+/// 2xx is retried, a 410 too, and nothing disables it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileRetries {
+    /// Each request's timeout.
+    pub timeout: std::time::Duration,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+}
+
 impl FileWebhook {
+    /// Its timeout and retries.
+    pub fn retries(&self) -> FileRetries {
+        FileRetries {
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            max_retries: self.max_retries,
+        }
+    }
+
     /// The delay before retry `retry` (1-based): `min(100 ms × 2^(retry-1), 10 s)`, no
     /// jitter, as Angos waits.
     pub fn retry_delay(retry: u32) -> std::time::Duration {

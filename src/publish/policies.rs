@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::metrics::{DeliveryLabels, Finished as Final, Metrics};
 use crate::store::events::Stored;
 use crate::store::file_webhooks::Live;
-use crate::store::queue::{ClaimedDelivery, EventHead, FileRetries, Finished, Outcome};
+use crate::store::queue::{ClaimedDelivery, EventHead, Finished, Outcome};
 
 /// How much of each request body the records keep (as `--record-request-bytes`' default).
 const RECORD_REQUEST_BYTES: usize = 64 * 1024;
@@ -249,10 +249,7 @@ impl Policies {
     ) -> (Finished, Option<String>) {
         let id = DeliveryId::generate();
         let webhook_id = WebhookId(webhook.id);
-        let retries = FileRetries {
-            timeout: Duration::from_millis(webhook.definition.timeout_ms),
-            max_retries: webhook.definition.max_retries,
-        };
+        let retries = webhook.definition.retries();
         let head = EventHead {
             // Not stored yet: Angos's requests do not carry the event's id.
             id: EventId::generate(),

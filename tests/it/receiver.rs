@@ -247,14 +247,14 @@ impl State {
         };
         let id = match text("webhook-id") {
             Some(id) => id.to_owned(),
-            None if text("x-registry-event").is_some() && angos_id().is_some() => {
-                angos_id().unwrap_or_default()
-            }
-            None => format!(
-                "{}/{}",
-                text("x-github-delivery").unwrap_or_default(),
-                text("x-github-hook-id").unwrap_or_default()
-            ),
+            None => match text("x-registry-event").and_then(|_| angos_id()) {
+                Some(id) => id,
+                None => format!(
+                    "{}/{}",
+                    text("x-github-delivery").unwrap_or_default(),
+                    text("x-github-hook-id").unwrap_or_default()
+                ),
+            },
         };
         let subscriber = uri.path().split('/').nth(1).and_then(|n| n.parse().ok());
         if let Entry::Vacant(slot) = self.seen.first.entry(id) {

@@ -9,12 +9,11 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse as _;
-use hmac::{Hmac, Mac as _};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use super::hooks::{Answer, Api};
 use super::{GitHubError, json_body};
+use crate::api::BadSignature;
 use crate::domain::{OutboundEvent, valid_github_name};
 use crate::proto::webhookd::v1::GitHubEvent;
 
@@ -44,13 +43,12 @@ pub(super) async fn relay(
     let signature = text("x-hub-signature-256")
         .and_then(|s| s.strip_prefix("sha256="))
         .ok_or_else(|| unauthorized("X-Hub-Signature-256 is missing; set the hook's secret"))?;
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(source.secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(&body);
-    let expected = crate::api::hex_decode(signature)
-        .ok_or_else(|| unauthorized("X-Hub-Signature-256 is not sha256=<hex>"))?;
-    mac.verify_slice(&expected)
-        .map_err(|_| unauthorized("X-Hub-Signature-256 does not match the source's secret"))?;
+    crate::api::verify_hmac_sha256(signature, &source.secret, &body).map_err(|bad| {
+        unauthorized(match bad {
+            BadSignature::Malformed => "X-Hub-Signature-256 is not sha256=<hex>",
+            BadSignature::Mismatch => "X-Hub-Signature-256 does not match the source's secret",
+        })
+    })?;
     let bad = |why: String| GitHubError::new(StatusCode::BAD_REQUEST, why);
     let event = text("x-github-event")
         .filter(|e| valid_github_name(e))

@@ -24,10 +24,12 @@ pub use self::angos::signature as angos_signature;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::domain::{FACE_GITHUB, Format, FormatOptions, LiveWebhook, WebhookId, header_record};
+use crate::domain::{
+    FACE_GITHUB, FileRetries, Format, FormatOptions, LiveWebhook, WebhookId, header_record,
+};
 use crate::secret_box::SecretBox;
 use crate::signing::{SigningSecret, signature_header};
-use crate::store::queue::{ClaimTarget, ClaimedDelivery, FileRetries};
+use crate::store::queue::{ClaimTarget, ClaimedDelivery};
 
 /// The event type of a ping (see `store::events::ping`).
 pub const PING: &str = "ping";
@@ -200,10 +202,7 @@ impl Target {
             no_retries: false,
             installation_target_id: 0,
             harbor_source: None,
-            file_retries: Some(FileRetries {
-                timeout: Duration::from_millis(definition.timeout_ms),
-                max_retries: definition.max_retries,
-            }),
+            file_retries: Some(definition.retries()),
         }
     }
 

@@ -14,7 +14,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{AttemptRecord, DeliveryId, DeliveryState, EventId, Family, WebhookId, uuids};
+use crate::domain::{
+    AttemptRecord, DeliveryId, DeliveryState, EventId, Family, FileRetries, WebhookId, uuids,
+};
 use crate::error::Result;
 use crate::store::health::{self, SubjectRow};
 
@@ -113,18 +115,6 @@ pub struct RenderSettings {
     pub harbor_source: Option<String>,
     /// A configuration file webhook's timeout and retries, Angos's way.
     pub file_retries: Option<FileRetries>,
-}
-
-/// How a configuration file webhook (`[event_webhook.*]`) is attempted: each request with
-/// its `timeout_ms`, and retried `max_retries` times, Angos's way
-/// ([`crate::domain::FileWebhook::retry_delay`]; any answer but a 2xx is retried, a 410
-/// too, and nothing disables it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileRetries {
-    /// Each request's timeout.
-    pub timeout: std::time::Duration,
-    /// Retries after the first attempt.
-    pub max_retries: u32,
 }
 
 /// Deliveries leased to a batcher (by a claim, or by the publish that queued them), with the
@@ -517,6 +507,7 @@ pub async fn record_finished(conn: &mut PgConnection, finished: &[Finished]) -> 
     }
     let column = |f: fn(&Finished) -> Uuid| finished.iter().map(f).collect::<Vec<_>>();
     let first = |f: &Finished| f.attempts.first().map_or_else(Utc::now, |a| a.start_time);
+    let last = |f: &Finished| f.attempts.last().map_or_else(|| first(f), |a| a.start_time);
     let attempts: Vec<(&Finished, i32, &AttemptRecord)> = finished
         .iter()
         .flat_map(|f| (1..).zip(&f.attempts).map(move |(n, a)| (f, n, a)))
@@ -537,6 +528,11 @@ pub async fn record_finished(conn: &mut PgConnection, finished: &[Finished]) -> 
             .map(|f| i32::try_from(f.attempts.len()).unwrap_or(i32::MAX))
             .collect::<Vec<_>>(),
         &finished.iter().map(first).collect::<Vec<_>>(),
+        &finished.iter().map(last).collect::<Vec<_>>(),
+        &finished
+            .iter()
+            .map(|f| f.attempts.last().and_then(|a| a.http_status).unwrap_or(0))
+            .collect::<Vec<_>>(),
         &attempts.iter().map(|(f, _, _)| f.id.0).collect::<Vec<_>>(),
         &attempts.iter().map(|(_, n, _)| *n).collect::<Vec<_>>(),
         &columns.starts,
@@ -547,14 +543,6 @@ pub async fn record_finished(conn: &mut PgConnection, finished: &[Finished]) -> 
         &columns.errors as &[&str],
         &columns.request_headers as &[&[u8]],
         &columns.request_bodies as &[&[u8]],
-        &finished
-            .iter()
-            .map(|f| f.attempts.last().map_or_else(|| first(f), |a| a.start_time))
-            .collect::<Vec<_>>(),
-        &finished
-            .iter()
-            .map(|f| f.attempts.last().and_then(|a| a.http_status).unwrap_or(0))
-            .collect::<Vec<_>>(),
         &columns.request_body_kept,
         &columns.request_body_sizes,
         &columns.response_headers as &[&[u8]],
