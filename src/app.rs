@@ -200,6 +200,7 @@ async fn api_router(
     // The metrics on the serving port, unless they have a port of their own.
     let served_metrics = args.metrics_listen.is_none().then(|| metrics.clone());
     let [github, harbor, angos] = relay_sources(file);
+    let tail = api::TailHub::new(pool.clone(), stop.clone());
     api::router(
         ApiContext {
             pool,
@@ -212,6 +213,7 @@ async fn api_router(
             github_sources: Arc::new(github),
             harbor_sources: Arc::new(harbor),
             angos_sources: Arc::new(angos),
+            tail,
         },
         served_metrics,
     )

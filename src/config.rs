@@ -195,6 +195,15 @@ pub enum DeliveriesCommand {
         #[arg(long, value_parser = parse_time)]
         until: Option<String>,
     },
+    /// Follow an owner's attempts as they are recorded (one line each) until interrupted.
+    Tail {
+        /// The owner whose attempts to follow.
+        #[arg(long)]
+        owner: String,
+        /// Only this subscription's attempts.
+        #[arg(long)]
+        subscription: Option<String>,
+    },
 }
 
 /// An RFC 3339 time, as UTC with a `Z`.

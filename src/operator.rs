@@ -63,6 +63,87 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Calls DeliveryService/TailDeliveries with `body` (Connect's streaming protocol, JSON
+    /// messages) and prints each message as it comes, as a line or (`json`) as its JSON,
+    /// until the server ends the stream (with its error, if any).
+    async fn tail(&self, body: Value, json: bool) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let url = format!("{}/{DELIVERIES}/TailDeliveries", self.server);
+        let message = body.to_string();
+        let mut frame = Vec::with_capacity(5 + message.len());
+        frame.push(0);
+        frame.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
+        frame.extend_from_slice(message.as_bytes());
+        // No overall timeout: the stream lasts as long as the operator follows it.
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let mut response = http
+            .post(&url)
+            .header("content-type", "application/connect+json")
+            .header("connect-protocol-version", "1")
+            .bearer_auth(&self.token)
+            .body(frame)
+            .send()
+            .await
+            .with_context(|| format!("calling {url}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            anyhow::bail!("{url} answered {status}: {text}");
+        }
+        eprintln!("following; stop with Ctrl-C");
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut stdout = std::io::stdout();
+        while let Some(chunk) = response.chunk().await.context("reading the stream")? {
+            buffer.extend_from_slice(&chunk);
+            while let Some((flags, message)) = next_envelope(&mut buffer)? {
+                let value: Value =
+                    serde_json::from_slice(&message).context("the server sent no JSON")?;
+                if flags & 0x02 != 0 {
+                    // The end of the stream: its error, if it ended with one.
+                    if let Some(error) = value.get("error") {
+                        anyhow::bail!(
+                            "{}: {}",
+                            error["code"].as_str().unwrap_or("unknown"),
+                            error["message"].as_str().unwrap_or("")
+                        );
+                    }
+                    return Ok(());
+                }
+                let line = if json {
+                    value.to_string()
+                } else {
+                    tail_line(&value)
+                };
+                writeln!(stdout, "{line}")?;
+                stdout.flush()?;
+            }
+        }
+        anyhow::bail!("the server closed the stream without ending it")
+    }
+}
+
+/// Takes one whole Connect envelope (flags, message) off the front of `buffer`, if it holds
+/// one.
+fn next_envelope(buffer: &mut Vec<u8>) -> anyhow::Result<Option<(u8, Vec<u8>)>> {
+    if buffer.len() < 5 {
+        return Ok(None);
+    }
+    let length = u32::from_be_bytes([buffer[1], buffer[2], buffer[3], buffer[4]]) as usize;
+    if buffer[0] & 0x01 != 0 {
+        anyhow::bail!("the server compressed a message unasked");
+    }
+    if buffer.len() < 5 + length {
+        return Ok(None);
+    }
+    let flags = buffer[0];
+    let message = buffer[5..5 + length].to_vec();
+    buffer.drain(..5 + length);
+    Ok(Some((flags, message)))
+}
+
 /// Runs `webhookd subscriptions ...`; the text to print.
 ///
 /// # Errors
@@ -139,6 +220,15 @@ pub async fn deliveries(
 ) -> anyhow::Result<String> {
     let client = Client::new(args)?;
     let (method, body) = match command {
+        DeliveriesCommand::Tail {
+            owner,
+            subscription,
+        } => {
+            let body =
+                json!({"owner": owner, "subscriptionId": subscription.as_deref().unwrap_or("")});
+            client.tail(body, args.json).await?;
+            return Ok(String::new());
+        }
         DeliveriesCommand::List {
             subscription,
             state,
@@ -194,7 +284,40 @@ pub async fn deliveries(
             "{} failed deliveries queued again\n",
             answer["queued"].as_str().unwrap_or("0")
         ),
+        DeliveriesCommand::Tail { .. } => String::new(),
     })
+}
+
+/// One line of `deliveries tail`: an attempt, or a notice of attempts not sent.
+fn tail_line(message: &Value) -> String {
+    if message["interrupted"].as_bool() == Some(true) {
+        return "! interrupted: the server lost its view of recorded attempts for a moment; \
+                some may be missing here (deliveries list has them all)"
+            .to_owned();
+    }
+    // An int64 is a string in JSON; absent when 0.
+    if let Some(missed) = message.get("missed") {
+        return format!(
+            "! {} attempts missed: this reader fell behind",
+            cell(missed)
+        );
+    }
+    let (d, a) = (&message["delivery"], &message["attempt"]);
+    let outcome = match a["httpStatus"].as_i64() {
+        Some(status) => format!("HTTP {status}"),
+        None => format!("no answer: {}", cell(&a["error"])),
+    };
+    format!(
+        "{}  {}  {}  {}  attempt {}  {}  {}  {}",
+        cell(&a["startTime"]),
+        cell(&d["webhookId"]),
+        cell(&d["deliveryId"]),
+        cell(&d["eventType"]),
+        a["number"].as_i64().unwrap_or(0),
+        outcome,
+        cell(&a["duration"]),
+        short(&d["state"], "DELIVERY_STATE_"),
+    )
 }
 
 fn pretty(answer: &Value) -> String {

@@ -5,7 +5,7 @@
 use connectrpc::RequestContext;
 
 use super::ApiContext;
-use crate::domain::{ApiToken, DeliveryId, TokenScope, WebhookId};
+use crate::domain::{ApiToken, DeliveryId, OwnerName, TokenScope, WebhookId};
 use crate::error::{Error, Result};
 use crate::store;
 
@@ -64,6 +64,21 @@ pub async fn authorize_webhook(
     let id = WebhookId::parse(id).ok_or_else(webhook_not_found)?;
     let owner = store::webhooks::owner_of(conn, id).await?;
     visible(scope, owner, id, webhook_not_found)
+}
+
+/// The owner a listing names (ListSubscriptions, TailDeliveries), checked against the token:
+/// owner names of every family, the loosest rule that still refuses garbage. No owner names
+/// the configuration file's webhooks, which only an all-owners token sees.
+///
+/// # Errors
+/// `InvalidArgument` for a malformed name, `PermissionDenied` for an owner not covered.
+pub fn listed_owner(scope: &TokenScope, owner: &str) -> Result<String> {
+    if owner.is_empty() && scope.all_owners {
+        return Ok(String::new());
+    }
+    let owner = OwnerName::parse_any("owner", owner)?;
+    scope.require(&owner)?;
+    Ok(owner.as_str().to_owned())
 }
 
 /// The one answer for a subscription that does not exist or that the token may not see.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use buffa::{EnumValue, MessageField};
 use buffa_types::google::protobuf::{Duration, Timestamp};
-use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
+use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult, ServiceStream};
 
 use super::auth::{
     authenticate, authorize_delivery, authorize_webhook, delivery_not_found, subscription_not_found,
@@ -165,6 +165,59 @@ impl DeliveryApi {
     }
 }
 
+impl DeliveryApi {
+    async fn stats(
+        &self,
+        ctx: &RequestContext,
+        req: &pb::GetDeliveryStatsRequest,
+    ) -> Result<pb::GetDeliveryStatsResponse> {
+        let api = &self.0;
+        let scope = authenticate(api, ctx).await?;
+        if req.subscription_ids.len() > MAX_PAGE_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "at most {MAX_PAGE_SIZE} subscription_ids at a time"
+            )));
+        }
+        let mut conn = store::acquire(&api.pool).await?;
+        let mut ids = Vec::with_capacity(req.subscription_ids.len());
+        for id in &req.subscription_ids {
+            ids.push(
+                authorize_webhook(&mut conn, &scope, id)
+                    .await
+                    .map_err(|_| subscription_not_found())?,
+            );
+        }
+        let since = chrono::Utc::now() - chrono::TimeDelta::hours(24);
+        let mut hours = store::activity::hours_of(&mut conn, &ids, since).await?;
+        let millis =
+            |ms: i64| MessageField::some(Duration::from(chrono::TimeDelta::milliseconds(ms)));
+        let stats = ids
+            .iter()
+            .map(|id| pb::SubscriptionStats {
+                subscription_id: id.to_string(),
+                hours: hours
+                    .remove(id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(start, t)| pb::HourStats {
+                        start_time: MessageField::some(Timestamp::from(start)),
+                        attempts: t.attempts,
+                        successes: t.successes,
+                        mean_duration: millis(t.duration_ms_sum / t.attempts.max(1)),
+                        max_duration: millis(i64::from(t.duration_ms_max)),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect();
+        Ok(pb::GetDeliveryStatsResponse {
+            stats,
+            ..Default::default()
+        })
+    }
+}
+
 /// A ListDeliveries request's filters, checked.
 fn list_filter(req: &pb::ListDeliveriesRequest) -> Result<DeliveryFilter> {
     let state = DeliveryState::from_number(req.state.to_i32())
@@ -219,7 +272,7 @@ fn check_window(
     }
 }
 
-fn to_proto(d: Delivery) -> pb::Delivery {
+pub(super) fn to_proto(d: Delivery) -> pb::Delivery {
     pb::Delivery {
         delivery_id: d.id.to_string(),
         webhook_id: d.webhook_id.to_string(),
@@ -254,7 +307,7 @@ fn page_size(requested: i32) -> Result<usize> {
     }
 }
 
-fn attempt_to_proto(delivery_id: &str, number: i32, a: AttemptRecord) -> pb::Attempt {
+pub(super) fn attempt_to_proto(delivery_id: &str, number: i32, a: AttemptRecord) -> pb::Attempt {
     let context = header_record::Context {
         delivery_id,
         start_seconds: a.start_time.timestamp(),
@@ -336,6 +389,24 @@ impl pb::DeliveryService for DeliveryApi {
     ) -> ServiceResult<pb::RecoverDeliveriesResponse> {
         Ok(Response::new(
             self.recover(&ctx, &request.to_owned_message()).await?,
+        ))
+    }
+
+    async fn tail_deliveries(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, pb::TailDeliveriesRequest>,
+    ) -> ServiceResult<ServiceStream<pb::TailDeliveriesResponse>> {
+        super::tail::tail_deliveries(&self.0, &ctx, &request.to_owned_message()).await
+    }
+
+    async fn get_delivery_stats(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, pb::GetDeliveryStatsRequest>,
+    ) -> ServiceResult<pb::GetDeliveryStatsResponse> {
+        Ok(Response::new(
+            self.stats(&ctx, &request.to_owned_message()).await?,
         ))
     }
 }

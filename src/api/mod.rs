@@ -5,6 +5,7 @@
 mod angos;
 mod auth;
 mod cache;
+mod console;
 mod deliveries;
 pub mod gate;
 mod github;
@@ -13,6 +14,7 @@ mod health;
 mod publish;
 mod subscription_proto;
 mod subscriptions;
+mod tail;
 mod webhooks;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use crate::store::webhooks::WebhookLimits;
 
 pub use cache::{ApiCache, announce_changes};
 pub use health::DatabaseHealth;
+pub use tail::TailHub;
 
 /// The largest request most RPCs accept, on the wire and decoded. Their requests are a few
 /// hundred bytes; anything far larger is refused before it is buffered.
@@ -77,6 +80,8 @@ pub struct ApiContext {
     pub harbor_sources: Arc<std::collections::HashMap<String, crate::config_file::IngestSource>>,
     /// The relay's Angos sources (`[ingest.angos.NAME]`), by name.
     pub angos_sources: Arc<std::collections::HashMap<String, crate::config_file::IngestSource>>,
+    /// The live tail's readers in this process.
+    pub tail: Arc<TailHub>,
 }
 
 /// Builds the router that serves every protocol on one port, with `/metrics` when given
@@ -143,6 +148,7 @@ pub fn router(
         .merge(github)
         .merge(harbor)
         .merge(angos)
+        .merge(console::router())
         .fallback_service(service)
         .layer(axum::middleware::from_fn_with_state(
             gate,

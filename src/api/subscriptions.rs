@@ -8,7 +8,7 @@ use buffa::{EnumValue, MessageField};
 use buffa_types::google::protobuf::Timestamp;
 use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
 
-use super::auth::{authenticate, authorize_webhook};
+use super::auth::{authenticate, authorize_webhook, listed_owner};
 use super::subscription_proto::{
     SpecFields, auth_header, check_filters_fit, family, family_filter, family_proto, format_proto,
     state_filter, state_to_set, stored_spec, to_proto, with_activity,
@@ -29,6 +29,8 @@ use crate::store::subscriptions::{Sealed, SealedChanges};
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// The largest ListSubscriptions page.
 pub const MAX_PAGE_SIZE: usize = 100;
+/// The most owners ListOwners lists for a token of every owner.
+const MAX_OWNERS: i64 = 1000;
 
 /// The fields UpdateSubscription changes, as update_mask names them.
 const UPDATABLE: &[&str] = &[
@@ -167,15 +169,7 @@ impl SubscriptionApi {
         let api = &self.0;
         let scope = authenticate(api, ctx).await?;
         let family = family_filter(req.family)?;
-        // Owner names of every family; the loosest rule that still refuses garbage. No owner
-        // lists the configuration file's webhooks, which only an all-owners token sees.
-        let owner = if req.owner.is_empty() && scope.all_owners {
-            String::new()
-        } else {
-            let owner = OwnerName::parse_any("owner", &req.owner)?;
-            scope.require(&owner)?;
-            owner.as_str().to_owned()
-        };
+        let owner = listed_owner(&scope, &req.owner)?;
         let filter = store::subscriptions::ListFilter {
             repository: (!req.repository.is_empty()).then(|| req.repository.clone()),
             state: state_filter(req.state)?,
@@ -734,6 +728,28 @@ impl pb::SubscriptionService for SubscriptionApi {
         Ok(Response::new(
             self.ping(&ctx, &request.to_owned_message()).await?,
         ))
+    }
+
+    async fn list_owners(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, pb::ListOwnersRequest>,
+    ) -> ServiceResult<pb::ListOwnersResponse> {
+        let api = &self.0;
+        let scope = authenticate(api, &ctx).await?;
+        let mut owners = if scope.all_owners {
+            let mut conn = store::acquire(&api.pool).await?;
+            store::webhooks::owners(&mut conn, MAX_OWNERS).await?
+        } else {
+            scope.owners.clone()
+        };
+        owners.sort_unstable();
+        owners.dedup();
+        Response::ok(pb::ListOwnersResponse {
+            owners,
+            all_owners: scope.all_owners,
+            ..Default::default()
+        })
     }
 
     async fn list_event_types(

@@ -9,13 +9,14 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{AttemptRecord, WebhookId};
-use crate::store::activity::{Health, LastResponse, Noted};
+use crate::store::activity::{Health, HourTally, LastResponse, Noted};
 
 /// The activity noted since the last write.
 #[derive(Debug, Default)]
 pub struct ActivityBuffer {
     triggers: HashMap<(WebhookId, &'static str), DateTime<Utc>>,
     responses: HashMap<WebhookId, (DateTime<Utc>, LastResponse, Health)>,
+    hours: HashMap<(WebhookId, DateTime<Utc>), HourTally>,
 }
 
 impl ActivityBuffer {
@@ -50,6 +51,10 @@ impl ActivityBuffer {
             newest.1 = response;
         }
         newest.2.note(time, succeeded);
+        self.hours
+            .entry((webhook, hour_of(time)))
+            .or_default()
+            .note(record.duration_ms, succeeded);
     }
 
     /// Whether nothing was noted.
@@ -81,6 +86,20 @@ impl ActivityBuffer {
         );
         rows
     }
+
+    /// The hours to add to (subscription, start of the hour, tally), the buffer's emptied.
+    pub fn take_hours(&mut self) -> Vec<(WebhookId, DateTime<Utc>, HourTally)> {
+        self.hours
+            .drain()
+            .map(|((webhook, hour), tally)| (webhook, hour, tally))
+            .collect()
+    }
+}
+
+/// The start of the (UTC) hour `time` falls in.
+fn hour_of(time: DateTime<Utc>) -> DateTime<Utc> {
+    let seconds = time.timestamp();
+    DateTime::from_timestamp(seconds - seconds.rem_euclid(3600), 0).unwrap_or(time)
 }
 
 /// The message of an attempt's answer: its status's reason, or why there was none.
@@ -150,6 +169,48 @@ mod tests {
         // The failure at 35 came before the success at 40: no run of failures is left.
         assert_eq!(health.last_success, Some(at(40)));
         assert_eq!((health.failures, health.first_failure), (0, None));
+    }
+
+    #[test]
+    fn hours_count_attempts_successes_and_durations() {
+        let mut buffer = ActivityBuffer::default();
+        let webhook = WebhookId(uuid::Uuid::new_v4());
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let timed = |start, status, ms| AttemptRecord {
+            duration_ms: ms,
+            ..record(start, status)
+        };
+        buffer.note(webhook, "push", at(0), &timed(7200, Some(200), 30), true);
+        buffer.note(webhook, "push", at(0), &timed(10_799, None, 90), false);
+        buffer.note(webhook, "push", at(0), &timed(10_800, Some(200), 10), true);
+        let mut hours = buffer.take_hours();
+        hours.sort_by_key(|h| h.1);
+        assert_eq!(
+            hours,
+            [
+                (
+                    webhook,
+                    at(7200),
+                    HourTally {
+                        attempts: 2,
+                        successes: 1,
+                        duration_ms_sum: 120,
+                        duration_ms_max: 90
+                    }
+                ),
+                (
+                    webhook,
+                    at(10_800),
+                    HourTally {
+                        attempts: 1,
+                        successes: 1,
+                        duration_ms_sum: 10,
+                        duration_ms_max: 10
+                    }
+                ),
+            ]
+        );
+        assert!(buffer.take_hours().is_empty());
     }
 
     #[test]

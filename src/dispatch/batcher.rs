@@ -262,9 +262,11 @@ async fn write_activity(inner: &Inner, activity: &mut ActivityBuffer) {
         return;
     }
     let rows = activity.take();
+    let hours = activity.take_hours();
     let written = async {
         let mut conn = store::acquire(&inner.pool).await?;
-        store::activity::record(&mut conn, rows).await
+        store::activity::record(&mut conn, rows).await?;
+        store::activity::record_hours(&mut conn, hours).await
     };
     if let Err(e) = written.await {
         tracing::warn!(error.cause_chain = ?anyhow::Error::from(e),

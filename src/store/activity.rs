@@ -223,3 +223,112 @@ pub async fn of(
     }
     Ok(activity)
 }
+
+/// One subscription's attempts in one hour, as noted since the last write, or as stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HourTally {
+    /// Attempts started in the hour.
+    pub attempts: i64,
+    /// Those answered 2xx.
+    pub successes: i64,
+    /// Their durations' sum, in milliseconds.
+    pub duration_ms_sum: i64,
+    /// The longest, in milliseconds.
+    pub duration_ms_max: i32,
+}
+
+impl HourTally {
+    /// Counts an attempt of `duration_ms`.
+    pub fn note(&mut self, duration_ms: i32, succeeded: bool) {
+        self.attempts += 1;
+        self.successes += i64::from(succeeded);
+        self.duration_ms_sum += i64::from(duration_ms.max(0));
+        self.duration_ms_max = self.duration_ms_max.max(duration_ms);
+    }
+}
+
+/// Adds `hours` (subscription, start of the hour, tally) to the stored hours, in key order
+/// (as [`record`]), skipping subscriptions deleted meanwhile, and drops the written
+/// subscriptions' hours older than a day.
+///
+/// # Errors
+/// Database errors.
+pub async fn record_hours(
+    conn: &mut PgConnection,
+    mut hours: Vec<(WebhookId, DateTime<Utc>, HourTally)>,
+) -> Result<()> {
+    if hours.is_empty() {
+        return Ok(());
+    }
+    hours.sort_by_key(|(webhook, hour, _)| (webhook.0, *hour));
+    let ids: Vec<WebhookId> = hours.iter().map(|h| h.0).collect();
+    let starts: Vec<DateTime<Utc>> = hours.iter().map(|h| h.1).collect();
+    let column = |f: fn(&HourTally) -> i64| hours.iter().map(|h| f(&h.2)).collect::<Vec<i64>>();
+    let maxima: Vec<i32> = hours.iter().map(|h| h.2.duration_ms_max).collect();
+    sqlx::query!(
+        r#"
+        WITH added AS (
+            INSERT INTO subscription_hourly AS h
+                (webhook_id, hour, attempts, successes, duration_ms_sum, duration_ms_max)
+            SELECT n.webhook_id, n.hour, n.attempts, n.successes, n.sum, n.max
+            FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[],
+                        $5::bigint[], $6::int[])
+                 AS n(webhook_id, hour, attempts, successes, sum, max)
+            WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = n.webhook_id)
+            ORDER BY n.webhook_id, n.hour
+            ON CONFLICT (webhook_id, hour) DO UPDATE
+            SET attempts = h.attempts + EXCLUDED.attempts,
+                successes = h.successes + EXCLUDED.successes,
+                duration_ms_sum = h.duration_ms_sum + EXCLUDED.duration_ms_sum,
+                duration_ms_max = GREATEST(h.duration_ms_max, EXCLUDED.duration_ms_max)
+        )
+        DELETE FROM subscription_hourly
+        WHERE webhook_id = ANY ($1::uuid[]) AND hour < now() - interval '25 hours'
+        "#,
+        &uuids(&ids),
+        &starts,
+        &column(|t| t.attempts),
+        &column(|t| t.successes),
+        &column(|t| t.duration_ms_sum),
+        &maxima,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Each of `webhooks`' hours since `since`, oldest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn hours_of(
+    conn: &mut PgConnection,
+    webhooks: &[WebhookId],
+    since: DateTime<Utc>,
+) -> Result<HashMap<WebhookId, Vec<(DateTime<Utc>, HourTally)>>> {
+    let rows = sqlx::query!(
+        r#"
+        SELECT webhook_id, hour, attempts, successes, duration_ms_sum, duration_ms_max
+        FROM subscription_hourly
+        WHERE webhook_id = ANY ($1::uuid[]) AND hour >= $2
+        ORDER BY webhook_id, hour
+        "#,
+        &uuids(webhooks),
+        since,
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut hours: HashMap<WebhookId, Vec<_>> = HashMap::new();
+    for r in rows {
+        hours.entry(WebhookId(r.webhook_id)).or_default().push((
+            r.hour,
+            HourTally {
+                attempts: r.attempts,
+                successes: r.successes,
+                duration_ms_sum: r.duration_ms_sum,
+                duration_ms_max: r.duration_ms_max,
+            },
+        ));
+    }
+    Ok(hours)
+}

@@ -317,3 +317,76 @@ pub async fn recover(
         Some(r) => Recovery::Queued(r.queued),
     })
 }
+
+/// An attempt as the live tail shows it: its delivery as it now stands, without headers or
+/// bodies.
+#[derive(Debug, Clone)]
+pub struct Tailed {
+    /// The owner of the delivery's webhook.
+    pub owner: String,
+    /// The delivery.
+    pub delivery: Delivery,
+    /// The attempt's number.
+    pub number: i32,
+    /// The attempt (no request, headers or body).
+    pub record: AttemptRecord,
+}
+
+/// The recorded attempts named by (delivery, number) of webhooks of `owners`, oldest first;
+/// those gone since (their webhook deleted, or retention) are left out.
+pub async fn tailed(
+    conn: &mut PgConnection,
+    attempts: &[(Uuid, i32)],
+    owners: &[String],
+) -> Result<Vec<Tailed>> {
+    let (ids, numbers): (Vec<Uuid>, Vec<i32>) = attempts.iter().copied().unzip();
+    let rows = sqlx::query!(
+        r#"
+        SELECT w.owner_name, d.id, d.webhook_id, d.event_id, d.state, d.attempt_count,
+               d.create_time, d.next_attempt_time, d.last_attempt_time, d.last_http_status,
+               e.event_type, a.number, a.start_time, a.duration_ms, a.http_status,
+               a.connect_code, a.error
+        FROM UNNEST($1::uuid[], $2::int[]) AS t(id, number)
+        JOIN delivery_attempts a ON a.delivery_id = t.id AND a.number = t.number
+        JOIN deliveries d ON d.id = t.id
+        JOIN webhooks w ON w.id = d.webhook_id
+        JOIN events e ON e.id = d.event_id
+        WHERE w.owner_name = ANY ($3::text[])
+        ORDER BY a.start_time, d.id, a.number
+        "#,
+        &ids,
+        &numbers,
+        owners,
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let delivery = Delivery::try_from(DeliveryRow {
+                id: r.id,
+                webhook_id: r.webhook_id,
+                event_id: r.event_id,
+                state: r.state,
+                attempt_count: r.attempt_count,
+                create_time: r.create_time,
+                next_attempt_time: r.next_attempt_time,
+                last_attempt_time: r.last_attempt_time,
+                last_http_status: r.last_http_status,
+                event_type: r.event_type,
+            })?;
+            Ok(Tailed {
+                owner: r.owner_name,
+                delivery,
+                number: r.number,
+                record: AttemptRecord {
+                    start_time: r.start_time,
+                    duration_ms: r.duration_ms,
+                    http_status: r.http_status,
+                    connect_code: r.connect_code,
+                    error: r.error,
+                    ..AttemptRecord::default()
+                },
+            })
+        })
+        .collect()
+}

@@ -365,6 +365,17 @@ pub async fn delete(
     Ok(Some((deleted.owner_name, deleted.repository_name)))
 }
 
+/// The first `limit` owners that have webhooks, sorted.
+pub async fn owners(conn: &mut PgConnection, limit: i64) -> Result<Vec<String>> {
+    let owners = sqlx::query_scalar!(
+        r#"SELECT DISTINCT owner_name FROM webhooks ORDER BY owner_name LIMIT $1"#,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(owners)
+}
+
 /// The owner of a webhook, if it exists.
 pub async fn owner_of(conn: &mut PgConnection, id: WebhookId) -> Result<Option<String>> {
     let owner = sqlx::query_scalar!(r#"SELECT owner_name FROM webhooks WHERE id = $1"#, id.0)

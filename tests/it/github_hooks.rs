@@ -853,7 +853,7 @@ async fn deliveries_are_listed_shown_and_redelivered_as_github_shows_them() {
 }
 
 /// Node.js, for the octokit clients.
-fn node() -> std::path::PathBuf {
+pub fn node() -> std::path::PathBuf {
     crate::helpers::tool("WEBHOOKD_TEST_NODE", ".tools/node", "node")
 }
 

@@ -36,13 +36,24 @@ WITH input AS (
     FROM updated u
     WHERE u.state <> 'pending'
     GROUP BY u.owner_name
+), inserted AS (
+    INSERT INTO delivery_attempts
+        (delivery_id, number, start_time, duration_ms, http_status, connect_code, response_body,
+         error, request_headers, request_body, request_body_size, response_headers)
+    SELECT id, attempt_count, start_time, duration_ms, NULLIF(http_status, 0),
+           NULLIF(connect_code, ''), response_body, NULLIF(error, ''),
+           NULLIF(request_headers, ''::bytea), CASE WHEN request_body_kept THEN request_body END,
+           NULLIF(request_body_size, -1), NULLIF(response_headers, ''::bytea)
+    FROM updated
+    RETURNING delivery_id, number
+), notified AS (
+    -- The live tail (api::tail): "id:number,..." on webhookd_attempts, sent at commit, 190
+    -- attempts to a notification (each at most 48 bytes; a payload holds 8000).
+    SELECT pg_notify('webhookd_attempts', string_agg(delivery_id::text || ':' || number, ','))
+    FROM (SELECT delivery_id, number, (row_number() OVER () - 1) / 190 AS chunk
+          FROM inserted) numbered
+    GROUP BY chunk
 )
-INSERT INTO delivery_attempts
-    (delivery_id, number, start_time, duration_ms, http_status, connect_code, response_body, error,
-     request_headers, request_body, request_body_size, response_headers)
-SELECT id, attempt_count, start_time, duration_ms, NULLIF(http_status, 0),
-       NULLIF(connect_code, ''), response_body, NULLIF(error, ''),
-       NULLIF(request_headers, ''::bytea), CASE WHEN request_body_kept THEN request_body END,
-       NULLIF(request_body_size, -1), NULLIF(response_headers, ''::bytea)
-FROM updated
-RETURNING delivery_id
+-- Joined to the notifications' count so that they are sent (an unread CTE is not run).
+SELECT delivery_id AS "delivery_id!"
+FROM inserted, (SELECT count(*) FROM notified) AS sent
