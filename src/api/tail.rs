@@ -34,12 +34,13 @@ use crate::store::notifications::{Notice, Notifications};
 
 /// The channel the recorder notifies.
 pub const CHANNEL: &str = "webhookd_attempts";
-/// Attempts kept for one reader that has not read them yet.
-pub const READER_QUEUE: usize = 1024;
+/// Attempts kept for one reader that has not read them yet: several of the hub's reads, so
+/// that a reader that keeps up on average is not cut off by one burst.
+pub const READER_QUEUE: usize = 8192;
 /// Notifications kept for the hub's reading task while it reads earlier ones.
 const HUB_QUEUE: usize = 256;
-/// The most attempts the hub reads in one query.
-const HUB_BATCH: usize = 4000;
+/// The most attempts the hub reads in one query (a recorder's statement writes up to 1000).
+const HUB_BATCH: usize = 1000;
 /// How long a new reader waits for the hub's LISTEN connection.
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
 /// How often a reader's token is checked again (a revoked one ends the stream).

@@ -5,6 +5,7 @@
 
 pub mod angos;
 pub mod api;
+pub mod console;
 pub mod env;
 pub mod flood;
 pub mod formats;

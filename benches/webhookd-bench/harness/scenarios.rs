@@ -150,6 +150,21 @@ pub async fn throughput_run(
     subs: usize,
     processes: usize,
 ) -> anyhow::Result<(f64, u64, f64)> {
+    let (rate, rss, cpu, _) =
+        throughput_tailed(server, plan, events, subs, processes, false).await?;
+    Ok((rate, rss, cpu))
+}
+
+/// [`throughput_run`], with a live-tail reader of every attempt on the first process when
+/// `tail`; also what the reader was sent and told it missed.
+async fn throughput_tailed(
+    server: &Server,
+    plan: &Plan,
+    events: u64,
+    subs: usize,
+    processes: usize,
+    tail: bool,
+) -> anyhow::Result<(f64, u64, f64, (u64, u64))> {
     let bench = Bench::new(server).await?;
     let receiver = Receiver::counting(plan.quick, None).await?;
     bench.subscribe("petapis", &receiver, subs, 0).await?;
@@ -160,6 +175,10 @@ pub async fn throughput_run(
     for s in &serves {
         s.ready().await?;
     }
+    let reader = match tail {
+        true => Some(super::console::TailReader::open(&serves[0], &bench.token).await?),
+        false => None,
+    };
     let total = events * subs as u64;
     let started = Instant::now();
     let published = publish(
@@ -182,6 +201,10 @@ pub async fn throughput_run(
     if plan.quick {
         check_exact(&receiver, &published, subs)?;
     }
+    let tailed = match reader {
+        Some(reader) => reader.finish(total).await?,
+        None => (0, 0),
+    };
     for s in serves {
         s.stop();
     }
@@ -190,7 +213,30 @@ pub async fn throughput_run(
         rate,
         rss,
         cpu * 10_000.0 / (total as f64 / processes as f64),
+        tailed,
     ))
+}
+
+/// Scenario 15: scenario 1's first case without and with a live-tail reader of every
+/// attempt, alternating; what the reader was sent and told it missed.
+pub async fn tail(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let events = plan.n(100_000, 2000);
+    let mut rows = vec![];
+    for tailed in [false, true] {
+        let (rate, _, _, (sent, missed)) =
+            throughput_tailed(server, plan, events, 1, 1, tailed).await?;
+        let case = match tailed {
+            false => format!("{events} deliveries, no reader"),
+            true => format!("{events} deliveries, one reader of every attempt"),
+        };
+        rows.push(Row::new("15 tail", &case, "deliveries/s", rate));
+        if tailed {
+            anyhow::ensure!(sent + missed == events, "sent {sent} + missed {missed}");
+            rows.push(Row::new("15 tail", &case, "attempts sent", sent as f64));
+            rows.push(Row::new("15 tail", &case, "attempts missed", missed as f64));
+        }
+    }
+    Ok(rows)
 }
 
 pub async fn throughput(server: &Server, plan: &Plan) -> anyhow::Result<Vec<Row>> {
@@ -486,6 +532,8 @@ pub async fn run(name: &str, server: &Server, plan: &Plan) -> anyhow::Result<Vec
         "formats" => super::formats::formats(server, plan).await,
         "retention" => super::retention::retention(server, plan).await,
         "angos-required" => super::angos::angos_required(server, plan).await,
+        "console" => super::console::console(server, plan).await,
+        "tail" => tail(server, plan).await,
         other => anyhow::bail!("unknown scenario {other:?}"),
     }
 }
@@ -505,4 +553,6 @@ pub const ALL: &[&str] = &[
     "formats",
     "retention",
     "angos-required",
+    "console",
+    "tail",
 ];
