@@ -66,6 +66,27 @@ pub async fn authorize_webhook(
     visible(scope, owner, id, webhook_not_found)
 }
 
+/// [`authorize_webhook`] for several ids, in one query; any one not visible fails them all
+/// with `not_found`.
+///
+/// # Errors
+/// `not_found()`, or `Unavailable` when the database cannot be asked.
+pub async fn authorize_webhooks(
+    conn: &mut sqlx::PgConnection,
+    scope: &TokenScope,
+    ids: &[String],
+    not_found: fn() -> Error,
+) -> Result<Vec<WebhookId>> {
+    let ids = ids
+        .iter()
+        .map(|id| WebhookId::parse(id).ok_or_else(not_found))
+        .collect::<Result<Vec<_>>>()?;
+    let owners = store::webhooks::owners_of(conn, &ids).await?;
+    ids.into_iter()
+        .map(|id| visible(scope, owners.get(&id).cloned(), id, not_found))
+        .collect()
+}
+
 /// The owner a listing names (ListSubscriptions, TailDeliveries), checked against the token:
 /// owner names of every family, the loosest rule that still refuses garbage. No owner names
 /// the configuration file's webhooks, which only an all-owners token sees.

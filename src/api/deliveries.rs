@@ -7,7 +7,8 @@ use buffa_types::google::protobuf::{Duration, Timestamp};
 use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult, ServiceStream};
 
 use super::auth::{
-    authenticate, authorize_delivery, authorize_webhook, delivery_not_found, subscription_not_found,
+    authenticate, authorize_delivery, authorize_webhook, authorize_webhooks, delivery_not_found,
+    subscription_not_found,
 };
 use super::{ApiContext, decode_page_token, paginate};
 use crate::domain::{
@@ -179,14 +180,13 @@ impl DeliveryApi {
             )));
         }
         let mut conn = store::acquire(&api.pool).await?;
-        let mut ids = Vec::with_capacity(req.subscription_ids.len());
-        for id in &req.subscription_ids {
-            ids.push(
-                authorize_webhook(&mut conn, &scope, id)
-                    .await
-                    .map_err(|_| subscription_not_found())?,
-            );
-        }
+        let ids = authorize_webhooks(
+            &mut conn,
+            &scope,
+            &req.subscription_ids,
+            subscription_not_found,
+        )
+        .await?;
         let since = chrono::Utc::now() - chrono::TimeDelta::hours(24);
         let mut hours = store::activity::hours_of(&mut conn, &ids, since).await?;
         let millis =

@@ -1,14 +1,17 @@
 //! The live tail, `webhookd.v1.DeliveryService/TailDeliveries`: every attempt as it is
 //! recorded, by any process.
 //!
-//! The recorder's statement notifies `webhookd_attempts` with the ids of the attempts it
-//! wrote (sent at commit; see `store/queue/record_attempts.sql`), whether anyone follows or
-//! not: the delivery path never waits for a reader. Each API process with readers has one
-//! [`TailHub`]: a LISTEN connection, drained at once into a bounded queue, and a task that
-//! reads each notification's attempts once (for the owners its readers follow) and hands
-//! them to every reader's own bounded queue. A reader that falls behind loses what does not
-//! fit and is told how many; a hub that falls behind (or loses its connection) tells every
-//! reader it was interrupted.
+//! The recorders' statements notify `webhookd_attempts` with the ids of the attempts they
+//! wrote (sent at commit; see `store/queue/record_attempts.sql`) of the owners some reader
+//! follows: each API process with readers has one [`TailHub`], which marks the owners its
+//! readers follow in `tail_follows` (before a reader's stream opens) and renews them while
+//! they stay, because a notifying commit takes PostgreSQL's database-wide NOTIFY lock and
+//! the delivery path must not pay that while nobody reads. The delivery path never waits
+//! for a reader. The hub's LISTEN connection is drained at once into a bounded queue, and
+//! a task reads each notification's attempts once (for the owners its readers follow) and
+//! hands them to every reader's own bounded queue. A reader that falls behind loses what
+//! does not fit and is told how many; a hub that falls behind (or loses its connection, or
+//! cannot renew its rows) tells every reader it was interrupted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -45,12 +48,20 @@ const HUB_BATCH: usize = 1000;
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
 /// How often a reader's token is checked again (a revoked one ends the stream).
 const RECHECK: Duration = Duration::from_secs(30);
+/// How often the hub renews its `tail_follows` rows, and how long one lasts unrenewed.
+const FOLLOW_RENEW: Duration = Duration::from_secs(10);
+const FOLLOW_TTL: Duration = Duration::from_secs(60);
 
 /// One process's readers of the tail, and the tasks that feed them (started with the first).
 pub struct TailHub {
+    /// Names this hub's rows in `tail_follows`.
+    id: Uuid,
     pool: PgPool,
     stop: CancellationToken,
     readers: Mutex<Vec<Arc<Reader>>>,
+    /// Held while the hub's rows are written, so that a renewal that did not see a new
+    /// reader cannot delete the row written for it.
+    writing: tokio::sync::Mutex<()>,
     listening: watch::Sender<bool>,
     started: OnceLock<()>,
 }
@@ -98,15 +109,17 @@ impl TailHub {
     /// A hub of `pool`'s notifications whose streams end at `stop`.
     pub fn new(pool: PgPool, stop: CancellationToken) -> Arc<Self> {
         Arc::new(Self {
+            id: Uuid::new_v4(),
             pool,
             stop,
             readers: Mutex::new(Vec::new()),
+            writing: tokio::sync::Mutex::new(()),
             listening: watch::channel(false).0,
             started: OnceLock::new(),
         })
     }
 
-    /// Registers a reader, once the hub listens.
+    /// Registers a reader, once the hub listens and its owner is marked followed.
     async fn follow(
         self: &Arc<Self>,
         owner: String,
@@ -116,7 +129,26 @@ impl TailHub {
             let (notified, unread) = mpsc::channel(HUB_QUEUE);
             tokio::spawn(self.clone().listen(notified));
             tokio::spawn(self.clone().read(unread));
+            tokio::spawn(self.clone().renew());
         });
+        let following = self.register(owner, subscription);
+        let mut listening = self.listening.subscribe();
+        if !matches!(
+            tokio::time::timeout(LISTEN_WAIT, listening.wait_for(|l| *l)).await,
+            Ok(Ok(_))
+        ) {
+            // The LISTEN connection is not up (the database is unreachable); logged there.
+            return Err(Error::Unavailable(sqlx::Error::PoolTimedOut));
+        }
+        let _writing = self.writing.lock().await;
+        let mut conn = store::acquire(&self.pool).await?;
+        store::tail_follows::follow(&mut conn, self.id, &following.reader.owner, FOLLOW_TTL)
+            .await?;
+        Ok(following)
+    }
+
+    /// Adds a reader to those handed attempts.
+    fn register(self: &Arc<Self>, owner: String, subscription: Option<WebhookId>) -> Following {
         let (queue, receiver) = mpsc::channel(READER_QUEUE);
         let reader = Arc::new(Reader {
             owner,
@@ -130,16 +162,53 @@ impl TailHub {
             .lock()
             .expect("tail readers lock")
             .push(reader.clone());
-        let following = Following {
+        Following {
             hub: self.clone(),
             reader,
             queue: receiver,
-        };
-        let mut listening = self.listening.subscribe();
-        match tokio::time::timeout(LISTEN_WAIT, listening.wait_for(|l| *l)).await {
-            Ok(Ok(_)) => Ok(following),
-            // The LISTEN connection is not up (the database is unreachable); logged there.
-            _ => Err(Error::Unavailable(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
+    /// The owners the readers follow, each once.
+    fn owners(&self) -> Vec<String> {
+        let mut owners: Vec<String> = self.readers().iter().map(|r| r.owner.clone()).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        owners
+    }
+
+    /// Renews the hub's `tail_follows` rows every [`FOLLOW_RENEW`] (dropping those of owners
+    /// no longer followed) until the process stops, then drops them all. A failed renewal
+    /// interrupts the readers: their owners' rows may lapse.
+    async fn renew(self: Arc<Self>) {
+        let mut written: Option<Vec<String>> = None;
+        loop {
+            let stopping = tokio::select! {
+                () = tokio::time::sleep(FOLLOW_RENEW) => false,
+                () = self.stop.cancelled() => true,
+            };
+            let _writing = self.writing.lock().await;
+            let owners = if stopping { Vec::new() } else { self.owners() };
+            // An idle hub writes nothing (its rows went with its last renewal).
+            if owners.is_empty() && written.as_ref().is_some_and(Vec::is_empty) && !stopping {
+                continue;
+            }
+            let renewed = async {
+                let mut conn = store::acquire(&self.pool).await?;
+                store::tail_follows::renew(&mut conn, self.id, &owners, FOLLOW_TTL).await
+            };
+            match renewed.await {
+                Ok(()) => written = Some(owners),
+                Err(e) => {
+                    tracing::warn!(error.cause_chain = ?anyhow::Error::from(e),
+                        "renewing the live tail's followed owners failed; its readers are told");
+                    written = None;
+                    self.interrupt_all();
+                }
+            }
+            if stopping {
+                return;
+            }
         }
     }
 
@@ -202,9 +271,7 @@ impl TailHub {
                 }
             }
             let readers = self.readers();
-            let mut owners: Vec<String> = readers.iter().map(|r| r.owner.clone()).collect();
-            owners.sort_unstable();
-            owners.dedup();
+            let owners = self.owners();
             if owners.is_empty() {
                 continue;
             }
@@ -425,14 +492,12 @@ mod tests {
     async fn a_slow_reader_is_told_what_it_missed_and_others_are_not_slowed() {
         let pool = PgPool::connect_lazy("postgresql://nobody@127.0.0.1:1/none").unwrap();
         let hub = TailHub::new(pool, CancellationToken::new());
-        // Listening, as far as the readers know (no database here: the fan-out alone).
-        hub.started.set(()).unwrap();
-        hub.listening.send_replace(true);
+        // No database here: the fan-out alone.
         let hook = WebhookId(Uuid::new_v4());
         let other = WebhookId(Uuid::new_v4());
-        let mut slow = hub.follow("acme".into(), None).await.unwrap();
-        let mut filtered = hub.follow("acme".into(), Some(other)).await.unwrap();
-        let mut stranger = hub.follow("globex".into(), None).await.unwrap();
+        let mut slow = hub.register("acme".into(), None);
+        let mut filtered = hub.register("acme".into(), Some(other));
+        let mut stranger = hub.register("globex".into(), None);
         for _ in 0..READER_QUEUE + 5 {
             hand_out(&hub.readers(), attempt("acme", hook));
         }

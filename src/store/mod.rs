@@ -17,6 +17,7 @@ pub mod retention;
 pub mod routing;
 pub mod secrets;
 pub mod subscriptions;
+pub mod tail_follows;
 pub mod tokens;
 pub mod webhooks;
 

@@ -383,3 +383,21 @@ pub async fn owner_of(conn: &mut PgConnection, id: WebhookId) -> Result<Option<S
         .await?;
     Ok(owner)
 }
+
+/// The owners of the webhooks of `ids` that exist, in one query.
+pub async fn owners_of(
+    conn: &mut PgConnection,
+    ids: &[WebhookId],
+) -> Result<std::collections::HashMap<WebhookId, String>> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+    let rows = sqlx::query!(
+        r#"SELECT id, owner_name FROM webhooks WHERE id = ANY ($1::uuid[])"#,
+        &ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (WebhookId(r.id), r.owner_name))
+        .collect())
+}

@@ -360,14 +360,22 @@ async fn a_required_webhook_that_fails_refuses_the_publish_and_one_that_recovers
     );
     assert_eq!(count(&app, "deliveries").await, 0);
 
-    // 500, 500, then 200: it succeeds on its second retry, and the publish with it.
+    // 500, 500, then 200: it succeeds on its second retry, and the publish with it; the
+    // live tail of the file's webhooks (owner '', an all-owners token) sees the 3 attempts.
+    let all = app.token(&["*"]).await;
+    let mut tail = crate::tail::Tail::open(&app, &all, json!({"owner": ""})).await;
     audit.set_default(Reply::Status(200));
     audit.script([Reply::Status(500), Reply::Status(503)]);
     let (status, answer) = publish(&app, &token, vec![push("library", "nginx")]).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(audit.captured().len(), 6);
     assert_eq!(count(&app, "events").await, 1);
-    let all = app.token(&["*"]).await;
+    for (number, status) in [(1, 500), (2, 503), (3, 200)] {
+        let (_, message) = tail.next_within(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(message["attempt"]["number"], number, "{message}");
+        assert_eq!(message["attempt"]["httpStatus"], status, "{message}");
+        assert_eq!(message["delivery"]["state"], "DELIVERY_STATE_DELIVERED");
+    }
     let id = id_of(&file_subscriptions(&app, &all).await, "audit");
     let log = delivery_log(&app, &all, &id).await;
     assert_eq!(log.len(), 1);

@@ -13,13 +13,13 @@ use crate::receiver::{Receiver, Reply};
 use crate::subscriptions::create;
 
 /// A TailDeliveries stream read envelope by envelope.
-struct Tail {
+pub struct Tail {
     response: reqwest::Response,
     buffer: Vec<u8>,
 }
 
 impl Tail {
-    async fn open(app: &TestApp, token: &str, request: Value) -> Self {
+    pub async fn open(app: &TestApp, token: &str, request: Value) -> Self {
         let message = request.to_string();
         let mut body = vec![0];
         body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
@@ -41,7 +41,7 @@ impl Tail {
     }
 
     /// The next envelope: (end of stream, message), within `wait`.
-    async fn next_within(&mut self, wait: Duration) -> Option<(bool, Value)> {
+    pub async fn next_within(&mut self, wait: Duration) -> Option<(bool, Value)> {
         tokio::time::timeout(wait, self.next()).await.ok()
     }
 
@@ -198,18 +198,104 @@ async fn the_tail_streams_each_recorded_attempt_to_the_readers_that_follow_it() 
         hour["attempts"] == "2" && hour["successes"] == "1"
     })
     .await;
-    let (status, error) = app
+    let (status, stats) = app
         .rpc(
             "webhookd.v1.DeliveryService/GetDeliveryStats",
-            &globex,
-            json!({"subscriptionIds": [first]}),
+            &acme,
+            json!({"subscriptionIds": [second, first, second]}),
         )
         .await;
-    assert_eq!(
-        (status, &error["code"]),
-        (404, &json!("not_found")),
-        "{error}"
+    assert_eq!(status, 200, "{stats}");
+    let answered: Vec<&Value> = stats["stats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["subscriptionId"])
+        .collect();
+    assert_eq!(answered, [&json!(second), &json!(first), &json!(second)]);
+    // One id the token may not see (or that does not exist) refuses them all, alike.
+    for ids in [
+        json!([first]),
+        json!([first, theirs]),
+        json!([first, "5f0c7a8e-0000-4000-8000-000000000000"]),
+        json!([first, "not-a-uuid"]),
+    ] {
+        let token = if ids.as_array().unwrap().len() == 1 {
+            &globex
+        } else {
+            &acme
+        };
+        let (status, error) = app
+            .rpc(
+                "webhookd.v1.DeliveryService/GetDeliveryStats",
+                token,
+                json!({ "subscriptionIds": ids }),
+            )
+            .await;
+        assert_eq!(
+            (status, &error["code"]),
+            (404, &json!("not_found")),
+            "{ids}: {error}"
+        );
+    }
+}
+
+/// The recorders notify only the attempts of owners some reader follows (a notifying
+/// commit takes PostgreSQL's database-wide NOTIFY lock): none while nobody follows, every
+/// one from the moment a reader's stream opens.
+#[tokio::test]
+async fn attempts_are_notified_only_while_their_owner_is_followed() {
+    let app = spawn_app_with(&["--allow-insecure-callbacks", "--no-dispatch"]).await;
+    let acme = app.token(&["acme"]).await;
+    let globex = app.token(&["globex"]).await;
+    let receiver = Receiver::start().await;
+    subscribe(&app, &acme, "acme", &receiver).await;
+    subscribe(&app, &globex, "globex", &receiver).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&app.pool)
+        .await
+        .unwrap();
+    listener.listen("webhookd_attempts").await.unwrap();
+    let notified = |listener: &mut sqlx::postgres::PgListener| {
+        let mut payloads = Vec::new();
+        while let Some(n) = listener.next_buffered() {
+            payloads.push(n.payload().to_owned());
+        }
+        payloads
+    };
+
+    publish(&app, &acme, vec![registry_event("acme", "debian")]).await;
+    app.dispatcher().run_once().await.unwrap();
+    assert_eq!(receiver.captured().len(), 1);
+    let quiet = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(
+        quiet.is_err(),
+        "nothing notified while nobody follows: {quiet:?}"
     );
+
+    let mut tail = Tail::open(&app, &acme, json!({"owner": "acme"})).await;
+    let followed: Vec<String> =
+        sqlx::query_scalar("SELECT owner_name FROM tail_follows WHERE expire_time > now()")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(followed, ["acme"]);
+    publish(&app, &acme, vec![registry_event("acme", "debian")]).await;
+    publish(&app, &globex, vec![registry_event("globex", "web")]).await;
+    app.dispatcher().run_once().await.unwrap();
+    let (_, message) = tail.next_within(Duration::from_secs(10)).await.unwrap();
+    let delivery = message["delivery"]["deliveryId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("acme's attempt notified")
+        .unwrap();
+    let mut payloads = vec![first.payload().to_owned()];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    payloads.extend(notified(&mut listener));
+    // acme's one attempt alone: globex's, recorded by the same batch, was not notified.
+    assert_eq!(payloads, [format!("{delivery}:1")]);
 }
 
 #[tokio::test]

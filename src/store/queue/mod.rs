@@ -547,7 +547,7 @@ pub async fn record_finished(conn: &mut PgConnection, finished: &[Finished]) -> 
         &columns.request_body_sizes,
         &columns.response_headers as &[&[u8]],
     )
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
     Ok(())
 }

@@ -48,10 +48,14 @@ WITH input AS (
     RETURNING delivery_id, number
 ), notified AS (
     -- The live tail (api::tail): "id:number,..." on webhookd_attempts, sent at commit, 190
-    -- attempts to a notification (each at most 48 bytes; a payload holds 8000).
-    SELECT pg_notify('webhookd_attempts', string_agg(delivery_id::text || ':' || number, ','))
-    FROM (SELECT delivery_id, number, (row_number() OVER () - 1) / 190 AS chunk
-          FROM inserted) numbered
+    -- attempts to a notification (each at most 48 bytes; a payload holds 8000), for the
+    -- owners some reader follows alone (see migration 20261209000001: a transaction that
+    -- notifies nothing takes no NOTIFY lock).
+    SELECT pg_notify('webhookd_attempts', string_agg(id::text || ':' || attempt_count, ','))
+    FROM (SELECT u.id, u.attempt_count, (row_number() OVER () - 1) / 190 AS chunk
+          FROM updated u
+          WHERE u.owner_name IN (SELECT f.owner_name FROM tail_follows f
+                                 WHERE f.expire_time > now())) numbered
     GROUP BY chunk
 )
 -- Joined to the notifications' count so that they are sent (an unread CTE is not run).
