@@ -181,7 +181,8 @@ impl TailHub {
     /// no longer followed) until the process stops, then drops them all. A failed renewal
     /// interrupts the readers: their owners' rows may lapse.
     async fn renew(self: Arc<Self>) {
-        let mut written: Option<Vec<String>> = None;
+        // The hub's rows are all gone (its last renewal found no readers).
+        let mut cleared = false;
         loop {
             let stopping = tokio::select! {
                 () = tokio::time::sleep(FOLLOW_RENEW) => false,
@@ -189,8 +190,8 @@ impl TailHub {
             };
             let _writing = self.writing.lock().await;
             let owners = if stopping { Vec::new() } else { self.owners() };
-            // An idle hub writes nothing (its rows went with its last renewal).
-            if owners.is_empty() && written.as_ref().is_some_and(Vec::is_empty) && !stopping {
+            // An idle hub writes nothing.
+            if owners.is_empty() && cleared && !stopping {
                 continue;
             }
             let renewed = async {
@@ -198,11 +199,11 @@ impl TailHub {
                 store::tail_follows::renew(&mut conn, self.id, &owners, FOLLOW_TTL).await
             };
             match renewed.await {
-                Ok(()) => written = Some(owners),
+                Ok(()) => cleared = owners.is_empty(),
                 Err(e) => {
                     tracing::warn!(error.cause_chain = ?anyhow::Error::from(e),
                         "renewing the live tail's followed owners failed; its readers are told");
-                    written = None;
+                    cleared = false;
                     self.interrupt_all();
                 }
             }

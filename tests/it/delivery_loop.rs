@@ -263,6 +263,10 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
             "--wake-on-publish",
             "--batch-size",
             "5",
+            // No room for the other 3 while the 5 are in flight: without it, a claim at
+            // start-up and one woken by the publish may take all 8 before the SIGTERM.
+            "--max-in-flight",
+            "5",
             "--shutdown-timeout",
             "10s",
         ],
