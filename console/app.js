@@ -53,7 +53,7 @@ async function rpc(service, method, body) {
     throw new ApiError("unknown", "the server answered " + response.status + ": " + text);
   }
   if (!response.ok) {
-    if (answer.code === "unauthenticated" && scope) {
+    if (answer.code === "unauthenticated" && token() && !signingIn) {
       signOut("Your token was refused (" + (answer.message || "unauthenticated") + ").");
     }
     throw new ApiError(answer.code || "unknown", answer.message || "HTTP " + response.status);
@@ -78,6 +78,9 @@ async function stream(service, method, body, onMessage, signal) {
   });
   if (!response.ok) {
     const answer = await response.json().catch(() => ({}));
+    if (answer.code === "unauthenticated" && token()) {
+      signOut("Your token was refused (" + (answer.message || "unauthenticated") + ").");
+    }
     throw new ApiError(answer.code || "unknown", answer.message || "HTTP " + response.status);
   }
   const reader = response.body.getReader();
@@ -96,7 +99,12 @@ async function stream(service, method, body, onMessage, signal) {
       const message = JSON.parse(new TextDecoder().decode(buffer.subarray(5, 5 + length)));
       buffer = buffer.slice(5 + length);
       if (flags & 2) {
-        if (message.error) throw new ApiError(message.error.code, message.error.message);
+        if (message.error) {
+          if (message.error.code === "unauthenticated") {
+            signOut("Your token was refused (" + (message.error.message || "unauthenticated") + ").");
+          }
+          throw new ApiError(message.error.code, message.error.message);
+        }
         return;
       }
       onMessage(message);
@@ -144,9 +152,11 @@ function svg(tag, attrs, ...children) {
 let generation = 0;
 function view() {
   const mine = generation;
-  return (...children) => {
+  const show = (...children) => {
     if (mine === generation) main(...children);
   };
+  show.left = () => mine !== generation;
+  return show;
 }
 
 function main(...children) {
@@ -218,6 +228,7 @@ function go(parts, query) {
 // ---- Sign-in ---------------------------------------------------------------------------
 
 let scope = null; // ListOwners' answer for the token
+let signingIn = false; // a token is being tried: its refusal is the sign-in form's to show
 let current = null; // what the page on screen must stop when left (a tail)
 
 function signOut(why) {
@@ -235,6 +246,7 @@ function signInPage() {
   const form = el("form", { class: "card", id: "signin", onsubmit: async (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+    signingIn = true;
     try {
       scope = await rpc(SUBSCRIPTIONS, "ListOwners", {});
       flash("");
@@ -242,6 +254,8 @@ function signInPage() {
     } catch (e) {
       sessionStorage.removeItem(TOKEN_KEY);
       problem.replaceChildren(errorBox(e));
+    } finally {
+      signingIn = false;
     }
   } },
     el("label", { for: "token" }, "API token (from webhookd token create)", input),
@@ -329,7 +343,7 @@ function stateCell(s) {
   return el("td", {}, el("span", { class: "state " + state }, state),
     s.stateReason ? el("div", { class: "muted" }, s.stateReason) : null,
     s.failing ? el("div", { class: "muted" },
-      `failing since ${when(s.failing.since)} (${s.failing.failures} failures)`) : null);
+      `failing since ${when(s.failing.since)} (${Number(s.failing.failures || 0)} failures)`) : null);
 }
 
 async function act(label, call, after) {
@@ -405,7 +419,8 @@ async function subscriptionsPage(query) {
     list = await rpc(SUBSCRIPTIONS, "ListSubscriptions", body);
     const ids = (list.subscriptions || []).map((s) => s.subscriptionId);
     if (ids.length) {
-      const answer = await rpc(DELIVERIES, "GetDeliveryStats", { subscriptionIds: ids });
+      const answer = await rpc(DELIVERIES, "GetDeliveryStats", { subscriptionIds: ids })
+        .catch((e) => { flash("The 24-hour charts could not be loaded: " + e.message, "error"); return {}; });
       for (const s of answer.stats || []) stats.set(s.subscriptionId, s);
     }
   } catch (e) {
@@ -504,7 +519,8 @@ async function subscriptionForm(id, query) {
     el("input", { type: "checkbox", name, id: "f-" + name, checked: !!value }), label);
   const inputs = {
     owner: text("owner", s.owner, { required: true, disabled: !!existing }),
-    repository: text("repository", s.repository, { placeholder: "every repository" }),
+    repository: text("repository", s.repository, { placeholder: "every repository",
+      disabled: !!existing }),
     name: text("name", s.name),
     description: text("description", s.description),
     url: el("input", { type: "url", name: "url", id: "f-url", value: s.url || "", required: true,
@@ -579,11 +595,16 @@ async function subscriptionForm(id, query) {
     if (auth) subscription.authHeader = auth;
     try {
       if (existing) {
-        const mask = ["repository", "event_types", "repository_filters", "tag_filters", "url",
-          "format", "skip_tls_verify", "headers", "omit_standard_headers", "name", "description"];
-        if (auth) mask.push("auth_header");
-        await rpc(SUBSCRIPTIONS, "UpdateSubscription", { subscription, updateMask: mask.join(",") });
-        flash("Saved.");
+        // The fields changed, alone (a BSR or Harbor subscription refuses some; a format
+        // named resets its options), by their JSON names, as a JSON FieldMask wants them.
+        const mask = changedFields(existing, subscription);
+        if (auth) mask.push("authHeader");
+        if (!mask.length) {
+          flash("Nothing changed.");
+        } else {
+          await rpc(SUBSCRIPTIONS, "UpdateSubscription", { subscription, updateMask: mask.join(",") });
+          flash("Saved.");
+        }
       } else {
         const created = await rpc(SUBSCRIPTIONS, "CreateSubscription", { subscription });
         flash("Created " + created.subscription.subscriptionId + ". Its signing secret: " +
@@ -597,10 +618,26 @@ async function subscriptionForm(id, query) {
   show(el("h1", {}, existing ? "Edit " + (existing.name || existing.subscriptionId) : "New subscription"), form);
 }
 
+// The fields of the edit form whose value differs from the subscription's.
+function changedFields(before, after) {
+  const list = (v) => v || [], text = (v) => v || "";
+  const normal = {
+    eventTypes: (v) => [...list(v)].sort(), repositoryFilters: list, tagFilters: list,
+    headers: (v) => list(v).map((h) => [h.name, h.value || ""]),
+    url: text, format: text, name: text, description: text,
+    skipTlsVerify: Boolean, omitStandardHeaders: Boolean, noRetries: Boolean,
+  };
+  return Object.keys(normal).filter((field) =>
+    JSON.stringify(normal[field](before[field])) !== JSON.stringify(normal[field](after[field])));
+}
+
 // ---- Deliveries --------------------------------------------------------------------------
 
+// A datetime-local field's value ("2026-12-03T10:00", seconds optional), read as UTC as its
+// label says; "" when empty or not a time.
 function isoFromLocal(value) {
-  return value ? new Date(value).toISOString() : "";
+  const date = value ? new Date(value + (value.length === 16 ? ":00Z" : "Z")) : null;
+  return date && !isNaN(date) ? date.toISOString() : "";
 }
 
 async function deliveriesPage(id, query) {
@@ -614,7 +651,10 @@ async function deliveriesPage(id, query) {
     .map((v) => el("option", { value: v, selected: v === filters.state }, v || "any state")));
   const eventType = el("input", { type: "text", name: "eventType", id: "d-event-type",
     value: filters.eventType, placeholder: "any event type" });
-  const local = (iso) => iso ? new Date(iso).toISOString().slice(0, 16) : "";
+  const local = (iso) => {
+    const date = iso ? new Date(iso) : null;
+    return date && !isNaN(date) ? date.toISOString().slice(0, 16) : "";
+  };
   const since = el("input", { type: "datetime-local", name: "since", id: "d-since", value: local(filters.since) });
   const until = el("input", { type: "datetime-local", name: "until", id: "d-until", value: local(filters.until) });
   const filterForm = el("form", { class: "toolbar", id: "delivery-filters", onsubmit: (e) => {
@@ -698,7 +738,7 @@ async function deliveryPage(id) {
     el("p", {}, el("a", { href: link(["deliveries", d.webhookId]) }, "← Deliveries of its subscription")),
     el("table", { id: "delivery" }, el("tbody", {},
       [["State", el("span", { class: "state " + short(d.state, "DELIVERY_STATE_") }, short(d.state, "DELIVERY_STATE_"))],
-        ["Event", d.eventId + " (" + d.eventType + ")"], ["Attempts", String(d.attemptCount || 0)],
+        ["Event", d.eventId + (d.eventType ? " (" + d.eventType + ")" : "")], ["Attempts", String(d.attemptCount || 0)],
         ["Queued", when(d.createTime)], ["Next attempt", d.nextAttemptTime ? when(d.nextAttemptTime) : "—"]]
         .map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))))),
     el("div", { class: "toolbar" }, redeliver),
@@ -711,6 +751,7 @@ async function deliveryPage(id) {
 async function tailPage(query) {
   const show = view();
   await ensureScope();
+  if (show.left()) return; // left while signing in: open nothing
   const owner = defaultOwner(query);
   const subscription = query.get("subscription") || "";
   const subInput = el("input", { type: "text", name: "subscription", id: "t-subscription",
@@ -756,7 +797,7 @@ async function tailPage(query) {
         el("td", {}, when(a.startTime)),
         el("td", {}, el("a", { href: link(["deliveries", d.webhookId]) }, el("span", { class: "id" }, d.webhookId))),
         el("td", {}, el("a", { href: link(["delivery", d.deliveryId]) }, el("span", { class: "id" }, d.deliveryId))),
-        el("td", {}, d.eventType),
+        el("td", {}, d.eventType || ""),
         el("td", { class: "num" }, String(a.number || 0)),
         el("td", {}, a.httpStatus ? "HTTP " + a.httpStatus : "no answer: " + (a.error || "")),
         el("td", { class: "num" }, ms(a.duration)),
@@ -781,7 +822,12 @@ async function render() {
     current();
     current = null;
   }
-  const { parts, query } = route();
+  let parts, query;
+  try {
+    ({ parts, query } = route());
+  } catch (e) {
+    ({ parts, query } = { parts: [], query: new URLSearchParams() });
+  }
   for (const a of document.querySelectorAll("#nav a")) {
     a.classList.toggle("current", a.getAttribute("href").split("?")[0] === "#/" + (parts[0] || ""));
   }

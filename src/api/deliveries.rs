@@ -188,18 +188,19 @@ impl DeliveryApi {
         )
         .await?;
         let since = chrono::Utc::now() - chrono::TimeDelta::hours(24);
-        let mut hours = store::activity::hours_of(&mut conn, &ids, since).await?;
+        let hours = store::activity::hours_of(&mut conn, &ids, since).await?;
         let millis =
             |ms: i64| MessageField::some(Duration::from(chrono::TimeDelta::milliseconds(ms)));
         let stats = ids
             .iter()
             .map(|id| pb::SubscriptionStats {
                 subscription_id: id.to_string(),
+                // An id asked for twice is answered twice.
                 hours: hours
-                    .remove(id)
-                    .unwrap_or_default()
+                    .get(id)
                     .into_iter()
-                    .map(|(start, t)| pb::HourStats {
+                    .flatten()
+                    .map(|&(start, t)| pb::HourStats {
                         start_time: MessageField::some(Timestamp::from(start)),
                         attempts: t.attempts,
                         successes: t.successes,

@@ -2,7 +2,7 @@
 //! (tests/clients/node/console_e2e.mjs) against the real server, which delivers to real
 //! listeners. Screenshots of each main page are left in target/console-screenshots.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{run, spawn_app_with};
 use crate::receiver::Receiver;
@@ -129,10 +129,30 @@ async fn the_console_manages_subscriptions_and_shows_deliveries_in_chromium() {
         "{report:#}"
     );
     assert!(report["chart_bars"].as_u64().unwrap() >= 1, "{report:#}");
+    // Edit: the API's message for a bad URL, then only what changed saved (repository
+    // cannot change, so it is not offered).
+    assert_eq!(report["edit_repository_disabled"], true);
+    let refused = report["edit_error"].as_str().unwrap();
+    assert!(
+        refused.starts_with("invalid_argument: ") && refused.contains("url"),
+        "{refused}"
+    );
+    assert_eq!(report["flash_after_edit"], "Saved.");
+    assert_eq!(report["edited_row_name"], "console-hook-renamed");
+    assert_eq!(
+        report["edited"],
+        json!({"name": "console-hook-renamed",
+               "eventTypes": ["artifact.pushed", "artifact.deleted"],
+               "url": format!("http://{}/hook", receiver.addr)}),
+        "{report:#}"
+    );
     // The log and its filters: two deliveries (ping, redelivered once), none failed.
     assert_eq!(report["log_rows"], 1, "{report:#}");
     assert_eq!(report["failed_rows"], 0);
     assert_eq!(report["delivered_rows"], 1);
+    // A time typed in a "(UTC)" field is UTC, whatever the browser's time zone.
+    assert_eq!(report["since_in_hash"], "2020-01-02T03:04:00.000Z");
+    assert_eq!(report["since_shown"], "2020-01-02T03:04");
     assert!(
         report["recover_flash"]
             .as_str()
@@ -144,6 +164,15 @@ async fn the_console_manages_subscriptions_and_shows_deliveries_in_chromium() {
     assert_eq!(report["rows_after_delete"], 0);
     assert_eq!(report["left"], 0);
     assert_eq!(report["token_kept"], 0);
+    // A tab reloaded with a token since refused lands on the sign-in form, told why.
+    assert!(
+        report["refused_flash"]
+            .as_str()
+            .unwrap()
+            .starts_with("Your token was refused"),
+        "{report:#}"
+    );
+    assert_eq!(report["refused_token_kept"], 0);
     assert_eq!(report["csp_violations"], 0, "{report:#}");
     // The only errors: the browser's own notes of the refusals the test asked for (the
     // bad token's 401, the bad URL's 400).

@@ -213,6 +213,8 @@ async fn the_tail_streams_each_recorded_attempt_to_the_readers_that_follow_it() 
         .map(|s| &s["subscriptionId"])
         .collect();
     assert_eq!(answered, [&json!(second), &json!(first), &json!(second)]);
+    assert_eq!(stats["stats"][0]["hours"], stats["stats"][2]["hours"]);
+    assert_eq!(stats["stats"][2]["hours"][0]["attempts"], "2", "{stats}");
     // One id the token may not see (or that does not exist) refuses them all, alike.
     for ids in [
         json!([first]),

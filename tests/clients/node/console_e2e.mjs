@@ -32,7 +32,9 @@ const browser = await chromium.launch({
 });
 let step = "start";
 try {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  // Not UTC, so that a time typed as UTC but read as local time would show.
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 },
+    timezoneId: "Asia/Kolkata" });
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
   page.on("dialog", async (dialog) => {
@@ -146,6 +148,15 @@ try {
   done(step);
 
   step = "pause and resume";
+  // The batchers write last responses and the hourly tallies about once a second: wait for
+  // the attempts above to be written, so that the page drawn after resume shows them.
+  for (let i = 0; ; i++) {
+    const [s] = (await rpc("webhookd.v1.DeliveryService/GetDeliveryStats",
+      { subscriptionIds: [id] })).stats;
+    if ((s.hours || []).reduce((n, h) => n + Number(h.attempts), 0) >= 2) break;
+    if (i === 100) throw new Error("the attempts' tallies were never written");
+    await page.waitForTimeout(100);
+  }
   const mine = page.locator(`#subscriptions tr[data-id='${id}']`);
   await mine.locator("button[data-action=pause]").click();
   await page.waitForFunction((rowId) => document.querySelector(`#subscriptions tr[data-id='${rowId}'] .state`)
@@ -161,6 +172,26 @@ try {
   report.chart_bars = await mine.locator("svg.chart rect:not(.none)").count();
   done(step);
 
+  step = "edit";
+  await mine.locator("a", { hasText: "Edit" }).click();
+  await page.waitForSelector("#subscription-form");
+  report.edit_repository_disabled = await page.isDisabled("#f-repository");
+  await page.fill("#f-name", "console-hook-renamed");
+  await page.check("input[name=eventType][value='artifact.deleted']");
+  await page.fill("#f-url", "ftp://example.com/hook");
+  await page.click("#save");
+  await page.waitForSelector("#form-error .error");
+  report.edit_error = await page.textContent("#form-error .error");
+  await page.fill("#f-url", callback);
+  await page.click("#save");
+  await page.waitForSelector(`#subscriptions tr[data-id='${id}']`);
+  report.flash_after_edit = await page.textContent("#flash");
+  report.edited_row_name = await mine.locator("td").nth(1).locator("a").textContent();
+  const edited = (await rpc("webhookd.v1.SubscriptionService/GetSubscription",
+    { subscriptionId: id })).subscription;
+  report.edited = { name: edited.name, eventTypes: edited.eventTypes, url: edited.url };
+  done(step);
+
   step = "delivery log filters";
   await mine.locator("td").nth(1).locator("a").click();
   await page.waitForSelector("#deliveries");
@@ -171,10 +202,14 @@ try {
   await page.waitForSelector("#deliveries");
   report.failed_rows = await page.locator("#deliveries tr.delivery").count();
   await page.selectOption("#d-state", "delivered");
+  await page.fill("#d-since", "2020-01-02T03:04");
   await page.click("#delivery-filters button[type=submit]");
   await page.waitForFunction(() => location.hash.includes("state=delivered"));
   await page.waitForSelector("#deliveries tr.delivery");
   report.delivered_rows = await page.locator("#deliveries tr.delivery").count();
+  report.since_in_hash = new URLSearchParams(await page.evaluate(() =>
+    location.hash.split("?")[1])).get("since");
+  report.since_shown = await page.inputValue("#d-since");
   await shot("deliveries");
   await page.fill("#recover-since", "2020-01-01T00:00");
   await page.click("#recover button[type=submit]");
@@ -201,6 +236,19 @@ try {
   await page.click("#signout");
   await page.waitForSelector("#signin");
   report.token_kept = await page.evaluate(() => sessionStorage.length);
+  done(step);
+
+  step = "a stored token refused after a reload";
+  // (replaceState changes the hash without a hashchange: the reload is the first render.)
+  await page.evaluate(() => {
+    sessionStorage.setItem("webhookd-token", "whk_revoked");
+    history.replaceState(null, "", "#/subscriptions");
+  });
+  await page.reload();
+  await page.waitForFunction(() => document.getElementById("flash").textContent.includes("refused"));
+  await page.waitForSelector("#signin");
+  report.refused_flash = await page.textContent("#flash");
+  report.refused_token_kept = await page.evaluate(() => sessionStorage.length);
   done(step);
 } catch (e) {
   report.failed_step = step;
