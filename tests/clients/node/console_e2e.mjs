@@ -47,6 +47,11 @@ try {
     if (message.type() === "error") report.console_errors.push(message.text());
   });
   const done = (name) => report.steps.push(name);
+  // Marks what `selector` matches now, so that a wait after a navigation finds only what the
+  // next render drew (a hash navigation keeps the old page on screen until then).
+  const stale = (selector) => page.evaluate((s) => {
+    for (const node of document.querySelectorAll(s)) node.setAttribute("data-stale", "");
+  }, selector);
   const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 
   step = "headers";
@@ -135,8 +140,9 @@ try {
     if ((got.attempts || []).length) break;
     await new Promise((r) => setTimeout(r, 100));
   }
+  await stale("details.attempt .response-body");
   await page.goto(`${base}/console/#/delivery/${htmlPing.deliveryId}`);
-  await page.waitForSelector("details.attempt .response-body");
+  await page.waitForSelector("details.attempt .response-body:not([data-stale])");
   report.html_response_body = await page.textContent("details.attempt .response-body");
   report.scripts_in_main = await page.locator("main script, main img").count();
   await shot("delivery-html-response");
@@ -197,15 +203,17 @@ try {
   await page.waitForSelector("#deliveries");
   report.log_rows = await page.locator("#deliveries tr.delivery").count();
   await page.selectOption("#d-state", "failed");
+  await stale("#deliveries");
   await page.click("#delivery-filters button[type=submit]");
   await page.waitForFunction(() => location.hash.includes("state=failed"));
-  await page.waitForSelector("#deliveries");
+  await page.waitForSelector("#deliveries:not([data-stale])");
   report.failed_rows = await page.locator("#deliveries tr.delivery").count();
   await page.selectOption("#d-state", "delivered");
   await page.fill("#d-since", "2020-01-02T03:04");
+  await stale("#deliveries");
   await page.click("#delivery-filters button[type=submit]");
   await page.waitForFunction(() => location.hash.includes("state=delivered"));
-  await page.waitForSelector("#deliveries tr.delivery");
+  await page.waitForSelector("#deliveries:not([data-stale]) tr.delivery");
   report.delivered_rows = await page.locator("#deliveries tr.delivery").count();
   report.since_in_hash = new URLSearchParams(await page.evaluate(() =>
     location.hash.split("?")[1])).get("since");
@@ -224,9 +232,10 @@ try {
     await page.check(`#subscriptions tr[data-id='${rowId}'] input.select`);
   }
   report.delete_label = await page.textContent("#delete-selected");
+  await stale("#subscriptions");
   await page.click("#delete-selected");
   await page.waitForFunction(() => document.getElementById("flash").textContent.includes("Deleted"));
-  await page.waitForSelector("#subscriptions");
+  await page.waitForSelector("#subscriptions:not([data-stale])");
   report.rows_after_delete = await page.locator("#subscriptions tr.subscription").count();
   report.left = (await rpc("webhookd.v1.SubscriptionService/ListSubscriptions", { owner }))
     .subscriptions?.length ?? 0;
