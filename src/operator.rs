@@ -70,11 +70,7 @@ impl Client {
     async fn tail(&self, body: Value, json: bool) -> anyhow::Result<()> {
         use std::io::Write as _;
         let url = format!("{}/{DELIVERIES}/TailDeliveries", self.server);
-        let message = body.to_string();
-        let mut frame = Vec::with_capacity(5 + message.len());
-        frame.push(0);
-        frame.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
-        frame.extend_from_slice(message.as_bytes());
+        let frame = envelope(body.to_string().as_bytes())?;
         // No overall timeout: the stream lasts as long as the operator follows it.
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
@@ -125,9 +121,25 @@ impl Client {
     }
 }
 
+/// `message` in a Connect streaming envelope (no flags, uncompressed): what a client sends
+/// as a server-streaming call's request body.
+///
+/// # Errors
+/// A message over 4 GiB.
+pub fn envelope(message: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut frame = Vec::with_capacity(5 + message.len());
+    frame.push(0);
+    frame.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
+    frame.extend_from_slice(message);
+    Ok(frame)
+}
+
 /// Takes one whole Connect envelope (flags, message) off the front of `buffer`, if it holds
-/// one.
-fn next_envelope(buffer: &mut Vec<u8>) -> anyhow::Result<Option<(u8, Vec<u8>)>> {
+/// one (flag 0x02: the end of the stream).
+///
+/// # Errors
+/// A compressed message (none is asked for).
+pub fn next_envelope(buffer: &mut Vec<u8>) -> anyhow::Result<Option<(u8, Vec<u8>)>> {
     if buffer.len() < 5 {
         return Ok(None);
     }

@@ -171,10 +171,7 @@ impl TailHub {
 
     /// The owners the readers follow, each once.
     fn owners(&self) -> Vec<String> {
-        let mut owners: Vec<String> = self.readers().iter().map(|r| r.owner.clone()).collect();
-        owners.sort_unstable();
-        owners.dedup();
-        owners
+        owners_of(&self.readers())
     }
 
     /// Renews the hub's `tail_follows` rows every [`FOLLOW_RENEW`] (dropping those of owners
@@ -272,7 +269,7 @@ impl TailHub {
                 }
             }
             let readers = self.readers();
-            let owners = self.owners();
+            let owners = owners_of(&readers);
             if owners.is_empty() {
                 continue;
             }
@@ -294,6 +291,14 @@ impl TailHub {
             }
         }
     }
+}
+
+/// The owners `readers` follow, each once.
+fn owners_of(readers: &[Arc<Reader>]) -> Vec<String> {
+    let mut owners: Vec<String> = readers.iter().map(|r| r.owner.clone()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    owners
 }
 
 /// Queues `attempt` for each of `readers` that follows it; one whose queue is full is

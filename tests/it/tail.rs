@@ -20,10 +20,7 @@ pub struct Tail {
 
 impl Tail {
     pub async fn open(app: &TestApp, token: &str, request: Value) -> Self {
-        let message = request.to_string();
-        let mut body = vec![0];
-        body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-        body.extend_from_slice(message.as_bytes());
+        let body = webhookd::operator::envelope(request.to_string().as_bytes()).unwrap();
         let response = reqwest::Client::new()
             .post(app.url("/webhookd.v1.DeliveryService/TailDeliveries"))
             .header("content-type", "application/connect+json")
@@ -47,14 +44,10 @@ impl Tail {
 
     async fn next(&mut self) -> (bool, Value) {
         loop {
-            if self.buffer.len() >= 5 {
-                let length = u32::from_be_bytes(self.buffer[1..5].try_into().unwrap()) as usize;
-                if self.buffer.len() >= 5 + length {
-                    let end = self.buffer[0] & 0x02 != 0;
-                    let message = serde_json::from_slice(&self.buffer[5..5 + length]).unwrap();
-                    self.buffer.drain(..5 + length);
-                    return (end, message);
-                }
+            if let Some((flags, message)) =
+                webhookd::operator::next_envelope(&mut self.buffer).unwrap()
+            {
+                return (flags & 0x02 != 0, serde_json::from_slice(&message).unwrap());
             }
             let chunk = self.response.chunk().await.unwrap().expect("stream open");
             self.buffer.extend_from_slice(&chunk);

@@ -164,10 +164,7 @@ pub struct TailReader {
 impl TailReader {
     /// Follows acme on `serve`, once the stream is open.
     pub async fn open(serve: &Serve, token: &str) -> anyhow::Result<Self> {
-        let message = json!({"owner": "acme"}).to_string();
-        let mut body = vec![0];
-        body.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
-        body.extend_from_slice(message.as_bytes());
+        let body = webhookd::operator::envelope(json!({"owner": "acme"}).to_string().as_bytes())?;
         let mut response = reqwest::Client::new()
             .post(format!(
                 "{}/webhookd.v1.DeliveryService/TailDeliveries",
@@ -185,14 +182,9 @@ impl TailReader {
             let mut buffer: Vec<u8> = vec![];
             while let Some(chunk) = response.chunk().await? {
                 buffer.extend_from_slice(&chunk);
-                while buffer.len() >= 5 {
-                    let length = u32::from_be_bytes(buffer[1..5].try_into()?) as usize;
-                    if buffer.len() < 5 + length {
-                        break;
-                    }
-                    anyhow::ensure!(buffer[0] & 0x02 == 0, "the tail ended");
-                    let message: Value = serde_json::from_slice(&buffer[5..5 + length])?;
-                    buffer.drain(..5 + length);
+                while let Some((flags, message)) = webhookd::operator::next_envelope(&mut buffer)? {
+                    anyhow::ensure!(flags & 0x02 == 0, "the tail ended");
+                    let message: Value = serde_json::from_slice(&message)?;
                     let mut counts = counted.lock().expect("counts");
                     match message["missed"].as_str() {
                         Some(missed) => counts.1 += missed.parse::<u64>()?,
